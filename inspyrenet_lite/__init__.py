@@ -1,0 +1,37 @@
+"""inspyrenet-lite: background removal with InSPyReNet (Kim et al., ACCV 2022).
+
+The public names are imported lazily so that ``import inspyrenet_lite`` stays
+cheap and a command-line ``--help`` does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "InSPyReNet": "inspyrenet_lite.modeling.inspyrenet",
+    "build_model": "inspyrenet_lite.modeling.build",
+    "load_checkpoint": "inspyrenet_lite.checkpoint",
+    "convert_checkpoint": "inspyrenet_lite.checkpoint",
+    "Remover": "inspyrenet_lite.remover",
+    "ImageLoadError": "inspyrenet_lite.image_io",
+    "WeightsUnavailableError": "inspyrenet_lite.weights",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inspyrenet_lite' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
