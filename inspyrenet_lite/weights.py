@@ -1,0 +1,291 @@
+"""Find the authors' checkpoint for a mode: the user's file, the caches, the Hub, the release.
+
+Order (first that works wins):
+
+1. ``ckpt`` given by the caller, else ``$INSPYRENET_LITE_CKPT``: must exist;
+   not md5-checked (the user's own file; the core's strict key check guards it).
+2. A copy already cached by an earlier run (the Hugging Face Hub cache, then
+   our own cache), trusted only once its md5 matched; no request is made.
+3. ``huggingface_hub.hf_hub_download`` from ``plemeri/InSPyReNet`` (honours
+   ``HF_ENDPOINT``, ``HF_HUB_CACHE``, tokens and the Hub's progress bars).
+4. The GitHub release file, fetched with ``urllib`` into our cache.
+
+Every downloaded or cached file is checked against the published md5; one
+that does not match is deleted, never returned. With ``HF_HUB_OFFLINE=1`` only
+step 1 and 2 are tried. ``base-nightly`` has no published checksum: it is
+returned with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import hf_hub_download, hf_hub_url, try_to_load_from_cache
+from huggingface_hub.utils import are_progress_bars_disabled
+
+from inspyrenet_lite import __version__
+from inspyrenet_lite._download import (
+    download_url,
+    has_valid_marker,
+    md5_file,
+    remove_marker,
+    write_marker,
+)
+
+__all__ = [
+    "MODES",
+    "CheckpointInfo",
+    "WeightsUnavailableError",
+    "cache_dir",
+    "resolve_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+HUB_REPO_ID = "plemeri/InSPyReNet"
+DEFAULT_RELEASE_URL = "https://github.com/plemeri/transparent-background/releases/download/1.2.12"
+
+ENV_CKPT = "INSPYRENET_LITE_CKPT"
+ENV_CACHE = "INSPYRENET_LITE_CACHE"
+ENV_RELEASE_URL = "INSPYRENET_LITE_RELEASE_URL"
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Where a mode's published checkpoint lives and how to verify it."""
+
+    filename: str
+    md5: str | None  # md5 of the release file; None where none is published
+    base_size: tuple[int, int]  # (H, W) the checkpoint was trained at
+    repo_id: str = HUB_REPO_ID
+
+    @property
+    def release_url(self) -> str:
+        """The GitHub release URL (base overridable by ``$INSPYRENET_LITE_RELEASE_URL``)."""
+        base = os.environ.get(ENV_RELEASE_URL, "").strip() or DEFAULT_RELEASE_URL
+        return f"{base.rstrip('/')}/{self.filename}"
+
+    @property
+    def hub_url(self) -> str:
+        """The Hub URL of the file (follows ``HF_ENDPOINT``)."""
+        return hf_hub_url(self.repo_id, self.filename)
+
+
+MODES: dict[str, CheckpointInfo] = {
+    "fast": CheckpointInfo("ckpt_fast.pth", "9efdbfbcc49b79ef0f7891c83d2fd52f", (384, 384)),
+    "base": CheckpointInfo("ckpt_base.pth", "d692e3dd5fa1b9658949d452bebf1cda", (1024, 1024)),
+    "base-nightly": CheckpointInfo("ckpt_base_nightly.pth", None, (1024, 1024)),
+}
+
+
+class WeightsUnavailableError(RuntimeError):
+    """No usable checkpoint could be found or downloaded.
+
+    ``attempts`` lists ``(source, why it failed)`` for every source tried.
+    """
+
+    def __init__(self, message: str, *, mode: str | None = None, attempts: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.mode = mode
+        self.attempts = list(attempts or [])
+
+
+def cache_dir() -> Path:
+    """Folder for release downloads and verification records.
+
+    ``$INSPYRENET_LITE_CACHE`` if set, else ``inspyrenet-lite/weights`` in the
+    Hub's assets cache (``HF_ASSETS_CACHE``, by default ``~/.cache/huggingface/assets``).
+    Not inside ``HF_HUB_CACHE`` itself: that folder is reserved for Hub repos
+    and ``hf cache scan`` reports anything else in it as corrupt.
+    """
+    env = os.environ.get(ENV_CACHE, "").strip()
+    if env:
+        return Path(env).expanduser()
+    return Path(hf_constants.HF_ASSETS_CACHE) / "inspyrenet-lite" / "weights"
+
+
+def resolve_checkpoint(mode: str, ckpt: str | os.PathLike[str] | None = None) -> Path:
+    """Return the path of a checkpoint for ``mode``, downloading and verifying it if needed.
+
+    Raises ``ValueError`` for an unknown mode, ``FileNotFoundError`` /
+    ``ValueError`` for a bad ``ckpt`` or ``$INSPYRENET_LITE_CKPT``, and
+    :class:`WeightsUnavailableError` when no verified file can be had.
+    """
+    info = _mode_info(mode)
+    if ckpt is not None:
+        return _user_file(ckpt, "ckpt=")
+    env_ckpt = os.environ.get(ENV_CKPT, "").strip()
+    if env_ckpt:
+        return _user_file(env_ckpt, f"${ENV_CKPT}")
+
+    attempts: list[tuple[str, str]] = []
+    found = _from_hub_cache(info, attempts) or _from_own_cache(info, attempts)
+    if found is None:
+        if _offline():
+            attempts.append(("network (Hub and release URL)", "not tried: offline mode (HF_HUB_OFFLINE is set)"))
+        else:
+            found = _from_hub(info, attempts) or _from_release(info, attempts)
+    if found is None:
+        raise WeightsUnavailableError(_unavailable_message(mode, info, attempts), mode=mode, attempts=attempts)
+    logger.info("Using %s weights from %s", mode, found)
+    return found
+
+
+def _mode_info(mode: str) -> CheckpointInfo:
+    try:
+        return MODES[mode]
+    except (KeyError, TypeError):
+        raise ValueError(f"Unknown mode {mode!r}; choose one of: {', '.join(MODES)}.") from None
+
+
+def _user_file(value: str | os.PathLike[str], origin: str) -> Path:
+    """Check a checkpoint path the user supplied (exists, is a non-empty file)."""
+    try:
+        path = Path(os.fspath(value)).expanduser()
+    except TypeError:
+        raise TypeError(f"{origin} must be a path (str or os.PathLike), got {type(value).__name__}.") from None
+    hint = "Pass the path of a .pth or .safetensors checkpoint in the authors' layout"
+    if not path.exists():
+        raise FileNotFoundError(f"Checkpoint given by {origin} does not exist: {path}. {hint}, or unset it to download.")
+    if not path.is_file():
+        raise ValueError(f"Checkpoint given by {origin} is not a file: {path}. {hint}.")
+    if path.stat().st_size == 0:
+        raise ValueError(f"Checkpoint given by {origin} is empty: {path}. {hint}.")
+    return path.resolve()
+
+
+def _offline() -> bool:
+    # The Hub reads HF_HUB_OFFLINE once at import; also honour it when set later.
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+    return bool(hf_constants.HF_HUB_OFFLINE) or env in {"1", "ON", "YES", "TRUE"}
+
+
+def _check(path: Path, info: CheckpointInfo) -> str | None:
+    """None if ``path`` may be used for ``info``, else why not.
+
+    A file is hashed once; the result is recorded against its size, mtime and
+    inode so that later starts do not re-read 350 MiB.
+    """
+    if info.md5 is None:
+        logger.warning(
+            "%s has no published checksum and is used unverified (%s); its key layout is checked when it is loaded.",
+            info.filename,
+            path,
+        )
+        return None
+    markers = cache_dir() / ".verified"
+    if has_valid_marker(markers, path, info.md5):
+        return None
+    got = md5_file(path)
+    if got != info.md5:
+        remove_marker(markers, path)
+        return f"md5 {got} does not match the published {info.md5}"
+    write_marker(markers, path, info.md5)
+    return None
+
+
+def _from_hub_cache(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Path | None:
+    source = f"Hugging Face Hub cache ({hf_constants.HF_HUB_CACHE})"
+    cached = try_to_load_from_cache(info.repo_id, info.filename)
+    if not isinstance(cached, str):
+        attempts.append((source, f"no cached {info.filename} from {info.repo_id}"))
+        return None
+    return _accept_or_discard(Path(cached), info, source, attempts)
+
+
+def _from_own_cache(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Path | None:
+    path = cache_dir() / info.filename
+    source = f"inspyrenet-lite cache ({path.parent})"
+    if not path.is_file():
+        attempts.append((source, f"no cached {info.filename}"))
+        return None
+    return _accept_or_discard(path, info, source, attempts)
+
+
+def _from_hub(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Path | None:
+    source = f"Hugging Face Hub {info.hub_url}"
+    try:
+        local = hf_hub_download(
+            info.repo_id, info.filename, library_name="inspyrenet-lite", library_version=__version__
+        )
+    except Exception as exc:  # whatever the Hub's failure, the release URL is the next source
+        attempts.append((source, _describe(exc)))
+        return None
+    return _accept_or_discard(Path(local), info, source, attempts)
+
+
+def _from_release(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Path | None:
+    url = info.release_url
+    dest = cache_dir() / info.filename
+    try:
+        download_url(url, dest, expected_md5=info.md5, progress=not are_progress_bars_disabled(), desc=info.filename)
+    except (OSError, ValueError) as exc:  # DownloadError is an OSError; ValueError: a malformed URL
+        attempts.append((f"GitHub release {url}", str(exc) or _describe(exc)))
+        return None
+    if info.md5 is not None:
+        write_marker(cache_dir() / ".verified", dest, info.md5)
+    else:
+        _check(dest, info)  # logs the unverified warning
+    return dest
+
+
+def _accept_or_discard(path: Path, info: CheckpointInfo, source: str, attempts: list[tuple[str, str]]) -> Path | None:
+    """Return ``path`` if it verifies; otherwise delete it and record why."""
+    reason = _check(path, info)
+    if reason is None:
+        return path
+    removed = _remove_file_and_link_targets(path)
+    logger.warning("Refused %s from %s: %s", path, source, reason)
+    attempts.append((source, f"{reason}; {'deleted' if removed else 'could not delete it, delete by hand:'} {path}"))
+    return None
+
+
+def _remove_file_and_link_targets(path: Path) -> bool:
+    """Delete ``path`` and, if it is a symlink (Hub snapshot -> blob), what it points to.
+
+    Returns False if something could not be deleted; a file left behind is
+    still never trusted, since it fails the md5 check again next time.
+    """
+    chain = [path]
+    while chain[-1].is_symlink() and len(chain) < 8:
+        target = Path(os.readlink(chain[-1]))
+        chain.append(target if target.is_absolute() else chain[-1].parent / target)
+    ok = True
+    for link in chain:
+        try:
+            link.unlink(missing_ok=True)
+        except OSError as exc:
+            logger.warning("Could not delete %s: %s", link, exc)
+            ok = False
+    return ok
+
+
+def _describe(exc: BaseException) -> str:
+    """One line: the error and, where the Hub wrapped one, its cause."""
+    text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and cause is not exc:
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        text += f" (caused by {type(cause).__name__}: {first})"
+    return text[:400]
+
+
+def _unavailable_message(mode: str, info: CheckpointInfo, attempts: list[tuple[str, str]]) -> str:
+    checksum = f"md5 {info.md5}" if info.md5 else "no published checksum"
+    tried = "\n".join(f"  - {source}: {why}" for source, why in attempts)
+    return (
+        f"No usable checkpoint for mode {mode!r} ({info.filename}, {checksum}).\n"
+        f"Tried:\n{tried}\n"
+        "To supply the file by hand, download it on a machine with access from\n"
+        f"  {info.hub_url}\n"
+        f"  {info.release_url}\n"
+        "then pass its path:\n"
+        f"  Remover(mode={mode!r}, ckpt='/path/to/{info.filename}')\n"
+        f"  or set {ENV_CKPT}=/path/to/{info.filename} (CLI and apps)\n"
+        f"or pre-fill the Hub cache online (`hf download {info.repo_id} {info.filename}`) "
+        "and run with HF_HUB_OFFLINE=1."
+    )
