@@ -99,8 +99,9 @@ def cache_dir() -> Path:
 
     ``$INSPYRENET_LITE_CACHE`` if set, else ``inspyrenet-lite/weights`` in the
     Hub's assets cache (``HF_ASSETS_CACHE``, by default ``~/.cache/huggingface/assets``).
-    Not inside ``HF_HUB_CACHE`` itself: that folder is reserved for Hub repos
-    and ``hf cache scan`` reports anything else in it as corrupt.
+    Not inside ``HF_HUB_CACHE`` itself: that folder holds Hub repos only, and
+    the Hub's cache scanner (``scan_cache_dir``, ``hf cache ls``) reports
+    anything else in it as corrupt.
     """
     env = os.environ.get(ENV_CACHE, "").strip()
     if env:

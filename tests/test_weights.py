@@ -187,6 +187,15 @@ def test_base_nightly_has_no_checksum_and_is_used_with_a_warning(hub, env):
     assert "WARNING" in result["stderr"] and "unverified" in result["stderr"]
 
 
+def test_base_nightly_cut_off_download_is_not_kept(hub, env, tmp_path):
+    # Without a checksum only the announced length can tell a download was cut short.
+    hub.serve(NIGHTLY, GOOD, hub=404, release="truncated")
+    result = resolve(env, mode="base-nightly", md5s={})
+    assert result["error"] == "WeightsUnavailableError"
+    assert "100000 of 200000 bytes" in result["message"]
+    assert_nothing_bad_left(tmp_path)
+
+
 def test_release_files_default_to_the_hub_assets_cache_not_into_the_hub_cache(hub, env, tmp_path):
     # Anything but repo folders inside HF_HUB_CACHE is reported as corrupt by `hf cache scan`.
     del env["INSPYRENET_LITE_CACHE"]
