@@ -1,0 +1,87 @@
+"""Scale-invariant context attention (SICA): the decoder stage that predicts one Laplacian level."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ConvBN
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class SICA(nn.Module):
+    """Attention over a few probability-weighted context vectors (foreground, background, uncertain).
+
+    Args:
+        in_channels: channels of the input feature map.
+        channels: decoder width d.
+        working_size: (h, w) at which the context vectors are pooled. The
+            reference fixes it from the model's base size (base / 2**stage),
+            not from the input, and the published weights depend on that.
+        lmap_in: whether the coarser Laplacian map is also used as guidance.
+    """
+
+    def __init__(
+        self, in_channels: int, channels: int, working_size: tuple[int, int], lmap_in: bool
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.working_size = (int(working_size[0]), int(working_size[1]))
+        self.lmap_in = lmap_in
+        self.conv_query = nn.Sequential(
+            ConvBN(in_channels, channels, 3, relu=True), ConvBN(channels, channels, 3, relu=True)
+        )
+        self.conv_key = nn.Sequential(
+            ConvBN(in_channels, channels, 1, relu=True), ConvBN(channels, channels, 1, relu=True)
+        )
+        self.conv_value = nn.Sequential(
+            ConvBN(in_channels, channels, 1, relu=True), ConvBN(channels, channels, 1, relu=True)
+        )
+        self.conv_out1 = ConvBN(channels, channels, 3, relu=True)
+        self.conv_out2 = ConvBN(in_channels + channels, channels, 3, relu=True)
+        self.conv_out3 = ConvBN(channels, channels, 3, relu=True)
+        self.conv_out4 = ConvBN(channels, 1, 1)
+        self.threshold = nn.Parameter(torch.tensor([0.5]))
+        self.lthreshold = nn.Parameter(torch.tensor([0.5])) if lmap_in else None
+
+    def _guidance(
+        self, smap: torch.Tensor, lmap: torch.Tensor | None, size: tuple[int, int]
+    ) -> torch.Tensor:
+        p = torch.sigmoid(_resize(smap, size)) - self.threshold
+        maps = [p.clamp(0, 1), (-p).clamp(0, 1), self.threshold - p.abs()]
+        if self.lthreshold is not None and lmap is not None:
+            lp = torch.sigmoid(_resize(lmap, size)) - self.lthreshold
+            maps += [lp.clamp(0, 1), (-lp).clamp(0, 1)]
+        return torch.cat(maps, dim=1)
+
+    def forward(
+        self, x: torch.Tensor, smap: torch.Tensor, lmap: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        b, c, h, w = x.shape
+        prob = self._guidance(smap, lmap, (h, w))
+        ctx = prob.shape[1]
+
+        sh, sw = self.working_size
+        # Row-major reinterpretation of (B, C, S, S) as (B, S*S, C), no transpose: a quirk
+        # of the reference that the trained weights expect.
+        feats = _resize(x, (sh, sw)).reshape(b, sh * sw, c)
+        weights = _resize(prob, (sh, sw)).reshape(b, ctx, sh * sw)
+        context = torch.bmm(weights, feats).transpose(1, 2).unsqueeze(3)  # (B, C, ctx, 1)
+
+        query = self.conv_query(x).reshape(b, self.channels, h * w).transpose(1, 2)
+        key = self.conv_key(context).reshape(b, self.channels, ctx)
+        value = self.conv_value(context).reshape(b, self.channels, ctx).transpose(1, 2)
+        sim = torch.softmax(torch.bmm(query, key) / math.sqrt(self.channels), dim=-1)
+        r = torch.bmm(sim, value).transpose(1, 2).reshape(b, self.channels, h, w)
+
+        r = self.conv_out1(r)
+        y = self.conv_out3(self.conv_out2(torch.cat([x, r], dim=1)))
+        return y, self.conv_out4(y)
