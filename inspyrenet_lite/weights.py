@@ -151,7 +151,9 @@ def _user_file(value: str | os.PathLike[str], origin: str) -> Path:
         raise TypeError(f"{origin} must be a path (str or os.PathLike), got {type(value).__name__}.") from None
     hint = "Pass the path of a .pth or .safetensors checkpoint in the authors' layout"
     if not path.exists():
-        raise FileNotFoundError(f"Checkpoint given by {origin} does not exist: {path}. {hint}, or unset it to download.")
+        raise FileNotFoundError(
+            f"Checkpoint given by {origin} does not exist: {path}. {hint}, or unset it to download."
+        )
     if not path.is_file():
         raise ValueError(f"Checkpoint given by {origin} is not a file: {path}. {hint}.")
     if path.stat().st_size == 0:

@@ -32,10 +32,9 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Union
 from urllib.parse import unquote, urlsplit
 
-Behaviour = Union[str, int]  # "ok", "corrupt", "truncated" or an HTTP status code
+Behaviour = str | int  # "ok", "corrupt", "truncated" or an HTTP status code
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 RELEASE_TAG = "1.2.12"
@@ -76,8 +75,9 @@ class FakeHub:
 
     # -- setup -----------------------------------------------------------------
 
-    def serve(self, filename: str, data: bytes | Path | None = None, *, hub: Behaviour = "ok",
-              release: Behaviour = "ok") -> None:
+    def serve(
+        self, filename: str, data: bytes | Path | None = None, *, hub: Behaviour = "ok", release: Behaviour = "ok"
+    ) -> None:
         """Serve ``filename`` (content ``data``, kept if already given) with these behaviours."""
         if data is not None:
             self._files[filename] = Path(data).read_bytes() if isinstance(data, Path) else bytes(data)
@@ -88,7 +88,7 @@ class FakeHub:
                 raise ValueError(f"unknown behaviour {behaviour!r}")
             self._behaviour[(source, filename)] = behaviour
 
-    def start(self) -> "FakeHub":
+    def start(self) -> FakeHub:
         handler = type("Handler", (_Handler,), {"hub": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -102,7 +102,7 @@ class FakeHub:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -171,20 +171,20 @@ class _Handler(BaseHTTPRequestHandler):
         hub_prefix = f"/{self.hub.repo_id}/resolve/"
         release_prefix = f"/releases/download/{RELEASE_TAG}/"
         assets_prefix = f"/release-assets/{RELEASE_TAG}/"
-        if path.startswith(hub_prefix) and "/" in path[len(hub_prefix):]:
+        if path.startswith(hub_prefix) and "/" in path[len(hub_prefix) :]:
             self.hub._record(Request("hub", self.command, path))
-            _revision, filename = path[len(hub_prefix):].split("/", 1)
+            _revision, filename = path[len(hub_prefix) :].split("/", 1)
             self._send_file("hub", filename, send_body)
         elif path.startswith(release_prefix):
             self.hub._record(Request("release", self.command, path))
-            filename = path[len(release_prefix):]
+            filename = path[len(release_prefix) :]
             self.send_response(302)
             self.send_header("Location", f"{assets_prefix}{filename}")
             self.send_header("Content-Length", "0")
             self.end_headers()
         elif path.startswith(assets_prefix):
             self.hub._record(Request("release", self.command, path))
-            self._send_file("release", path[len(assets_prefix):], send_body)
+            self._send_file("release", path[len(assets_prefix) :], send_body)
         else:
             self.hub._record(Request("other", self.command, path))
             self._send_status(404)
@@ -236,8 +236,12 @@ def run_python(code: str, env: dict[str, str], timeout: float = 120) -> subproce
     base = {
         k: v
         for k, v in os.environ.items()
-        if not (k.startswith("HF_") or k.startswith("INSPYRENET_LITE_") or k.startswith("HUGGINGFACE_")
-                or k == "TRANSFORMERS_OFFLINE")
+        if not (
+            k.startswith("HF_")
+            or k.startswith("INSPYRENET_LITE_")
+            or k.startswith("HUGGINGFACE_")
+            or k == "TRANSFORMERS_OFFLINE"
+        )
     }
     base.update({"HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     base.update(env)
