@@ -38,7 +38,6 @@ NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
     "white": (255, 255, 255),
 }
 BASIC_TYPES = ("rgba", "map", "blur", "overlay")
-OutputType = Union[str, Sequence[int], Image.Image, os.PathLike]
 
 _HEX_RE = re.compile(r"^#?([0-9a-fA-F]{6})$")
 _TRIPLE_RE = re.compile(r"^\[?\(?\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*\)?\]?$")
@@ -62,12 +61,17 @@ class OutputSpec:
         return self.kind == "rgba"
 
 
+OutputType = Union[str, Sequence[int], Image.Image, os.PathLike, OutputSpec]
+
+
 def parse_output_type(type: OutputType, max_pixels: int | None = None) -> OutputSpec:
     """Parse an output type; ``ValueError`` that lists the choices if it is none of them.
 
     A background image given by path is decoded here, once, so a bad path
-    fails before any image is processed.
+    fails before any image is processed. An ``OutputSpec`` is returned as is.
     """
+    if isinstance(type, OutputSpec):
+        return type
     if isinstance(type, Image.Image):
         return OutputSpec("image", background=type.convert("RGB"))
     if isinstance(type, (tuple, list)):
