@@ -131,8 +131,9 @@ class InSPyReNet(nn.Module):
         lr_d0 = self.pyramid(x_lr)[0][-1]
         h, w = x.shape[-2:]
         if min(h, w) <= self.blend_threshold:
-            d0 = F.interpolate(lr_d0, size=(h, w), mode="bilinear", align_corners=True)
-            return normalise_per_image(torch.sigmoid(d0))
+            # The reference returns the LR map; resizing it afterwards is what its pipeline does.
+            lr_map = normalise_per_image(torch.sigmoid(lr_d0))
+            return F.interpolate(lr_map, size=(h, w), mode="bilinear", align_corners=True)
         return normalise_per_image(torch.sigmoid(self._blend(x, lr_d0, hr_blend)))
 
     def _blend(self, x: torch.Tensor, lr_d0: torch.Tensor, beta: float) -> torch.Tensor:

@@ -1,0 +1,119 @@
+"""Full-size models export exactly the authors' keys and shapes, and checkpoint files round-trip."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from inspyrenet_lite.checkpoint import convert_checkpoint, load_checkpoint, save_checkpoint
+from inspyrenet_lite.modeling.build import build_model
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+def _expected_layout(backbone: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    path = REFERENCE / f"checkpoint_keys_{backbone}.tsv"
+    if not path.is_file():
+        pytest.fail(f"reference key table missing: {path}")
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
+    return {key: (tuple(int(n) for n in shape.strip("[]").split(",") if n.strip()), dtype) for key, shape, dtype in rows}
+
+
+@pytest.fixture(scope="module", params=[("fast", "swinb"), ("res2net50", "res2net50")], ids=["swinb", "res2net50"])
+def full_model(request):
+    name, table = request.param
+    return build_model(name), table
+
+
+def test_full_size_model_exports_the_authors_layout(full_model):
+    model, table = full_model
+    expected = _expected_layout(table)
+    exported = {k: (tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in model.reference_state_dict().items()}
+    assert sorted(set(expected) - set(exported)) == []
+    assert sorted(set(exported) - set(expected)) == []
+    assert {k: v for k, v in exported.items() if v != expected[k]} == {}
+
+
+def test_reference_state_dict_loads_back_into_a_fresh_model(full_model):
+    model, _ = full_model
+    sd = model.reference_state_dict()
+    twin = build_model("fast" if model.backbone_name == "swinb" else "res2net50")
+    twin.load_reference_state_dict(sd)
+    for key, value in twin.reference_state_dict().items():
+        assert torch.equal(value, sd[key]), key
+
+
+def test_mismatched_checkpoint_is_refused_with_the_offending_keys(full_model):
+    model, _ = full_model
+    sd = model.reference_state_dict()
+    first = next(iter(sd))
+    del sd[first]
+    sd["decoder.bogus.weight"] = torch.zeros(1)
+    sd["decoder.conv1.conv.weight"] = torch.zeros(3, 3)
+    with pytest.raises(ValueError) as info:
+        model.load_reference_state_dict(sd)
+    message = str(info.value)
+    assert first in message and "decoder.bogus.weight" in message and "decoder.conv1.conv.weight" in message
+
+
+def test_error_names_at_most_ten_keys():
+    model = build_model("res2net50")
+    sd = {f"junk.{i}": torch.zeros(1) for i in range(25)} | model.reference_state_dict()
+    with pytest.raises(ValueError, match=r"and 15 more"):
+        model.load_reference_state_dict(sd)
+
+
+@pytest.fixture(scope="module")
+def small_state_dict():
+    from parity_cases import build_case_model
+
+    return build_case_model("swin_small_lr").reference_state_dict()
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_checkpoint_files_round_trip(tmp_path, small_state_dict, suffix):
+    path = save_checkpoint(small_state_dict, tmp_path / f"ckpt{suffix}")
+    loaded = load_checkpoint(path)
+    assert loaded.keys() == small_state_dict.keys()
+    assert all(torch.equal(loaded[k], small_state_dict[k]) for k in loaded)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left behind
+
+
+def test_convert_pth_to_safetensors_and_back(tmp_path, small_state_dict):
+    pth = save_checkpoint(small_state_dict, tmp_path / "a.pth")
+    st = convert_checkpoint(pth, tmp_path / "b.safetensors")
+    back = convert_checkpoint(st, tmp_path / "c.pth")
+    loaded = load_checkpoint(back)
+    assert all(torch.equal(loaded[k], small_state_dict[k]) for k in small_state_dict)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("unpickled arbitrary code",))
+
+
+def test_pth_loading_never_unpickles_arbitrary_objects(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"weight": torch.zeros(1), "payload": _Payload()}, path)
+    with pytest.raises(ValueError, match="evil.pth"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", pickle.dumps([1, 2, 3])])
+def test_corrupt_checkpoint_files_raise_value_error_naming_the_file(tmp_path, content):
+    path = tmp_path / "broken.pth"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="broken.pth"):
+        load_checkpoint(path)
+
+
+def test_missing_and_unknown_checkpoint_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "nope.pth")
+    odd = tmp_path / "weights.onnx"
+    odd.write_bytes(b"x")
+    with pytest.raises(ValueError, match="unsupported"):
+        load_checkpoint(odd)
