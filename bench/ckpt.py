@@ -1,0 +1,123 @@
+"""The benchmark's checkpoint: a full-size SwinB InSPyReNet with random weights in the authors' layout.
+
+The real checkpoints cannot be downloaded here, and the speed and memory of
+the network do not depend on the weight values, so one random checkpoint,
+written once and cached, stands in for ``ckpt_fast.pth`` / ``ckpt_base.pth``
+(they share one architecture; only the base size differs by mode).
+
+Plain random initialisation makes the final logits explode (tens of
+thousands), so every map would be sigmoid = 1 everywhere, normalised to all
+zeros, and any two implementations would "agree" trivially. The BatchNorm
+running statistics are therefore calibrated on the shared photos (batch
+statistics of one forward pass), which keeps every level's logits near unit
+scale and the maps full of structure that a wrong implementation would change.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SEED = 0
+CALIBRATION_SIZE = 384
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _calibration_batch(photos: list[Path]) -> torch.Tensor:
+    """The photos at CALIBRATION_SIZE squared, ImageNet-normalised, as one batch."""
+    import numpy as np
+    from PIL import Image
+
+    batch = []
+    for path in photos:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB").resize((CALIBRATION_SIZE, CALIBRATION_SIZE), Image.Resampling.BILINEAR)
+        batch.append(torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1))
+    x = torch.stack(batch)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def calibrate_batchnorm(model: torch.nn.Module, forward: Callable[[torch.Tensor], Any], x: torch.Tensor) -> None:
+    """Set every BatchNorm's running mean/var to the batch statistics of one forward pass on ``x``."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average: after one batch, exactly that batch's statistics
+        bn.train()
+    with torch.no_grad():
+        forward(x)
+    for bn in norms:
+        bn.momentum = 0.1
+        bn.eval()
+
+
+def _state_dict_from_core(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    from inspyrenet_lite.modeling.build import build_model
+
+    model = build_model("fast")
+    calibrate_batchnorm(model, model.pyramid, x)
+    return model.reference_state_dict()
+
+
+def _state_dict_from_reference(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    # Only used when inspyrenet_lite's core is not importable: the authors'
+    # own module yields the authors' key layout by definition.
+    from transparent_background.InSPyReNet import InSPyReNet_SwinB
+
+    model = InSPyReNet_SwinB(depth=64, pretrained=False, base_size=[384, 384], threshold=None)
+    calibrate_batchnorm(model, model.forward_inspyre, x)
+    return model.state_dict()
+
+
+def _save(state_dict: dict[str, torch.Tensor], path: Path) -> None:
+    """Write atomically: a crash never leaves a truncated checkpoint behind in the cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.pth", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            from inspyrenet_lite.checkpoint import save_checkpoint
+        except ImportError:
+            torch.save(state_dict, tmp)
+        else:
+            save_checkpoint(state_dict, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def random_checkpoint(cache_dir: Path, photos: list[Path]) -> tuple[Path, str]:
+    """Path of the cached random SwinB checkpoint (created on first use) and which code built it.
+
+    ``photos`` calibrate the BatchNorm statistics (see the module docstring).
+    """
+    for source, make in (("inspyrenet_lite", _state_dict_from_core), ("transparent_background", _state_dict_from_reference)):
+        path = cache_dir / f"swinb_random_seed{SEED}_bncal_{source}.pth"
+        if path.is_file():
+            return path, source
+        try:
+            torch.manual_seed(SEED)
+            state_dict = make(_calibration_batch(photos))
+        except ImportError as exc:
+            log.info("cannot build the checkpoint with %s: %s", source, exc)
+            continue
+        _save(state_dict, path)
+        log.info("wrote %s (%.0f MiB)", path, path.stat().st_size / 2**20)
+        return path, source
+    raise RuntimeError(
+        "cannot build a random SwinB checkpoint: neither inspyrenet_lite.modeling.build "
+        "nor transparent_background is importable; install the bench extra "
+        '(pip install -e ".[bench]")'
+    )
