@@ -117,3 +117,20 @@ def test_missing_and_unknown_checkpoint_files(tmp_path):
     odd.write_bytes(b"x")
     with pytest.raises(ValueError, match="unsupported"):
         load_checkpoint(odd)
+
+
+def test_load_model_builds_straight_from_a_state_dict(full_model):
+    from inspyrenet_lite.modeling.build import load_model
+
+    model, _ = full_model
+    sd = model.reference_state_dict()
+    name = "fast" if model.backbone_name == "swinb" else "res2net50"
+    loaded = load_model(name, sd)
+    assert not loaded.training
+    out = loaded.reference_state_dict()
+    assert out.keys() == sd.keys()
+    # derived buffers (Swin relative position index) are rebuilt, not left on the meta device
+    assert all(torch.equal(out[k], sd[k]) for k in sd)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.predict(x), model.eval().predict(x), atol=0, rtol=0)
