@@ -1,0 +1,271 @@
+"""``Remover``: from a photo to a cut-out in one call.
+
+>>> from inspyrenet_lite import Remover
+>>> remover = Remover()                          # fast mode, authors' weights
+>>> cutout = remover.process("photo.jpg")        # PIL RGBA image
+
+Results come back as the kind of input given: a PIL image for a PIL image or
+a path, a numpy array for an array, PNG bytes for bytes, and a list for a
+list. Inputs are decoded by :mod:`inspyrenet_lite.image_io` and outputs built
+by :mod:`inspyrenet_lite.compositing` (see those modules for the accepted
+inputs and output types).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .compositing import OutputSpec, OutputType, apply_threshold_reverse, composite, parse_output_type
+from .image_io import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image, to_kind
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Default cap on the shorter side of high-resolution (and dynamic) passes.
+DEFAULT_HR_SHORT_SIDE = 1280
+_STRIDE = 32
+_PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+_RESIZES = ("static", "dynamic")
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as a ``torch.device``; ``None`` picks cuda, then mps, then cpu."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def own_size(width: int, height: int, short_side: int = DEFAULT_HR_SHORT_SIDE) -> tuple[int, int]:
+    """The network input size (H, W) for an image at its own resolution.
+
+    The shorter side is capped at ``short_side`` (keeping the aspect ratio),
+    then both sides are rounded to the nearest multiple of 32 (at least 32).
+    This is the size of the high-resolution pass of pyramid blending and of
+    ``resize="dynamic"``.
+    """
+    scale = min(1.0, short_side / min(width, height))
+    return (_round32(height * scale), _round32(width * scale))
+
+
+def _round32(x: float) -> int:
+    return max(_STRIDE, int(math.floor(x / _STRIDE + 0.5)) * _STRIDE)
+
+
+class Remover:
+    """Background removal with an InSPyReNet checkpoint.
+
+    Args:
+        mode: ``"fast"`` (SwinB at 384), ``"base"`` (SwinB at 1024) or
+            ``"base-nightly"``.
+        device: a torch device; ``None`` picks cuda, then mps, then cpu.
+        ckpt: a local checkpoint (``.pth`` or ``.safetensors``, authors' key
+            layout) instead of the download; the environment variable
+            ``INSPYRENET_LITE_CKPT`` does the same.
+        resize: ``"static"`` (the network sees the image at the mode's base
+            size, as the authors' default) or ``"dynamic"`` (at the image's
+            own size, shorter side capped at ``hr_short_side``, both sides
+            rounded to multiples of 32: sharper edges, less stable).
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast).
+        max_pixels: inputs with more pixels are refused before decoding
+            (``None``: no limit of ours).
+        hr_short_side: cap on the shorter side of the high-resolution pass
+            (``hr_blend > 0``) and of dynamic resizing.
+    """
+
+    def __init__(
+        self,
+        mode: str = "fast",
+        device: str | torch.device | None = None,
+        ckpt: str | os.PathLike | None = None,
+        resize: Literal["static", "dynamic"] = "static",
+        precision: Literal["fp32", "fp16", "bf16"] = "fp32",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        hr_short_side: int = DEFAULT_HR_SHORT_SIDE,
+    ) -> None:
+        from .checkpoint import load_checkpoint
+        from .modeling.build import build_model
+        from .weights import MODES, resolve_checkpoint
+
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if resize not in _RESIZES:
+            raise ValueError(f"resize must be 'static' or 'dynamic', got {resize!r}")
+        if precision not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}, got {precision!r}")
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
+        if hr_short_side < _STRIDE:
+            raise ValueError(f"hr_short_side must be at least {_STRIDE}, got {hr_short_side!r}")
+        self.mode = mode
+        self.resize = resize
+        self.precision = precision
+        self.max_pixels = max_pixels
+        self.hr_short_side = int(hr_short_side)
+        self.device = pick_device(device)
+
+        self.checkpoint_path: Path = resolve_checkpoint(mode, ckpt)
+        state_dict = load_checkpoint(self.checkpoint_path)
+        model = build_model(mode)
+        try:
+            model.load_reference_state_dict(state_dict)
+        except ValueError as exc:
+            raise ValueError(
+                f"checkpoint {str(self.checkpoint_path)!r} does not fit mode {mode!r}: {exc}"
+            ) from exc
+        del state_dict
+        self.model = model.eval().to(self.device)
+        self.base_size: tuple[int, int] = tuple(model.base_size)  # (H, W)
+        self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+        logger.info("Remover ready: mode=%s device=%s checkpoint=%s", mode, self.device, self.checkpoint_path)
+
+    def __repr__(self) -> str:
+        return (
+            f"Remover(mode={self.mode!r}, device={str(self.device)!r}, resize={self.resize!r}, "
+            f"precision={self.precision!r})"
+        )
+
+    # ----------------------------------------------------------------- public
+    def process(
+        self,
+        image: ImageInput | Sequence[ImageInput],
+        type: OutputType = "rgba",
+        threshold: float | None = None,
+        hr_blend: float = 0.0,
+        reverse: bool = False,
+        batch_size: int = 1,
+    ) -> Any:
+        """Remove the background of one image, or of each image of a list.
+
+        Args:
+            image: a PIL image, a uint8 numpy array (HxW, HxWx3, HxWx4), a
+                path, encoded bytes, or a list of these. An alpha channel in
+                the input is ignored for the prediction.
+            type: ``"rgba"``, ``"map"``, ``"green"``, ``"white"``, a colour
+                (``(r, g, b)`` or ``"#rrggbb"``), ``"blur"``, ``"overlay"``, or a
+                background image (path or PIL image).
+            threshold: if set (in [0, 1]), a hard mask: map values above it
+                are foreground, the rest background.
+            hr_blend: 0 runs one pass at the base size; above 0 (up to 1),
+                pyramid blending of that pass with a high-resolution pass at
+                the image's own size, with this strength.
+            reverse: keep the background instead of the foreground.
+            batch_size: for lists, how many images go through the network at
+                once (images of the same network size share a batch). Each
+                image is normalised on its own, so a result is the same as one
+                at a time up to float rounding in the convolution kernels (at
+                most one grey level, on a few pixels).
+
+        Returns:
+            The same kind as the input: PIL image for a PIL image or a path,
+            numpy array for an array, PNG bytes for bytes, a list for a list.
+
+        Raises:
+            ImageLoadError: an input cannot be read (names the input).
+            ValueError: a bad argument.
+        """
+        spec = parse_output_type(type, max_pixels=self.max_pixels)
+        if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+        if isinstance(image, (list, tuple)):
+            return list(self._process_many(image, spec, threshold, hr_blend, reverse, batch_size))
+        loaded = load_image(image, max_pixels=self.max_pixels)
+        pred = self._predict_loaded([loaded], hr_blend)[0]
+        return self._finish(loaded, pred, spec, threshold, reverse)
+
+    def predict(self, image: ImageInput, hr_blend: float = 0.0) -> np.ndarray:
+        """The saliency map of one image: float32 HxW in [0, 1] at the image's size."""
+        loaded = load_image(image, max_pixels=self.max_pixels)
+        return self._predict_loaded([loaded], hr_blend)[0]
+
+    # --------------------------------------------------------------- internals
+    def _process_many(
+        self,
+        images: Sequence[ImageInput],
+        spec: OutputSpec,
+        threshold: float | None,
+        hr_blend: float,
+        reverse: bool,
+        batch_size: int,
+    ) -> Iterator[Any]:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        # Decode one window of images at a time so memory stays bounded.
+        for start in range(0, len(images), batch_size):
+            loaded = [load_image(img, max_pixels=self.max_pixels) for img in images[start : start + batch_size]]
+            preds = self._predict_loaded(loaded, hr_blend)
+            for item, pred in zip(loaded, preds):
+                yield self._finish(item, pred, spec, threshold, reverse)
+
+    def _finish(
+        self, loaded: LoadedImage, pred: np.ndarray, spec: OutputSpec, threshold: float | None, reverse: bool
+    ) -> Any:
+        alpha = apply_threshold_reverse(pred, threshold, reverse)
+        return to_kind(composite(loaded.rgb, alpha, spec), loaded.kind)
+
+    def _network_sizes(self, loaded: LoadedImage, hr_blend: float) -> tuple[tuple[int, int], tuple[int, int] | None]:
+        """(size of the main pass, size of the LR pass or None), sizes as (H, W)."""
+        width, height = loaded.size
+        if hr_blend > 0.0:
+            return own_size(width, height, self.hr_short_side), self.base_size
+        if self.resize == "dynamic":
+            return own_size(width, height, self.hr_short_side), None
+        return self.base_size, None
+
+    def _predict_loaded(self, items: Sequence[LoadedImage], hr_blend: float) -> list[np.ndarray]:
+        """Maps (float32 HxW in [0, 1]) for decoded images, batched by network size."""
+        hr_blend = float(hr_blend)
+        if not 0.0 <= hr_blend <= 1.0:
+            raise ValueError(f"hr_blend must be in [0, 1], got {hr_blend!r}")
+        groups: dict[tuple, list[int]] = {}
+        for index, item in enumerate(items):
+            groups.setdefault(self._network_sizes(item, hr_blend), []).append(index)
+        results: list[np.ndarray | None] = [None] * len(items)
+        for (size, lr_size), indices in groups.items():
+            batch = [items[i] for i in indices]
+            x = torch.stack([self._to_tensor(item.rgb, size) for item in batch]).to(self.device)
+            x_lr = None
+            if lr_size is not None:
+                x_lr = torch.stack([self._to_tensor(item.rgb, lr_size) for item in batch]).to(self.device)
+            with torch.inference_mode(), self._autocast():
+                if x_lr is None:
+                    pred = self.model.predict(x)
+                else:
+                    pred = self.model.predict(x, x_lr=x_lr, hr_blend=hr_blend)
+                pred = pred.float()
+                for row, (i, item) in enumerate(zip(indices, batch)):
+                    width, height = item.size
+                    full = F.interpolate(pred[row : row + 1], size=(height, width), mode="bilinear", align_corners=True)
+                    results[i] = full[0, 0].clamp_(0.0, 1.0).cpu().numpy()
+        return results  # type: ignore[return-value]
+
+    def _to_tensor(self, rgb: Image.Image, size: tuple[int, int]) -> torch.Tensor:
+        """PIL bilinear resize to ``size`` (H, W), /255, ImageNet mean/std, CHW float32."""
+        height, width = size
+        if rgb.size != (width, height):
+            rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
+        arr = torch.from_numpy(np.asarray(rgb, dtype=np.float32).copy()).permute(2, 0, 1)
+        return (arr / 255.0 - self._mean) / self._std
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = _PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)

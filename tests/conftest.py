@@ -1,0 +1,102 @@
+"""Shared fixtures.
+
+Shared data (photos, the spec's reference files) lives in ``../shared``
+relative to the repository root; CI keeps a copy beside the clone.
+
+The end-to-end fixtures never download anything: ``random_checkpoint`` writes
+a full-size SwinB checkpoint (fast mode) with random weights in the authors'
+key layout, and ``remover`` loads it on the CPU. Both are session-scoped:
+building and loading 91 M parameters costs seconds, so do it once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` beside the repository (fails, not skips, when it is missing)."""
+    if not (SHARED_DIR / "images").is_dir():
+        pytest.fail(f"shared test data not found at {SHARED_DIR}; put a copy of shared/ beside the clone")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def images_dir(shared_dir: Path) -> Path:
+    """The sample photos (see shared/images/LICENSES.md)."""
+    return shared_dir / "images"
+
+
+@pytest.fixture(scope="session")
+def cat_photo(images_dir: Path) -> Image.Image:
+    """A small RGB photo (160x120, sides not multiples of 32)."""
+    with Image.open(images_dir / "cat.png") as img:
+        return img.convert("RGB").resize((160, 120), Image.Resampling.BILINEAR)
+
+
+def _calibrate_side_outputs(model, photo: Image.Image) -> None:
+    """Rescale the last BatchNorm of each SICA stage so its Laplacian logits
+    have mean 0 and std 1 on ``photo``.
+
+    Untrained full-size weights give logits in the tens of thousands, which
+    saturate the sigmoid and make every map a constant; after this the maps
+    of random weights have hundreds of grey levels, so end-to-end tests can
+    tell outputs apart. One forward pass: each hook fixes its stage's
+    parameters and its output before the next stage sees it.
+    """
+    import torch
+
+    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    x = torch.from_numpy(np.asarray(photo.resize(model.base_size[::-1]), dtype=np.float32) / 255.0)
+    x = (x.permute(2, 0, 1)[None] - mean) / std
+
+    def hook(module, inputs, output):
+        features, logits = output
+        mu, sigma = logits.mean(), logits.std()
+        bn = module.conv_out4.bn
+        bn.weight.div_(sigma)
+        bn.bias.sub_(mu).div_(sigma)
+        return features, (logits - mu) / sigma
+
+    handles = [getattr(model, f"attention{i}").register_forward_hook(hook) for i in (2, 1, 0)]
+    try:
+        with torch.no_grad():
+            model.pyramid(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory: pytest.TempPathFactory, images_dir: Path) -> Path:
+    """A full-size SwinB checkpoint (fast mode, authors' layout, ``.pth``) with
+    seeded random weights, calibrated to give non-constant maps."""
+    import torch
+
+    from inspyrenet_lite.checkpoint import save_checkpoint
+    from inspyrenet_lite.modeling.build import build_model
+
+    torch.manual_seed(0)
+    model = build_model("fast")
+    with Image.open(images_dir / "cat.png") as photo:
+        _calibrate_side_outputs(model, photo.convert("RGB"))
+    path = tmp_path_factory.mktemp("ckpt") / "ckpt_fast_random.pth"
+    save_checkpoint(model.reference_state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def remover(random_checkpoint: Path):
+    """A fast-mode ``Remover`` on the CPU with the random checkpoint."""
+    from inspyrenet_lite.remover import Remover
+
+    return Remover(mode="fast", device="cpu", ckpt=random_checkpoint)
