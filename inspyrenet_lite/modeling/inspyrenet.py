@@ -92,18 +92,21 @@ class InSPyReNet(nn.Module):
         x1, x2, x3 = self.context1(x1), self.context2(x2), self.context3(x3)
         x4, x5 = self.context4(x4), self.context5(x5)
 
+        # Each feature map is released as soon as its last user has run, which
+        # bounds peak memory at large inputs.
         f3, d3 = self.decoder(x3, x4, x5)
-        f3 = _up(f3, (h // 4, w // 4))
-        f2, p2 = self.attention2(torch.cat([x2, f3], dim=1), d3)
+        del x3, x4, x5
+        f2, p2 = self.attention2(torch.cat([x2, _up(f3, (h // 4, w // 4))], dim=1), d3)
+        del x2, f3
         d2 = reconstruct(d3, p2)
 
-        x1 = _up(x1, (h // 2, w // 2))
-        f2 = _up(f2, (h // 2, w // 2))
-        f1, p1 = self.attention1(torch.cat([x1, f2], dim=1), d2, p2)
+        f1, p1 = self.attention1(torch.cat([_up(x1, (h // 2, w // 2)), _up(f2, (h // 2, w // 2))], dim=1), d2, p2)
+        del x1, f2
         d1 = reconstruct(d2, p1)
 
         f1 = _up(f1, (h, w))
         _, p0 = self.attention0(f1, d1, p1)
+        del f1
         d0 = reconstruct(d1, p0)
         return [d3, d2, d1, d0], [p2, p1, p0]
 

@@ -62,26 +62,37 @@ class SICA(nn.Module):
             maps += [lp.clamp(0, 1), (-lp).clamp(0, 1)]
         return torch.cat(maps, dim=1)
 
-    def forward(
-        self, x: torch.Tensor, smap: torch.Tensor, lmap: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        b, c, h, w = x.shape
-        prob = self._guidance(smap, lmap, (h, w))
+    def _context(self, x: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
+        """Probability-weighted sums of the features at the working size: (B, C, ctx, 1)."""
+        b, c = x.shape[:2]
         ctx = prob.shape[1]
-
         sh, sw = self.working_size
         # Row-major reinterpretation of (B, C, S, S) as (B, S*S, C), no transpose: a quirk
         # of the reference that the trained weights expect.
         feats = _resize(x, (sh, sw)).reshape(b, sh * sw, c)
         weights = _resize(prob, (sh, sw)).reshape(b, ctx, sh * sw)
-        context = torch.bmm(weights, feats).transpose(1, 2).unsqueeze(3)  # (B, C, ctx, 1)
+        return torch.bmm(weights, feats).transpose(1, 2).unsqueeze(3)
 
-        query = self.conv_query(x).reshape(b, self.channels, h * w).transpose(1, 2)
-        key = self.conv_key(context).reshape(b, self.channels, ctx)
-        value = self.conv_value(context).reshape(b, self.channels, ctx).transpose(1, 2)
-        sim = torch.softmax(torch.bmm(query, key) / math.sqrt(self.channels), dim=-1)
-        r = torch.bmm(sim, value).transpose(1, 2).reshape(b, self.channels, h, w)
+    def forward(
+        self, x: torch.Tensor, smap: torch.Tensor, lmap: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        b, _, h, w = x.shape
+        d = self.channels
+        context = self._context(x, self._guidance(smap, lmap, (h, w)))
+        ctx = context.shape[2]
+        key = self.conv_key(context).reshape(b, d, ctx)
+        value = self.conv_value(context).reshape(b, d, ctx).transpose(1, 2)
+        del context
 
+        # Full-resolution intermediates are dropped as soon as they are used: at the
+        # finest stage of a 1024 model each one is 64 channels x 1M pixels.
+        query = self.conv_query(x).reshape(b, d, h * w).transpose(1, 2)
+        sim = torch.softmax(torch.bmm(query, key) / math.sqrt(d), dim=-1)
+        del query
+        r = torch.bmm(sim, value).transpose(1, 2).reshape(b, d, h, w)
+        del sim
         r = self.conv_out1(r)
-        y = self.conv_out3(self.conv_out2(torch.cat([x, r], dim=1)))
+        y = self.conv_out2(torch.cat([x, r], dim=1))
+        del r
+        y = self.conv_out3(y)
         return y, self.conv_out4(y)
