@@ -100,7 +100,7 @@ class Remover:
         hr_short_side: int = DEFAULT_HR_SHORT_SIDE,
     ) -> None:
         from .checkpoint import load_checkpoint
-        from .modeling.build import build_model
+        from .modeling.build import load_model
         from .weights import MODES, resolve_checkpoint
 
         if mode not in MODES:
@@ -122,15 +122,14 @@ class Remover:
 
         self.checkpoint_path: Path = resolve_checkpoint(mode, ckpt)
         state_dict = load_checkpoint(self.checkpoint_path)
-        model = build_model(mode)
         try:
-            model.load_reference_state_dict(state_dict)
+            model = load_model(mode, state_dict, device=self.device)
         except ValueError as exc:
             raise ValueError(
                 f"checkpoint {str(self.checkpoint_path)!r} does not fit mode {mode!r}: {exc}"
             ) from exc
         del state_dict
-        self.model = model.eval().to(self.device)
+        self.model = model.eval()
         self.base_size: tuple[int, int] = tuple(model.base_size)  # (H, W)
         self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
