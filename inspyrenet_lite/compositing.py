@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
@@ -61,7 +61,7 @@ class OutputSpec:
         return self.kind == "rgba"
 
 
-OutputType = Union[str, Sequence[int], Image.Image, os.PathLike, OutputSpec]
+OutputType = str | Sequence[int] | Image.Image | os.PathLike | OutputSpec
 
 
 def parse_output_type(type: OutputType, max_pixels: int | None = None) -> OutputSpec:

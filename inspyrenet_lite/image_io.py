@@ -37,7 +37,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS = 100_000_000
 
 InputKind = Literal["pil", "array", "path", "bytes"]
-ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike, bytes, bytearray, memoryview]
+ImageInput = Image.Image | np.ndarray | str | os.PathLike | bytes | bytearray | memoryview
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -178,9 +178,7 @@ def _decode(name: str, stream: io.RawIOBase | io.BufferedIOBase, max_pixels: int
             img.load()
             img = ImageOps.exif_transpose(img)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageLoadError(
-                name, f"it is truncated or corrupt ({exc}); re-export or re-download it"
-            ) from exc
+            raise ImageLoadError(name, f"it is truncated or corrupt ({exc}); re-export or re-download it") from exc
         return _to_rgb(name, img)
 
 
@@ -216,9 +214,7 @@ def _array_to_rgb(name: str, arr: np.ndarray, max_pixels: int | None) -> Image.I
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
-        raise ImageLoadError(
-            name, "arrays must be HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA); channels go last"
-        )
+        raise ImageLoadError(name, "arrays must be HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA); channels go last")
     _check_pixels(name, (arr.shape[1], arr.shape[0]), max_pixels)
     arr = np.ascontiguousarray(arr)
     if arr.ndim == 2:

@@ -125,9 +125,7 @@ class Remover:
         try:
             model = load_model(mode, state_dict, device=self.device)
         except ValueError as exc:
-            raise ValueError(
-                f"checkpoint {str(self.checkpoint_path)!r} does not fit mode {mode!r}: {exc}"
-            ) from exc
+            raise ValueError(f"checkpoint {str(self.checkpoint_path)!r} does not fit mode {mode!r}: {exc}") from exc
         del state_dict
         self.model = model.eval()
         self.base_size: tuple[int, int] = tuple(model.base_size)  # (H, W)
@@ -210,7 +208,7 @@ class Remover:
         for start in range(0, len(images), batch_size):
             loaded = [load_image(img, max_pixels=self.max_pixels) for img in images[start : start + batch_size]]
             preds = self._predict_loaded(loaded, hr_blend)
-            for item, pred in zip(loaded, preds):
+            for item, pred in zip(loaded, preds, strict=True):
                 yield self._finish(item, pred, spec, threshold, reverse)
 
     def _finish(
@@ -249,7 +247,7 @@ class Remover:
                 else:
                     pred = self.model.predict(x, x_lr=x_lr, hr_blend=hr_blend)
                 pred = pred.float()
-                for row, (i, item) in enumerate(zip(indices, batch)):
+                for row, (i, item) in enumerate(zip(indices, batch, strict=True)):
                     width, height = item.size
                     full = F.interpolate(pred[row : row + 1], size=(height, width), mode="bilinear", align_corners=True)
                     results[i] = full[0, 0].clamp_(0.0, 1.0).cpu().numpy()

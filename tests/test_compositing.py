@@ -93,7 +93,9 @@ def test_box_blur_is_the_mean_over_the_window_inside_the_image(radius: int):
     expected = np.empty_like(x)
     for i in range(9):
         for j in range(13):
-            expected[i, j] = x[max(0, i - radius) : i + radius + 1, max(0, j - radius) : j + radius + 1].mean(axis=(0, 1))
+            expected[i, j] = x[max(0, i - radius) : i + radius + 1, max(0, j - radius) : j + radius + 1].mean(
+                axis=(0, 1)
+            )
     np.testing.assert_allclose(box_blur(x, radius), expected, atol=1e-5)
 
 
@@ -132,7 +134,8 @@ def test_rgba_keeps_the_colours_of_the_solid_foreground(noisy: Image.Image, half
 
 
 @pytest.mark.parametrize(
-    "type_, colour", [("green", (0, 255, 0)), ("white", (255, 255, 255)), ("#102030", (16, 32, 48)), ((9, 8, 7), (9, 8, 7))]
+    "type_, colour",
+    [("green", (0, 255, 0)), ("white", (255, 255, 255)), ("#102030", (16, 32, 48)), ((9, 8, 7), (9, 8, 7))],
 )
 def test_colour_backgrounds_replace_what_was_removed(noisy, half_alpha, type_, colour):
     out = composite(noisy, half_alpha, parse_output_type(type_))

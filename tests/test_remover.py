@@ -67,7 +67,9 @@ def test_rgba_carries_the_map_as_alpha_and_comes_back_as_an_array(remover, cat_p
     np.testing.assert_array_equal(rgba[..., :3][solid], np.asarray(cat_photo)[solid])
 
 
-@pytest.mark.parametrize("type_, colour", [("green", (0, 255, 0)), ("white", (255, 255, 255)), ("#ff0000", (255, 0, 0))])
+@pytest.mark.parametrize(
+    "type_, colour", [("green", (0, 255, 0)), ("white", (255, 255, 255)), ("#ff0000", (255, 0, 0))]
+)
 def test_colour_outputs_fill_the_background(remover, cat_photo, cat_map, type_, colour):
     out = np.asarray(remover.process(cat_photo, type=type_))
     assert out.shape == (cat_photo.height, cat_photo.width, 3)
@@ -162,7 +164,7 @@ def test_own_size_caps_the_shorter_side_and_rounds_to_32():
 
 
 def test_inputs_people_really_have(remover, tmp_path: Path):
-    grey16 = Image.fromarray((np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50))
+    grey16 = Image.fromarray(np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50)
     cmyk = Image.new("CMYK", (33, 17), (0, 200, 200, 0))
     turned = tmp_path / "turned.jpg"
     exif = Image.Exif()

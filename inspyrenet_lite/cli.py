@@ -1,0 +1,282 @@
+"""The ``inspyrenet-lite`` command: remove backgrounds from files and folders.
+
+Inputs are files, folders (searched recursively for images) and glob
+patterns. Each result goes to ``-o DIR`` (default: the current folder) as
+``<name>.<format>``, keeping the sub-folders of a folder input. Work is never
+lost:
+
+* an input is never written over: an output name that would hit an input
+  (or another output) becomes ``<name>_<input suffix>.<format>``;
+* every output is written to a temporary name and renamed when complete, so
+  an interrupted run leaves no half-written file;
+* ``--skip-existing`` skips inputs whose output already exists (resume);
+* a file that fails is reported and counted, the others are still processed,
+  and the exit code is 1 if any failed (2 for bad arguments or no model).
+
+torch is imported only once there is work to do, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from inspyrenet_lite import __version__
+
+logger = logging.getLogger(__name__)
+
+#: Suffixes picked up when searching a folder (explicit files may have any suffix).
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".ppm", ".pgm", ".pbm"}
+)
+FORMATS = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG", "jpeg": "JPEG", "bmp": "BMP", "tiff": "TIFF"}
+_NO_ALPHA_FORMATS = {"JPEG"}
+MODES = ("fast", "base", "base-nightly")
+
+
+@dataclass
+class Job:
+    """One input file and where its result goes (``error`` if it cannot be done)."""
+
+    source: Path
+    output: Path | None = None
+    error: str | None = None
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``inspyrenet-lite``."""
+    parser = argparse.ArgumentParser(
+        prog="inspyrenet-lite",
+        description="Remove image backgrounds with InSPyReNet (Kim et al., ACCV 2022).",
+        epilog=(
+            "examples:\n"
+            "  inspyrenet-lite photo.jpg -o out\n"
+            "  inspyrenet-lite photos/ -o out --type white --format jpg\n"
+            "  inspyrenet-lite 'shots/**/*.png' -o out --skip-existing --hr-blend 1\n"
+            "\nexit status: 0 all done, 1 some inputs failed, 2 bad arguments or no model."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or glob patterns")
+    parser.add_argument("-o", "--output", default=".", metavar="DIR", help="output folder (default: current folder)")
+    parser.add_argument(
+        "-t",
+        "--type",
+        default="rgba",
+        help="rgba (default), map, green, white, blur, overlay, a colour ('#rrggbb' or 'r,g,b') "
+        "or the path of a background image",
+    )
+    parser.add_argument("--threshold", type=_unit_float, default=None, help="hard mask: map values above it are kept")
+    parser.add_argument("--reverse", action="store_true", help="keep the background instead of the object")
+    parser.add_argument(
+        "--mode", choices=MODES, default="fast", help="checkpoint: fast (384, default), base (1024), base-nightly"
+    )
+    parser.add_argument(
+        "--hr-blend",
+        type=_unit_float,
+        default=0.0,
+        metavar="BETA",
+        help="pyramid blending with a high-resolution pass, strength in [0, 1] (default 0: off)",
+    )
+    parser.add_argument(
+        "--resize", choices=("static", "dynamic"), default="static", help="network input size (default static)"
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1, mps (default: best available)"
+    )
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="inference precision")
+    parser.add_argument(
+        "--ckpt", default=None, metavar="PATH", help="local checkpoint (.pth or .safetensors) instead of the download"
+    )
+    parser.add_argument("--format", choices=sorted(FORMATS), default="png", help="output format (default png)")
+    parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose output file already exists")
+    parser.add_argument(
+        "--max-pixels", type=_positive_int, default=None, metavar="N", help="refuse larger images (default 100000000)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def _walk(folder: Path, exclude: Path | None) -> list[tuple[Path, Path]]:
+    """Image files under ``folder`` as (path, path relative to folder), sorted."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        root_path = Path(root)
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and (exclude is None or (root_path / d).resolve() != exclude)
+        )
+        for name in sorted(files):
+            path = root_path / name
+            if not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES:
+                found.append((path, path.relative_to(folder)))
+    return found
+
+
+def collect_jobs(inputs: Sequence[str], output_dir: Path, suffix: str) -> list[Job]:
+    """Expand inputs and plan an output path for each file, never an input's path."""
+    exclude = output_dir.resolve()
+    found: list[tuple[Path, Path]] = []
+    jobs_without_source: list[Job] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            # An output folder inside the input folder is not searched: its files are results.
+            inner = exclude if exclude != path.resolve() else None
+            found.extend(_walk(path, inner))
+        elif path.is_file():
+            found.append((path, Path(path.name)))
+        elif _is_glob(text):
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
+            if not matches:
+                jobs_without_source.append(Job(path, error="the pattern matches no file"))
+            found.extend((m, Path(m.name)) for m in matches)
+        else:
+            jobs_without_source.append(Job(path, error="no such file or folder"))
+
+    jobs: list[Job] = []
+    seen: set[Path] = set()
+    for path, rel in found:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            jobs.append(Job(path, output=output_dir / rel))
+
+    taken = set(seen)  # every input is off limits
+    for job in jobs:
+        rel = job.output
+        assert rel is not None
+        plain = rel.with_name(rel.stem + suffix)
+        candidates = [plain, rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.') or 'file'}{suffix}")]
+        candidate = next((c for c in candidates if c.resolve() not in taken), None)
+        counter = 2
+        while candidate is None:
+            trial = rel.with_name(f"{rel.stem}_{counter}{suffix}")
+            if trial.resolve() not in taken:
+                candidate = trial
+            counter += 1
+        taken.add(candidate.resolve())
+        job.output = candidate
+    return jobs_without_source + jobs
+
+
+def _prepare_for_format(img, fmt: str):
+    """Pillow cannot write every mode in every format: flatten what needs it."""
+    if fmt in _NO_ALPHA_FORMATS and img.mode not in ("RGB", "L"):
+        return img.convert("RGB")
+    return img
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    fmt = FORMATS[args.format]
+
+    from inspyrenet_lite.compositing import parse_output_type
+    from inspyrenet_lite.image_io import DEFAULT_MAX_PIXELS, save_image
+
+    max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
+    try:
+        spec = parse_output_type(args.type, max_pixels=max_pixels)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if spec.has_alpha and fmt in _NO_ALPHA_FORMATS:
+        parser.error(f"--format {args.format} cannot store transparency; use png or webp, or a --type such as white")
+
+    output_dir = Path(args.output)
+    if output_dir.exists() and not output_dir.is_dir():
+        parser.error(f"-o {args.output!r} is a file, not a folder")
+    jobs = collect_jobs(args.inputs, output_dir, "." + args.format)
+    if not any(job.error is None for job in jobs):
+        for job in jobs:
+            print(f"inspyrenet-lite: {job.source}: {job.error}", file=sys.stderr)
+        print("inspyrenet-lite: no input images found", file=sys.stderr)
+        return 2
+
+    from tqdm.auto import tqdm
+
+    from inspyrenet_lite.remover import Remover
+
+    try:
+        remover = Remover(
+            mode=args.mode,
+            device=args.device,
+            ckpt=args.ckpt,
+            resize=args.resize,
+            precision=args.precision,
+            max_pixels=max_pixels,
+        )
+    except (RuntimeError, ValueError, OSError) as exc:
+        print(f"inspyrenet-lite: cannot load the model: {exc}", file=sys.stderr)
+        return 2
+
+    done = skipped = failed = 0
+    bar = tqdm(jobs, unit="image", disable=True if args.quiet else None, file=sys.stderr)
+    try:
+        for job in bar:
+            if job.error is not None:
+                failed += 1
+                tqdm.write(f"failed: {job.source}: {job.error}", file=sys.stderr)
+                continue
+            assert job.output is not None
+            if args.skip_existing and job.output.exists():
+                skipped += 1
+                continue
+            try:
+                result = remover.process(
+                    str(job.source), type=spec, threshold=args.threshold, hr_blend=args.hr_blend, reverse=args.reverse
+                )
+                job.output.parent.mkdir(parents=True, exist_ok=True)
+                save_image(_prepare_for_format(result, fmt), job.output, format=fmt)
+                done += 1
+            except Exception as exc:  # one bad file must not stop the others
+                failed += 1
+                logger.debug("failure on %s", job.source, exc_info=True)
+                tqdm.write(f"failed: {job.source}: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"inspyrenet-lite: interrupted: {done} done, {skipped} skipped, {failed} failed", file=sys.stderr)
+        return 130
+    bar.close()
+    print(f"inspyrenet-lite: {done} done, {skipped} skipped, {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
