@@ -62,6 +62,9 @@ class Adapter:
     def version(self) -> str:
         raise NotImplementedError
 
+    def import_libraries(self) -> None:
+        """Import everything ``load`` would import, so RSS before ``load`` counts the libraries."""
+
     def load(self, mode: str, ckpt: Path, device: str, precision: str) -> None:
         raise NotImplementedError
 
@@ -81,6 +84,15 @@ class ReferenceAdapter(Adapter):
         from importlib.metadata import version
 
         return version("transparent-background")
+
+    def import_libraries(self) -> None:
+        import transparent_background.InSPyReNet  # noqa: F401
+        from transparent_background import Remover  # noqa: F401
+
+        try:  # Remover imports pymatting (numba) in its constructor
+            import pymatting  # noqa: F401
+        except ImportError:
+            pass
 
     def load(self, mode: str, ckpt: Path, device: str, precision: str) -> None:
         if precision != "fp32":
@@ -134,6 +146,14 @@ class LiteAdapter(Adapter):
         import inspyrenet_lite
 
         return inspyrenet_lite.__version__
+
+    def import_libraries(self) -> None:
+        try:
+            import inspyrenet_lite.checkpoint  # noqa: F401
+            import inspyrenet_lite.modeling.build  # noqa: F401
+            import inspyrenet_lite.remover  # noqa: F401
+        except ImportError:
+            pass  # load() reports what is missing
 
     def load(self, mode: str, ckpt: Path, device: str, precision: str) -> None:
         self.device = device

@@ -1,16 +1,18 @@
 """The benchmark's checkpoint: a full-size SwinB InSPyReNet with random weights in the authors' layout.
 
 The real checkpoints cannot be downloaded here, and the speed and memory of
-the network do not depend on the weight values, so one random checkpoint,
-written once and cached, stands in for ``ckpt_fast.pth`` / ``ckpt_base.pth``
-(they share one architecture; only the base size differs by mode).
+the network do not depend on the weight values, so random checkpoints,
+written once and cached, stand in for ``ckpt_fast.pth`` and ``ckpt_base.pth``
+(one architecture; only the base size differs by mode).
 
 Plain random initialisation makes the final logits explode (tens of
 thousands), so every map would be sigmoid = 1 everywhere, normalised to all
 zeros, and any two implementations would "agree" trivially. The BatchNorm
 running statistics are therefore calibrated on the shared photos (batch
-statistics of one forward pass), which keeps every level's logits near unit
-scale and the maps full of structure that a wrong implementation would change.
+statistics of one forward pass at the mode's base size), which keeps every
+level's logits near unit scale and the maps full of structure that a wrong
+implementation would change. Statistics taken at 384 do not carry over to
+1024 (the maps saturate again), hence one checkpoint per mode, like the real ones.
 """
 
 from __future__ import annotations
@@ -26,20 +28,21 @@ import torch
 log = logging.getLogger(__name__)
 
 SEED = 0
-CALIBRATION_SIZE = 384
+#: Calibration input side and how many photos go into the batch (1024 is memory-hungry).
+CALIBRATION = {"fast": (384, 8), "base": (1024, 2)}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _calibration_batch(photos: list[Path]) -> torch.Tensor:
-    """The photos at CALIBRATION_SIZE squared, ImageNet-normalised, as one batch."""
+def _calibration_batch(photos: list[Path], size: int) -> torch.Tensor:
+    """The photos at ``size`` squared, ImageNet-normalised, as one batch."""
     import numpy as np
     from PIL import Image
 
     batch = []
     for path in photos:
         with Image.open(path) as im:
-            rgb = im.convert("RGB").resize((CALIBRATION_SIZE, CALIBRATION_SIZE), Image.Resampling.BILINEAR)
+            rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
         batch.append(torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1))
     x = torch.stack(batch)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -62,20 +65,21 @@ def calibrate_batchnorm(model: torch.nn.Module, forward: Callable[[torch.Tensor]
         bn.eval()
 
 
-def _state_dict_from_core(x: torch.Tensor) -> dict[str, torch.Tensor]:
+def _state_dict_from_core(mode: str, x: torch.Tensor) -> dict[str, torch.Tensor]:
     from inspyrenet_lite.modeling.build import build_model
 
-    model = build_model("fast")
+    model = build_model(mode)
     calibrate_batchnorm(model, model.pyramid, x)
     return model.reference_state_dict()
 
 
-def _state_dict_from_reference(x: torch.Tensor) -> dict[str, torch.Tensor]:
+def _state_dict_from_reference(mode: str, x: torch.Tensor) -> dict[str, torch.Tensor]:
     # Only used when inspyrenet_lite's core is not importable: the authors'
     # own module yields the authors' key layout by definition.
     from transparent_background.InSPyReNet import InSPyReNet_SwinB
 
-    model = InSPyReNet_SwinB(depth=64, pretrained=False, base_size=[384, 384], threshold=None)
+    side = CALIBRATION[mode][0]
+    model = InSPyReNet_SwinB(depth=64, pretrained=False, base_size=[side, side], threshold=None)
     calibrate_batchnorm(model, model.forward_inspyre, x)
     return model.state_dict()
 
@@ -98,18 +102,21 @@ def _save(state_dict: dict[str, torch.Tensor], path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def random_checkpoint(cache_dir: Path, photos: list[Path]) -> tuple[Path, str]:
-    """Path of the cached random SwinB checkpoint (created on first use) and which code built it.
+def random_checkpoint(cache_dir: Path, photos: list[Path], mode: str = "fast") -> tuple[Path, str]:
+    """Path of the cached random SwinB checkpoint for ``mode`` (created on first use) and which code built it.
 
     ``photos`` calibrate the BatchNorm statistics (see the module docstring).
     """
+    if mode not in CALIBRATION:
+        raise ValueError(f"no benchmark checkpoint for mode {mode!r}; choose one of {', '.join(CALIBRATION)}")
+    side, count = CALIBRATION[mode]
     for source, make in (("inspyrenet_lite", _state_dict_from_core), ("transparent_background", _state_dict_from_reference)):
-        path = cache_dir / f"swinb_random_seed{SEED}_bncal_{source}.pth"
+        path = cache_dir / f"swinb_{mode}_random_seed{SEED}_bncal_{source}.pth"
         if path.is_file():
             return path, source
         try:
             torch.manual_seed(SEED)
-            state_dict = make(_calibration_batch(photos))
+            state_dict = make(mode, _calibration_batch(photos[:count], side))
         except ImportError as exc:
             log.info("cannot build the checkpoint with %s: %s", source, exc)
             continue

@@ -35,8 +35,10 @@ def _mib(x: float) -> str:
 
 
 def _faster(ref: float, lite: float) -> str:
-    """Speed ratio phrased from the user's side: reference time over ours."""
-    return f"{ref / lite:.2f}x"
+    """Speed of ours relative to the reference, from time taken: "1.30x faster" or "2.00x slower"."""
+    if lite <= ref:
+        return f"{ref / lite:.2f}x faster"
+    return f"{lite / ref:.2f}x slower"
 
 
 def _pct(part: float, whole: float) -> str:
@@ -81,7 +83,7 @@ def variant_rows(results: dict[str, Any], variant: str) -> list[Row]:
         f"{title}: median latency",
         _cell(ref, lambda r: f"{_s(r['median_s'])} (x{len(r['times_s'])})"),
         _cell(lite, lambda r: f"{_s(r['median_s'])} (x{len(r['times_s'])})"),
-        f"{_faster(*pair)} faster" if pair else "",
+        f"{_faster(*pair)}" if pair else "",
     ))
     pair = _both(ref, lite, "flops")
     rows.append((
@@ -98,10 +100,16 @@ def variant_rows(results: dict[str, Any], variant: str) -> list[Row]:
     ))
     pair = _both(ref, lite, "rss_after_load_mib")
     rows.append((
-        f"{title}: RSS after loading the checkpoint",
-        _cell(ref, lambda r: _mib(r["rss_after_load_mib"])),
-        _cell(lite, lambda r: _mib(r["rss_after_load_mib"])),
+        f"{title}: RSS after loading the checkpoint (libraries alone)",
+        _cell(ref, lambda r: f"{_mib(r['rss_after_load_mib'])} ({_mib(r['rss_before_load_mib'])})"),
+        _cell(lite, lambda r: f"{_mib(r['rss_after_load_mib'])} ({_mib(r['rss_before_load_mib'])})"),
         f"{_pct(pair[1], pair[0])} of ref" if pair else "",
+    ))
+    rows.append((
+        f"{title}: load time (imports excluded)",
+        _cell(ref, lambda r: _s(r["load_s"])),
+        _cell(lite, lambda r: _s(r["load_s"])),
+        "",
     ))
     pair = _both(ref, lite, "peak_rss_mib")
     rows.append((
@@ -146,11 +154,11 @@ def batch_rows(results: dict[str, Any]) -> list[Row]:
 
     pair = _both(ref, lite, "one_at_a_time_s")
     rows: list[Row] = [
-        (f"fast, {n} photos one at a time", _cell(ref, one), _cell(lite, one), f"{_faster(*pair)} faster" if pair else ""),
+        (f"fast, {n} photos one at a time", _cell(ref, one), _cell(lite, one), f"{_faster(*pair)}" if pair else ""),
     ]
     note = ""
     if not _na(lite) and "batched_s" in lite and not _na(ref):  # type: ignore[operator]
-        note = f"{_faster(ref['one_at_a_time_s'], lite['batched_s'])} faster than ref one at a time"  # type: ignore[index]
+        note = f"{_faster(ref['one_at_a_time_s'], lite['batched_s'])} than ref one at a time"  # type: ignore[index]
     rows.append((f"fast, {n} photos batched", _cell(ref, batched), _cell(lite, batched), note))
     rows.append((
         f"fast, {n} photos: peak RSS",
@@ -173,9 +181,9 @@ def precision_rows(results: dict[str, Any]) -> list[Row]:
         title = f"{VARIANT_TITLES[variant]}, {precision}"
         note = []
         if not _na(lite) and not _na(ref32):
-            note.append(f"{_faster(ref32['median_s'], lite['median_s'])} faster than ref fp32")  # type: ignore[index]
+            note.append(f"{_faster(ref32['median_s'], lite['median_s'])} than ref fp32")  # type: ignore[index]
         if not _na(lite) and not _na(lite32):
-            note.append(f"{_faster(lite32['median_s'], lite['median_s'])} vs lite fp32")  # type: ignore[index]
+            note.append(f"{_faster(lite32['median_s'], lite['median_s'])} than lite fp32")  # type: ignore[index]
         rows.append((
             f"{title}: median latency",
             _cell(ref, lambda r: _s(r["median_s"])),
@@ -248,10 +256,11 @@ def to_markdown(results: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(_escape(c) for c in row) + " |")
     lines += ["", NOISE_NOTE]
     ck = results.get("checkpoint")
-    if ck:
+    if ck and ck.get("built_by"):
         lines.append(
-            f"Checkpoint: full-size SwinB, random weights in the authors' layout, built by {ck['built_by']} "
-            f"({ck['size_mib']:.0f} MiB .pth). Photo: {results.get('image')}; "
+            f"Checkpoints: full-size SwinB, random weights in the authors' layout (one per mode, BatchNorm "
+            f"statistics calibrated on the shared photos), built by {ck['built_by']} "
+            f"({ck['size_mib']:.0f} MiB .pth each). Photo: {results.get('image')}; "
             f"pyramid blending photo: {results.get('pb_image')}."
         )
     return "\n".join(lines) + "\n"

@@ -82,9 +82,9 @@ def shared_photos(folder: Path) -> list[Path]:
 class Runner:
     """Starts workers with one environment and collects their JSON results."""
 
-    def __init__(self, args: argparse.Namespace, ckpt: Path) -> None:
+    def __init__(self, args: argparse.Namespace, ckpts: dict[str, Path]) -> None:
         self.args = args
-        self.ckpt = ckpt
+        self.ckpts = ckpts
         self.logs = args.out / "logs"
         self.maps = args.out / "maps"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -102,8 +102,10 @@ class Runner:
         )
 
     def spec(self, **fields: Any) -> dict[str, Any]:
-        base = {"threads": self.args.threads, "device": self.args.device, "ckpt": str(self.ckpt), "precision": "fp32"}
+        base = {"threads": self.args.threads, "device": self.args.device, "precision": "fp32"}
         base.update(fields)
+        if "mode" in fields:  # pyramid blending runs the fast checkpoint, as in the paper
+            base["ckpt"] = str(self.ckpts["base" if fields["mode"] == "base" else "fast"])
         return base
 
     def __call__(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -196,14 +198,23 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     photos = shared_photos(args.photos)
-    ckpt, built_by = random_checkpoint(args.cache, photos)
-    run = Runner(args, ckpt)
+    ckpts = {}
+    for mode in ("fast", "base"):
+        if mode in args.sections or (mode == "fast" and args.sections & {"pb", "batch", "precision"}) or (
+            mode == "base" and "precision" in args.sections
+        ):
+            ckpts[mode], built_by = random_checkpoint(args.cache, photos, mode)
+    run = Runner(args, ckpts)
     photo_paths = [str(p) for p in photos]
     precisions = ["bf16", "fp16"] if args.device.startswith("cuda") else ["bf16"]
     results: dict[str, Any] = {
         "machine": describe(args.device, args.threads),
         "loadavg": {"start": list(os.getloadavg())},
-        "checkpoint": {"path": str(ckpt), "built_by": built_by, "size_mib": ckpt.stat().st_size / 2**20},
+        "checkpoint": {
+            "paths": {mode: str(path) for mode, path in ckpts.items()},
+            "built_by": built_by if ckpts else None,
+            "size_mib": max((p.stat().st_size / 2**20 for p in ckpts.values()), default=0.0),
+        },
         "image": str(args.image),
         "pb_image": str(args.pb_image),
         "runs": {},

@@ -57,6 +57,9 @@ def task_latency(spec: dict[str, Any], adapter: Adapter) -> dict[str, Any]:
     device = spec["device"]
     image = load_rgb(spec["image"])
     out: dict[str, Any] = {"image_size": list(image.size)}
+    start = time.perf_counter()
+    adapter.import_libraries()
+    out["import_s"] = time.perf_counter() - start
     out["rss_before_load_mib"] = rss_mib()
     start = time.perf_counter()
     adapter.load(spec["mode"], Path(spec["ckpt"]), device, spec["precision"])
