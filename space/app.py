@@ -234,9 +234,10 @@ def remove_background(
     except (WeightsUnavailableError, OSError, ValueError) as err:
         # OSError/ValueError: a bad INSPYRENET_LITE_CKPT or an unreadable file.
         logger.error("the %s model could not be loaded: %s", mode, err)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise gr.Error(
             f"The weights of the {mode} model could not be fetched or loaded, so "
-            f"this mode cannot run right now. {err}",
+            f"this mode cannot run right now ({reason}). The server log has the details.",
             title="Model unavailable",
             duration=None,
         ) from err
@@ -372,12 +373,11 @@ def build_demo() -> gr.Blocks:
     return demo
 
 
-# A checkerboard behind the result shows which parts became transparent.
+# A checkerboard behind the result (the slider's overlaid "after" image, whose
+# inline style sets a plain background) shows what became transparent.
 CSS = """
-#comparison img {
-    background-color: #fff;
-    background-image: conic-gradient(#d9d9d9 25%, transparent 0 50%, #d9d9d9 0 75%, transparent 0);
-    background-size: 24px 24px;
+#comparison img.fixed {
+    background: conic-gradient(#d9d9d9 25%, #fff 0 50%, #d9d9d9 0 75%, #fff 0) 0 0 / 24px 24px !important;
 }
 """
 
