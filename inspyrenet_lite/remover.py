@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -56,7 +55,8 @@ def own_size(width: int, height: int, short_side: int = DEFAULT_HR_SHORT_SIDE) -
     """The network input size (H, W) for an image at its own resolution.
 
     The shorter side is capped at ``short_side`` (keeping the aspect ratio),
-    then both sides are rounded to the nearest multiple of 32 (at least 32).
+    then both sides are rounded to the nearest multiple of 32 (ties to even,
+    at least 32).
     This is the size of the high-resolution pass of pyramid blending and of
     ``resize="dynamic"``.
     """
@@ -65,7 +65,9 @@ def own_size(width: int, height: int, short_side: int = DEFAULT_HR_SHORT_SIDE) -
 
 
 def _round32(x: float) -> int:
-    return max(_STRIDE, int(math.floor(x / _STRIDE + 0.5)) * _STRIDE)
+    # Python's round() (ties to even), as the reference's dynamic resize rounds:
+    # a 400-pixel side becomes 384, not 416.
+    return max(_STRIDE, round(x / _STRIDE) * _STRIDE)
 
 
 class Remover:

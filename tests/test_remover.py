@@ -161,6 +161,9 @@ def test_own_size_caps_the_shorter_side_and_rounds_to_32():
     assert own_size(4000, 3000) == (1280, 1696)
     assert own_size(3000, 4000, short_side=640) == (864, 640)
     assert own_size(5, 3) == (32, 32)
+    # Ties go to the even multiple, as the reference's dynamic resize does.
+    assert own_size(600, 400) == (384, 608)
+    assert own_size(400, 80) == (64, 384)
 
 
 def test_inputs_people_really_have(remover, tmp_path: Path):
