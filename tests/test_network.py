@@ -54,3 +54,14 @@ def test_predict_output_range_and_shape(swin_case):
     assert out.shape == (1, 1, 320, 480)
     assert out.min().item() == pytest.approx(0.0, abs=1e-6)
     assert out.max().item() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_reduced_precision_autocast_stays_finite(swin_case, dtype):
+    # SICA's context sums reach ~1e5, beyond float16: they must stay in float32.
+    model, io = swin_case
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype):
+        out = model.predict(io["input.square"])
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    assert out.min().item() == pytest.approx(0.0, abs=1e-3) and out.max().item() == pytest.approx(1.0, abs=1e-3)

@@ -8,6 +8,11 @@ from torch import nn
 _Size = int | tuple[int, int]
 
 
+def float32_region(like: torch.Tensor) -> torch.autocast:
+    """A region where autocast is off, for sums that overflow or lose too much in fp16/bf16."""
+    return torch.autocast(device_type=like.device.type, enabled=False)
+
+
 def _pair(value: _Size) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
@@ -71,6 +76,7 @@ class AxialAttention(nn.Module):
         q = self.query_conv(x).reshape(b, -1, length)
         k = self.key_conv(x).reshape(b, -1, length)
         v = self.value_conv(x).reshape(b, -1, length)
-        attention = torch.softmax(torch.bmm(q.transpose(1, 2), k), dim=-1)
-        out = torch.bmm(v, attention.transpose(1, 2)).reshape(b, c, h, w)
+        with float32_region(x):
+            attention = torch.softmax(torch.bmm(q.float().transpose(1, 2), k.float()), dim=-1)
+        out = torch.bmm(v, attention.to(v.dtype).transpose(1, 2)).reshape(b, c, h, w)
         return self.gamma * out + x

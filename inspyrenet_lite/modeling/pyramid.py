@@ -8,6 +8,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .layers import float32_region
+
 # 1-D Gaussian (sigma = 1, 7 taps, normalised); the 2-D kernel is its outer product.
 _GAUSS_1D = (0.00443305, 0.05400558, 0.24203623, 0.39905028, 0.24203623, 0.05400558, 0.00443305)
 _PAD = 3
@@ -22,11 +24,13 @@ def _gaussian_2d(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
 def _blur(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Reflect-pad by 3 and convolve every channel with ``scale`` * G."""
     b, c, h, w = x.shape
-    kernel = _gaussian_2d(x.device, x.dtype)
+    dtype = torch.promote_types(x.dtype, torch.float32)  # saliency logits stay float32 under autocast
+    kernel = _gaussian_2d(x.device, dtype)
     if scale != 1.0:
         kernel = kernel * scale
-    y = F.pad(x.reshape(b * c, 1, h, w), (_PAD,) * 4, mode="reflect")
-    return F.conv2d(y, kernel).reshape(b, c, h, w)
+    with float32_region(x):
+        y = F.pad(x.to(dtype).reshape(b * c, 1, h, w), (_PAD,) * 4, mode="reflect")
+        return F.conv2d(y, kernel).reshape(b, c, h, w)
 
 
 def expand(x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ConvBN
+from .layers import ConvBN, float32_region
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -55,10 +55,10 @@ class SICA(nn.Module):
     def _guidance(
         self, smap: torch.Tensor, lmap: torch.Tensor | None, size: tuple[int, int]
     ) -> torch.Tensor:
-        p = torch.sigmoid(_resize(smap, size)) - self.threshold
+        p = torch.sigmoid(_resize(smap.float(), size)) - self.threshold
         maps = [p.clamp(0, 1), (-p).clamp(0, 1), self.threshold - p.abs()]
         if self.lthreshold is not None and lmap is not None:
-            lp = torch.sigmoid(_resize(lmap, size)) - self.lthreshold
+            lp = torch.sigmoid(_resize(lmap.float(), size)) - self.lthreshold
             maps += [lp.clamp(0, 1), (-lp).clamp(0, 1)]
         return torch.cat(maps, dim=1)
 
@@ -78,19 +78,24 @@ class SICA(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         b, _, h, w = x.shape
         d = self.channels
-        context = self._context(x, self._guidance(smap, lmap, (h, w)))
-        ctx = context.shape[2]
-        key = self.conv_key(context).reshape(b, d, ctx)
-        value = self.conv_value(context).reshape(b, d, ctx).transpose(1, 2)
-        del context
-
-        # Full-resolution intermediates are dropped as soon as they are used: at the
-        # finest stage of a 1024 model each one is 64 channels x 1M pixels.
-        query = self.conv_query(x).reshape(b, d, h * w).transpose(1, 2)
-        sim = torch.softmax(torch.bmm(query, key) / math.sqrt(d), dim=-1)
-        del query
-        r = torch.bmm(sim, value).transpose(1, 2).reshape(b, d, h, w)
-        del sim
+        query = self.conv_query(x)
+        # The context sums run over every pixel of the working size and reach ~1e5:
+        # beyond float16's range. This attention step stays in float32 under autocast;
+        # its convolutions act on ctx x 1 "images" and cost nothing.
+        with float32_region(x):
+            context = self._context(x.float(), self._guidance(smap, lmap, (h, w)))
+            ctx = context.shape[2]
+            key = self.conv_key(context).reshape(b, d, ctx)
+            value = self.conv_value(context).reshape(b, d, ctx).transpose(1, 2)
+            del context
+            # Full-resolution intermediates are dropped as soon as they are used: at the
+            # finest stage of a 1024 model each one is 64 channels x 1M pixels.
+            query = query.float().reshape(b, d, h * w).transpose(1, 2)
+            sim = torch.softmax(torch.bmm(query, key) / math.sqrt(d), dim=-1)
+            del query
+            r = torch.bmm(sim, value).transpose(1, 2).reshape(b, d, h, w)
+            del sim
+        r = r.to(x.dtype)
         r = self.conv_out1(r)
         y = self.conv_out2(torch.cat([x, r], dim=1))
         del r
