@@ -148,18 +148,70 @@ def box_blur(x: np.ndarray, radius: int) -> np.ndarray:
 
 def _box_mean_1d(x: np.ndarray, radius: int, axis: int) -> np.ndarray:
     n = x.shape[axis]
-    csum = np.cumsum(x, axis=axis, dtype=np.float64)
-    zero_shape = list(x.shape)
-    zero_shape[axis] = 1
-    csum = np.concatenate([np.zeros(zero_shape, dtype=np.float64), csum], axis=axis)
+    x = np.moveaxis(x, axis, 0)
     idx = np.arange(n)
-    hi = np.minimum(idx + radius + 1, n)
-    lo = np.maximum(idx - radius, 0)
-    total = np.take(csum, hi, axis=axis) - np.take(csum, lo, axis=axis)
-    count_shape = [1] * x.ndim
-    count_shape[axis] = n
-    count = (hi - lo).reshape(count_shape)
-    return (total / count).astype(np.float32)
+    count = (np.minimum(idx + radius + 1, n) - np.maximum(idx - radius, 0)).reshape((n,) + (1,) * (x.ndim - 1))
+    if radius <= 8:
+        # Narrow windows: adding the 2r + 1 shifted copies is cheaper than running sums.
+        total = x.copy()
+        for shift in range(1, min(radius, n - 1) + 1):
+            total[shift:] += x[:-shift]
+            total[:-shift] += x[shift:]
+        total /= count.astype(np.float32)
+        return np.moveaxis(total, 0, axis)
+    # Running sums padded so that window i is csum[i + 2r + 1] - csum[i]: r
+    # zeros before (the window starts before the image) and r copies of the
+    # total after (it ends after the image). Plain slices, no gathers.
+    csum = np.empty((n + 2 * radius + 1,) + x.shape[1:], dtype=np.float64)
+    csum[: radius + 1] = 0.0
+    np.cumsum(x, axis=0, dtype=np.float64, out=csum[radius + 1 : radius + 1 + n])
+    csum[radius + 1 + n :] = csum[radius + n]
+    total = csum[2 * radius + 1 :] - csum[:n]
+    total /= count
+    return np.moveaxis(total.astype(np.float32), 0, axis)
+
+
+def smooth_box_blur(x: np.ndarray, radius: int) -> np.ndarray:
+    """``box_blur`` for wide windows on large images, computed on a copy
+    shrunk by a factor that divides the window (block means) and resized back
+    bilinearly; the exact ``box_blur`` when no such factor fits.
+
+    A wide box blur is so smooth that this changes it by far less than a grey
+    level, at a fraction of the memory traffic: the wide level of foreground
+    estimation on a 12-megapixel photo goes from seconds to a fraction of one.
+    """
+    height, width = x.shape[:2]
+    window = 2 * radius + 1
+    # The shrink factor divides the window, so the shrunk window covers the same width.
+    factor = max((f for f in range(2, radius // 4 + 1) if window % f == 0), default=0)
+    if factor < 2 or min(height, width) < 8 * factor:
+        return box_blur(x, radius)
+    small = _block_mean(x, factor)
+    blurred = box_blur(small, (window // factor - 1) // 2)
+    return _resize_bilinear(blurred, height, width, factor)
+
+
+def _block_mean(x: np.ndarray, factor: int) -> np.ndarray:
+    height, width = x.shape[:2]
+    pad_h, pad_w = -height % factor, -width % factor
+    if pad_h or pad_w:
+        x = np.pad(x, ((0, pad_h), (0, pad_w)) + ((0, 0),) * (x.ndim - 2), mode="edge")
+    h, w = x.shape[0] // factor, x.shape[1] // factor
+    return x.reshape((h, factor, w, factor) + x.shape[2:]).mean(axis=(1, 3), dtype=np.float32)
+
+
+def _resize_bilinear(x: np.ndarray, height: int, width: int, factor: int) -> np.ndarray:
+    """Upsample block means back to (height, width), pixel centres aligned."""
+    for axis, size in ((0, height), (1, width)):
+        n = x.shape[axis]
+        pos = np.clip((np.arange(size) + 0.5) / factor - 0.5, 0.0, n - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, n - 1)
+        shape = [1] * x.ndim
+        shape[axis] = size
+        frac = (pos - lo).astype(np.float32).reshape(shape)
+        x = np.take(x, lo, axis=axis) * (1.0 - frac) + np.take(x, hi, axis=axis) * frac
+    return x
 
 
 def estimate_foreground(image: np.ndarray, alpha: np.ndarray, radii: Sequence[int] = (45, 3)) -> np.ndarray:
@@ -175,17 +227,31 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, radii: Sequence[in
     ``image``: HxWx3 uint8; ``alpha``: HxW float in [0, 1]. Returns HxWx3
     float32 in [0, 1].
     """
-    img = image.astype(np.float32) / 255.0
+    img = image.astype(np.float32)
+    img *= np.float32(1.0 / 255.0)
     a = alpha.astype(np.float32)[:, :, None]
+    one_minus_a = 1.0 - a
+    eps = np.float32(1e-5)
     fg = img
     bg = img
-    eps = 1e-5
+    stack = np.empty(img.shape[:2] + (7,), dtype=np.float32)
     for radius in radii:
-        blurred_a = box_blur(a, radius)
-        blurred_fg = box_blur(fg * a, radius) / (blurred_a + eps)
-        blurred_bg = box_blur(bg * (1.0 - a), radius) / ((1.0 - blurred_a) + eps)
-        fg = blurred_fg + a * (img - a * blurred_fg - (1.0 - a) * blurred_bg)
-        fg = np.clip(fg, 0.0, 1.0)
+        # One blur of the 7 stacked channels: alpha, F * alpha, B * (1 - alpha).
+        stack[:, :, :1] = a
+        np.multiply(fg, a, out=stack[:, :, 1:4])
+        np.multiply(bg, one_minus_a, out=stack[:, :, 4:])
+        blurred = smooth_box_blur(stack, radius)
+        blurred_a = blurred[:, :, :1]
+        blurred_fg = blurred[:, :, 1:4]
+        blurred_fg /= blurred_a + eps
+        blurred_bg = blurred[:, :, 4:]
+        blurred_bg /= (1.0 - blurred_a) + eps
+        # F = blurred_F + alpha * (I - alpha * blurred_F - (1 - alpha) * blurred_B)
+        fg = img - a * blurred_fg
+        fg -= one_minus_a * blurred_bg
+        fg *= a
+        fg += blurred_fg
+        np.clip(fg, 0.0, 1.0, out=fg)
         bg = blurred_bg
     return fg
 

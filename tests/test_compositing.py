@@ -16,6 +16,7 @@ from inspyrenet_lite.compositing import (
     composite,
     estimate_foreground,
     parse_output_type,
+    smooth_box_blur,
 )
 
 H, W = 24, 32
@@ -97,6 +98,16 @@ def test_box_blur_is_the_mean_over_the_window_inside_the_image(radius: int):
                 axis=(0, 1)
             )
     np.testing.assert_allclose(box_blur(x, radius), expected, atol=1e-5)
+
+
+def test_the_shrunk_wide_blur_stays_close_to_the_exact_one():
+    yy, xx = np.mgrid[0:300, 0:400]
+    disc = np.clip((100 - np.hypot(yy - 150, xx - 200)) / 4, 0, 1).astype(np.float32)[..., None]
+    exact = box_blur(disc, 45)
+    fast = smooth_box_blur(disc, 45)
+    assert fast.shape == exact.shape
+    assert np.abs(fast - exact).max() < 0.02
+    assert np.abs(fast - exact).mean() < 0.002
 
 
 def test_foreground_estimation_removes_the_old_background_colour_from_soft_edges():
