@@ -1,8 +1,9 @@
 """The Gradio Space (space/app.py): its API as a client sees it, and its packaging.
 
 The app runs as `python space/app.py` in a subprocess on a free loopback
-port, with a full-size SwinB checkpoint of random weights passed through
-INSPYRENET_LITE_CKPT: nothing is downloaded. The same server is shared with
+port, with the full-size SwinB checkpoint of random weights from conftest.py
+(`random_checkpoint`) passed through INSPYRENET_LITE_CKPT: nothing is
+downloaded. The same server is shared with
 tests/test_space_browser.py.
 """
 
@@ -111,19 +112,9 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=15)
 
 
-@pytest.fixture(scope="session")
-def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A full-size SwinB checkpoint (fast mode's layout) with random weights."""
-    from inspyrenet_lite.checkpoint import save_checkpoint
-    from inspyrenet_lite.modeling.build import build_model
-
-    path = tmp_path_factory.mktemp("space-ckpt") / "random_fast.safetensors"
-    save_checkpoint(build_model("fast").reference_state_dict(), path)
-    return path
-
-
-# One server per session, even when test_space_browser.py imports this fixture:
-# the function runs with this module's globals, so both see the same slot.
+# One server per session, even when test_space_browser.py imports this fixture
+# (pytest then holds two copies of it): the function runs with this module's
+# globals, so both copies see the same slot.
 _shared_server: dict[str, SpaceServer] = {}
 
 
@@ -220,6 +211,9 @@ def test_one_call_returns_an_rgba_png_at_the_input_size(one_call, small_photo: P
     assert result.mode == "RGBA"
     assert result.size == Image.open(small_photo).size
     assert Image.open(before).size == Image.open(after).size == result.size
+    alpha = np.asarray(result.getchannel("A"))
+    assert alpha.min() < 64 and alpha.max() > 192, "some pixels should be kept and others dropped"
+    assert len(np.unique(alpha)) > 16, "threshold 0 should give a soft mask"
     assert status.startswith("227×151 px, fast mode, threshold 0.00, HR blending 0.00")
 
 
@@ -231,7 +225,7 @@ def test_four_calls_at_once_all_succeed_without_mixing_results(
     same, hard, mask, red = four_calls_at_once
     reference = np.asarray(Image.open(one_call[0])).astype(int)
     assert np.abs(np.asarray(same).astype(int) - reference).max() <= 1
-    assert set(np.unique(np.asarray(hard.getchannel("A")))) <= {0, 255}
+    assert set(np.unique(np.asarray(hard.getchannel("A")))) == {0, 255}
     assert mask.mode == "L"
     # The transparent cut-out's alpha is the mask.
     np.testing.assert_array_equal(np.asarray(same.getchannel("A")), np.asarray(mask))

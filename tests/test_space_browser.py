@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,9 @@ if not os.environ.get("CI"):  # in CI a missing extra must fail, not skip
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 try:  # the server is shared with test_space.py (one per session)
-    from test_space import SpaceServer, random_checkpoint, space_server  # noqa: F401
+    from test_space import SpaceServer, space_server  # noqa: F401
 except ImportError:  # tests/ imported as a package
-    from tests.test_space import SpaceServer, random_checkpoint, space_server  # noqa: F401
+    from tests.test_space import SpaceServer, space_server  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -79,6 +80,14 @@ def _move_slider(page: Page, elem_id: str, fraction: float) -> float:
     return value
 
 
+def _fetch_result(page: Page, path: Path) -> Image.Image:
+    """The PNG the download link points at now."""
+    href = page.locator("#download a").get_attribute("href")
+    with urllib.request.urlopen(href, timeout=60) as response:
+        path.write_bytes(response.read())
+    return Image.open(path)
+
+
 def test_a_visitor_gets_a_cutout_and_both_sliders_redo_it(
     browser: Browser, space_server: SpaceServer, photo: Path, tmp_path: Path
 ):
@@ -94,11 +103,13 @@ def test_a_visitor_gets_a_cutout_and_both_sliders_redo_it(
         expect(page.locator("#comparison img")).to_have_count(2)
         expect(page.locator("#download a")).to_have_attribute("download", "astronaut-transparent.png")
 
-        threshold = _move_slider(page, "threshold", 0.6)
-        expect(status).to_contain_text(
-            f"threshold {threshold:.2f}, HR blending 0.00", timeout=RESULT_TIMEOUT_MS
-        )
+        soft = _fetch_result(page, tmp_path / "soft.png")
         hr_blend = _move_slider(page, "hr_blend", 0.99)
+        expect(status).to_contain_text(
+            f"threshold 0.00, HR blending {hr_blend:.2f}", timeout=RESULT_TIMEOUT_MS
+        )
+        blended = _fetch_result(page, tmp_path / "blended.png")
+        threshold = _move_slider(page, "threshold", 0.6)
         expect(status).to_contain_text(
             f"threshold {threshold:.2f}, HR blending {hr_blend:.2f}", timeout=RESULT_TIMEOUT_MS
         )
@@ -118,5 +129,11 @@ def test_a_visitor_gets_a_cutout_and_both_sliders_redo_it(
     assert result.format == "PNG"
     assert result.mode == "RGBA"
     assert result.size == Image.open(photo).size
-    # The threshold moved off 0, so the downloaded mask is hard.
-    assert set(np.unique(np.asarray(result.getchannel("A")))) <= {0, 255}
+    soft_alpha, blended_alpha, hard_alpha = (
+        np.asarray(image.getchannel("A")).astype(int) for image in (soft, blended, result)
+    )
+    # Each slider visibly changed the cut-out.
+    assert len(np.unique(soft_alpha)) > 16
+    changed = np.abs(blended_alpha - soft_alpha) > 2
+    assert changed.mean() > 0.01, "HR blending left the cut-out as it was"
+    assert set(np.unique(hard_alpha)) == {0, 255}, "the threshold did not harden the mask"
