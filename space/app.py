@@ -106,10 +106,15 @@ def load_photo(path: str | os.PathLike[str] | None, what: str = "photo") -> Imag
             return image.convert("RGB")
     except gr.Error:
         raise
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:
         raise gr.Error(
-            f"{name} could not be read as an image ({err}). "
-            "Upload a PNG, JPEG or WebP photo."
+            f"{name} has too many pixels for this demo (at most {MAX_MEGAPIXELS} "
+            "megapixels). Scale it down and try again."
+        ) from err
+    except (OSError, ValueError) as err:
+        logger.info("unreadable %s: %s", what, err)
+        raise gr.Error(
+            f"{name} could not be read as an image. Upload a PNG, JPEG or WebP photo."
         ) from err
 
 
@@ -370,6 +375,7 @@ def build_demo() -> gr.Blocks:
             concurrency_limit=CONCURRENCY_LIMIT,
             concurrency_id="inference",
         )
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY_LIMIT)
     return demo
 
 
@@ -391,5 +397,4 @@ demo = build_demo()
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY_LIMIT)
     demo.launch(max_file_size=MAX_FILE_SIZE, theme=THEME, css=CSS)

@@ -340,6 +340,27 @@ def test_missing_weights_are_reported_instead_of_hanging(
     assert app._removers == {}, "a failed load must not be remembered as a model"
 
 
+@pytest.mark.parametrize(
+    ("text", "rgb"),
+    [
+        ("#ff8000", (255, 128, 0)),
+        ("#F80", (255, 136, 0)),
+        ("#ff800080", (255, 128, 0)),
+        ("rgba(255, 128, 0, 0.5)", (255, 128, 0)),
+        ("rgb(0,64.4,255)", (0, 64, 255)),
+    ],
+)
+def test_colours_from_the_picker_or_the_api_are_understood(text: str, rgb: tuple[int, int, int]):
+    assert _load_app_module().parse_color(text) == rgb
+
+
+def test_an_unknown_colour_is_refused_with_the_expected_form():
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="#rrggbb"):
+        _load_app_module().parse_color("reddish")
+
+
 # ---------------------------------------------------------------- packaging
 def _front_matter(readme: Path) -> dict[str, str]:
     text = readme.read_text()
