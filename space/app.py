@@ -118,18 +118,18 @@ def load_photo(path: str | os.PathLike[str] | None, what: str = "photo") -> Imag
         ) from err
 
 
-class PhotoInput(gr.Image):
-    """``gr.Image`` that turns unreadable uploads into a message for the visitor.
+def report_unreadable_uploads(component: gr.Image) -> gr.Image:
+    """Make ``component`` tell the visitor when an upload is not an image.
 
-    Gradio's own preprocessing opens the upload with Pillow and would report a
-    bare "Error" for a file that is not an image.
+    Gradio opens uploads with Pillow before the handler runs and reports a
+    bare "Error" when that fails. (A subclass of ``gr.Image`` could do this
+    too, but Gradio then writes a ``.pyi`` copy of this file beside it.)
     """
+    original = component.preprocess
 
-    is_template = True  # rendered by the frontend's plain Image component
-
-    def preprocess(self, payload: Any) -> Any:
+    def preprocess(payload: Any) -> Any:
         try:
-            return super().preprocess(payload)
+            return original(payload)
         except gr.Error:
             raise
         except Exception as err:
@@ -138,6 +138,9 @@ class PhotoInput(gr.Image):
                 f"{name} is not an image that can be read. "
                 "Upload a PNG, JPEG or WebP photo."
             ) from err
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
 
 
 _RGB_FUNCTION = re.compile(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)")
@@ -298,12 +301,14 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column():
-                image = PhotoInput(
-                    label="Photo",
-                    type="filepath",
-                    image_mode=None,
-                    sources=["upload", "clipboard"],
-                    elem_id="photo",
+                image = report_unreadable_uploads(
+                    gr.Image(
+                        label="Photo",
+                        type="filepath",
+                        image_mode=None,
+                        sources=["upload", "clipboard"],
+                        elem_id="photo",
+                    )
                 )
                 mode = gr.Radio(list(MODES), value="fast", label="Mode", elem_id="mode")
                 threshold = gr.Slider(
@@ -321,9 +326,11 @@ def build_demo() -> gr.Blocks:
                 color = gr.ColorPicker(
                     value="#00ff00", label="Background colour", visible=False, elem_id="color"
                 )
-                background = gr.Image(
-                    label="Background image", type="filepath", image_mode=None,
-                    visible=False, elem_id="background",
+                background = report_unreadable_uploads(
+                    gr.Image(
+                        label="Background image", type="filepath", image_mode=None,
+                        visible=False, elem_id="background",
+                    )
                 )
                 run = gr.Button("Remove background", variant="primary", elem_id="run")
             with gr.Column():

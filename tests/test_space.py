@@ -295,7 +295,7 @@ def _load_app_module() -> ModuleType:
     if not _app_module:
         spec = importlib.util.spec_from_file_location("inspyrenet_space_app", APP)
         module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # Gradio inspects the module of PhotoInput
+        sys.modules[spec.name] = module  # a module Gradio can find by name
         spec.loader.exec_module(module)
         _app_module.append(module)
     return _app_module[0]
