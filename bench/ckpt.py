@@ -12,11 +12,14 @@ running statistics are therefore calibrated on the shared photos (batch
 statistics of one forward pass at the mode's base size), which keeps every
 level's logits near unit scale and the maps full of structure that a wrong
 implementation would change. Statistics taken at 384 do not carry over to
-1024 (the maps saturate again), hence one checkpoint per mode, like the real ones.
+1024 (the maps saturate again), hence one checkpoint per mode, like the real
+ones; and a random network's offsets depend on the photo, so the benchmarked
+photo must be in the calibration batch (the caller puts it first).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -110,13 +113,15 @@ def random_checkpoint(cache_dir: Path, photos: list[Path], mode: str = "fast") -
     if mode not in CALIBRATION:
         raise ValueError(f"no benchmark checkpoint for mode {mode!r}; choose one of {', '.join(CALIBRATION)}")
     side, count = CALIBRATION[mode]
+    used = photos[:count]
+    tag = hashlib.sha1("\n".join(sorted(p.name for p in used)).encode()).hexdigest()[:8]
     for source, make in (("inspyrenet_lite", _state_dict_from_core), ("transparent_background", _state_dict_from_reference)):
-        path = cache_dir / f"swinb_{mode}_random_seed{SEED}_bncal_{source}.pth"
+        path = cache_dir / f"swinb_{mode}_random_seed{SEED}_bncal-{tag}_{source}.pth"
         if path.is_file():
             return path, source
         try:
             torch.manual_seed(SEED)
-            state_dict = make(mode, _calibration_batch(photos[:count], side))
+            state_dict = make(mode, _calibration_batch(used, side))
         except ImportError as exc:
             log.info("cannot build the checkpoint with %s: %s", source, exc)
             continue

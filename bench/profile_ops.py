@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     block_network()
-    ckpt, _ = random_checkpoint(args.cache, shared_photos(args.photos))
+    calibration = [args.image] + [p for p in shared_photos(args.photos) if p.name != args.image.name]
+    ckpt, _ = random_checkpoint(args.cache, calibration, "fast" if args.mode == "pb" else args.mode)
     adapter = ADAPTERS[args.impl]()
     adapter.load(args.mode, ckpt, args.device, args.precision)
     image = load_rgb(str(args.image))

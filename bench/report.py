@@ -7,9 +7,14 @@ from typing import Any
 REF, LITE = "tb", "lite"
 VARIANT_TITLES = {"fast": "fast (384)", "base": "base (1024)", "pb": "pyramid blending (384 + photo size)"}
 NOISE_NOTE = (
-    "Numbers are noisy: the machine's cores are shared with other work. Compare within one run "
-    "(ratios), not across runs. Weights are random (same checkpoint for both packages): speed and "
-    "memory do not depend on them, agreement does only through how flat the maps are."
+    "Numbers are noisy where the cores are shared with other work (see the load average): compare "
+    "within one run (ratios), not across runs. Weights are random (the same checkpoint for both "
+    "packages): speed and memory do not depend on them. Random-weight maps are grainy, with many "
+    "pixels near 0.5, so the IoU of reduced-precision masks is a pessimistic bound for real weights."
+)
+CUDA_NOTE = (
+    "On CUDA, PyTorch runs float32 convolutions in TF32 by default (both packages), so fp32 maps "
+    "differ by more than on the CPU; compare agreement on the CPU."
 )
 
 Row = tuple[str, str, str, str]
@@ -255,6 +260,8 @@ def to_markdown(results: dict[str, Any]) -> str:
     for row in build_rows(results):
         lines.append("| " + " | ".join(_escape(c) for c in row) + " |")
     lines += ["", NOISE_NOTE]
+    if str(results.get("machine", {}).get("device", "")).startswith("cuda"):
+        lines.append(CUDA_NOTE)
     ck = results.get("checkpoint")
     if ck and ck.get("built_by"):
         lines.append(
