@@ -183,6 +183,8 @@ class Remover:
         spec = parse_output_type(type, max_pixels=self.max_pixels)
         if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+        if not 0.0 <= float(hr_blend) <= 1.0:
+            raise ValueError(f"hr_blend must be in [0, 1], got {hr_blend!r}")
         if isinstance(image, (list, tuple)):
             return list(self._process_many(image, spec, threshold, hr_blend, reverse, batch_size))
         loaded = load_image(image, max_pixels=self.max_pixels)
