@@ -251,6 +251,11 @@ class Remover:
                 else:
                     pred = self.model.predict(x, x_lr=x_lr, hr_blend=hr_blend)
                 pred = pred.float()
+                if not bool(torch.isfinite(pred).all()):
+                    raise RuntimeError(
+                        f"the network returned NaN or infinite values at precision {self.precision!r} "
+                        "(fp16 overflows most easily); use precision='fp32' or 'bf16'"
+                    )
                 for row, (i, item) in enumerate(zip(indices, batch, strict=True)):
                     width, height = item.size
                     full = F.interpolate(pred[row : row + 1], size=(height, width), mode="bilinear", align_corners=True)

@@ -179,6 +179,15 @@ def test_network_input_sizes_for_each_setting(remover, monkeypatch: pytest.Monke
     ]
 
 
+def test_an_overflowing_network_is_reported_not_turned_into_a_mask(remover, monkeypatch: pytest.MonkeyPatch):
+    def overflow(x, x_lr=None, hr_blend=1.0):
+        return torch.full((x.shape[0], 1, *x.shape[-2:]), float("nan"))
+
+    monkeypatch.setattr(remover.model, "predict", overflow)
+    with pytest.raises(RuntimeError, match="precision='fp32' or 'bf16'"):
+        remover.process(Image.new("RGB", (40, 30)), type="map")
+
+
 def test_own_size_caps_the_shorter_side_and_rounds_to_32():
     assert own_size(1000, 700) == (704, 992)
     assert own_size(4000, 3000) == (1280, 1696)
