@@ -95,6 +95,8 @@ def parse_output_type(type: OutputType, max_pixels: int | None = None) -> Output
         return OutputSpec("colour", colour=_check_colour([int(g) for g in triple.groups()]))
     if Path(text).is_file():
         return OutputSpec("image", background=_load_background(text, max_pixels))
+    if Path(text).suffix.lower() in Image.registered_extensions():
+        raise ValueError(f"background image {text!r} not found; check the path, or {_CHOICES}")
     raise ValueError(f"unknown output type {type!r}; {_CHOICES}")
 
 

@@ -64,6 +64,11 @@ def test_unknown_output_types_list_the_choices(bad):
         parse_output_type(bad)
 
 
+def test_a_missing_background_image_is_named_as_such(tmp_path: Path):
+    with pytest.raises(ValueError, match=r"background image '.*beach.jpg' not found"):
+        parse_output_type(str(tmp_path / "beach.jpg"))
+
+
 def test_a_background_image_parses_from_a_path_or_pil(tmp_path: Path):
     path = tmp_path / "bg.png"
     Image.new("RGB", (5, 5), (1, 2, 3)).save(path)
