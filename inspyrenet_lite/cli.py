@@ -222,6 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     output_dir = Path(args.output)
     if output_dir.exists() and not output_dir.is_dir():
         parser.error(f"-o {args.output!r} is a file, not a folder")
+    if not output_dir.exists() and output_dir.suffix.lower() in IMAGE_SUFFIXES:
+        parser.error(
+            f"-o takes a folder, and {args.output!r} looks like a file name; "
+            f"use -o {str(output_dir.parent / output_dir.stem)!r} (results are named after their inputs)"
+        )
     jobs = collect_jobs(args.inputs, output_dir, "." + args.format)
     if not any(job.error is None for job in jobs):
         for job in jobs:

@@ -93,6 +93,15 @@ def test_bad_arguments_exit_2_with_a_message(args, message, tmp_path: Path, caps
     assert fake_remover.instances == []
 
 
+def test_an_output_that_looks_like_a_file_name_is_refused(tmp_path: Path, capsys, fake_remover):
+    photo = _photo(tmp_path / "a.png", (40, 30))
+    with pytest.raises(SystemExit) as info:
+        main([str(photo), "-o", str(tmp_path / "cutout.png")])
+    assert info.value.code == 2
+    assert "-o takes a folder" in capsys.readouterr().err
+    assert not (tmp_path / "cutout.png").exists()
+
+
 def test_no_inputs_found_exits_2_before_loading_a_model(tmp_path: Path, capsys, fake_remover):
     assert main([str(tmp_path / "missing.jpg"), str(tmp_path / "*.png")]) == 2
     err = capsys.readouterr().err
