@@ -26,8 +26,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inspyrenet_lite import __version__
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +195,7 @@ def collect_jobs(inputs: Sequence[str], output_dir: Path, suffix: str) -> list[J
     return jobs_without_source + jobs
 
 
-def _prepare_for_format(img, fmt: str):
+def _prepare_for_format(img: Image.Image, fmt: str) -> Image.Image:
     """Pillow cannot write every mode in every format: flatten what needs it."""
     if fmt in _NO_ALPHA_FORMATS and img.mode not in ("RGB", "L"):
         return img.convert("RGB")
