@@ -40,7 +40,7 @@ IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".ppm", ".pgm", ".pbm"}
 )
 FORMATS = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG", "jpeg": "JPEG", "bmp": "BMP", "tiff": "TIFF"}
-_NO_ALPHA_FORMATS = {"JPEG"}
+_NO_ALPHA_FORMATS = {"JPEG", "BMP"}  # Pillow writes no alpha into these
 MODES = ("fast", "base", "base-nightly")
 
 

@@ -79,6 +79,7 @@ def test_the_console_script_points_at_main():
     [
         (["--type", "purple"], "unknown output type"),
         (["--format", "jpg"], "cannot store transparency"),
+        (["--format", "bmp"], "cannot store transparency"),
         (["--threshold", "1.5"], "in [0, 1]"),
         (["--hr-blend", "-1"], "in [0, 1]"),
         (["--mode", "huge"], "invalid choice"),
