@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=HERE / ".cache")
     p.add_argument("--rows", type=int, default=25)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--flush-denormal",
+        action="store_true",
+        help="torch.set_flush_denormal(True) before any work (threads created later inherit it): "
+        "shows how much denormal floats cost on CPUs that slow down on them",
+    )
     args = p.parse_args(argv)
     os.environ.setdefault("TRANSPARENT_BACKGROUND_FILE_PATH", str(args.cache / "tb-home"))
     (args.cache / "tb-home").mkdir(parents=True, exist_ok=True)
@@ -44,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     from offline import block_network
     from worker import load_rgb
 
+    if args.flush_denormal and not torch.set_flush_denormal(True):
+        p.error("this CPU cannot flush denormals (no SSE3)")
     torch.set_num_threads(args.threads)
     block_network()
     calibration = [args.image] + [p for p in shared_photos(args.photos) if p.name != args.image.name]
@@ -58,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     averages = prof.key_averages()
     sort_key = "self_cuda_time_total" if args.device.startswith("cuda") else "self_cpu_time_total"
     text = (
-        f"# {args.impl} {args.mode} {args.precision} on {args.device}, {args.threads} threads, {args.image.name}\n\n"
+        f"# {args.impl} {args.mode} {args.precision} on {args.device}, {args.threads} threads, {args.image.name}"
+        f"{', denormals flushed' if args.flush_denormal else ''}\n\n"
         "## top operators by self time\n"
         + averages.table(sort_by=sort_key, row_limit=args.rows)
         + "\n## top operators by self time, split by input shape\n"

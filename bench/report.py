@@ -177,7 +177,7 @@ def batch_rows(results: dict[str, Any]) -> list[Row]:
 def precision_rows(results: dict[str, Any]) -> list[Row]:
     runs = results.get("runs", {})
     rows: list[Row] = []
-    for key in sorted(results.get("precision_keys", [])):
+    for key in results.get("precision_keys", []):
         precision, variant = key.split("/")
         ref = runs.get(f"{REF}/{variant}/{precision}")
         lite = runs.get(f"{LITE}/{variant}/{precision}")
