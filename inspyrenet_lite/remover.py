@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -115,6 +116,14 @@ class Remover:
             raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
         if hr_short_side < _STRIDE:
             raise ValueError(f"hr_short_side must be at least {_STRIDE}, got {hr_short_side!r}")
+        if resize == "dynamic" and mode == "fast":
+            warnings.warn(
+                "resize='dynamic' runs the fast model (trained at 384x384) at the image's own size, "
+                "which usually gives worse maps; prefer mode='base' for dynamic resizing, or hr_blend "
+                "for high-resolution detail with the fast model",
+                UserWarning,
+                stacklevel=2,
+            )
         self.mode = mode
         self.resize = resize
         self.precision = precision

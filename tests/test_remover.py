@@ -268,6 +268,11 @@ def test_bad_constructor_arguments(kwargs, message, random_checkpoint):
         Remover(ckpt=random_checkpoint, device="cpu", **kwargs)
 
 
+def test_dynamic_resizing_with_the_fast_model_warns(random_checkpoint):
+    with pytest.warns(UserWarning, match="mode='base'"):
+        Remover(ckpt=random_checkpoint, device="cpu", resize="dynamic")
+
+
 def test_a_checkpoint_that_does_not_fit_names_the_file(tmp_path: Path):
     from inspyrenet_lite.checkpoint import save_checkpoint
 
