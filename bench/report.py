@@ -66,6 +66,10 @@ def _both(ref: dict | None, lite: dict | None, key: str) -> tuple[float, float] 
     return ref[key], lite[key]  # type: ignore[index]
 
 
+def _latency(run: dict[str, Any]) -> str:
+    return f"{_s(run['median_s'])} (best {_s(min(run['times_s']))}, x{len(run['times_s'])})"
+
+
 def _gflops_cell(run: dict[str, Any], peaks: dict[str, float]) -> str:
     achieved = run["flops"] / run["median_s"] / 1e9
     parts = [f"{achieved:.0f} GFLOP/s"]
@@ -86,8 +90,8 @@ def variant_rows(results: dict[str, Any], variant: str) -> list[Row]:
     pair = _both(ref, lite, "median_s")
     rows.append((
         f"{title}: median latency",
-        _cell(ref, lambda r: f"{_s(r['median_s'])} (x{len(r['times_s'])})"),
-        _cell(lite, lambda r: f"{_s(r['median_s'])} (x{len(r['times_s'])})"),
+        _cell(ref, _latency),
+        _cell(lite, _latency),
         f"{_faster(*pair)}" if pair else "",
     ))
     pair = _both(ref, lite, "flops")
@@ -191,8 +195,8 @@ def precision_rows(results: dict[str, Any]) -> list[Row]:
             note.append(f"{_faster(lite32['median_s'], lite['median_s'])} than lite fp32")  # type: ignore[index]
         rows.append((
             f"{title}: median latency",
-            _cell(ref, lambda r: _s(r["median_s"])),
-            _cell(lite, lambda r: _s(r["median_s"])),
+            _cell(ref, _latency),
+            _cell(lite, _latency),
             "; ".join(note),
         ))
         rows.append((
@@ -243,7 +247,7 @@ def peaks_line(results: dict[str, Any]) -> str:
         return f"Matrix-multiply peaks: {_na(peaks)}"
     gf = peaks.get("peaks_gflops", {})
     text = ", ".join(f"{name} {value:.0f} GFLOP/s" for name, value in gf.items())
-    return f"Matrix-multiply peaks measured in this run (big torch.mm, best round): {text}."
+    return f"Matrix-multiply peaks measured in this run (big torch.mm, best round at start and end): {text}."
 
 
 def to_markdown(results: dict[str, Any]) -> str:

@@ -73,7 +73,7 @@ def test_report_marks_missing_and_failed_variants_as_na_instead_of_crashing() ->
         "peaks": {"peaks_gflops": {"fp32": 200.0, "bf16": 800.0}},
         "runs": {
             "tb/fast/fp32": run,
-            "lite/fast/fp32": dict(run, median_s=1.0),
+            "lite/fast/fp32": dict(run, median_s=1.0, times_s=[1.0]),
             "tb/base/fp32": run,
             "lite/base/fp32": {"error": "RuntimeError: boom"},
             "lite/fast/bf16": {"na": "Remover has no precision option yet"},
@@ -81,7 +81,7 @@ def test_report_marks_missing_and_failed_variants_as_na_instead_of_crashing() ->
         "precision_keys": ["bf16/fast"],
     }
     md = to_markdown(results)
-    assert "| fast (384): median latency | 2.000 s (x1) | 1.000 s (x1) | 2.00x faster |" in md
+    assert "| fast (384): median latency | 2.000 s (best 2.000 s, x1) | 1.000 s (best 1.000 s, x1) | 2.00x faster |" in md
     assert "200 GFLOP/s, 100 % of fp32 peak, 25 % of bf16 peak" in md
     assert "error (RuntimeError: boom)" in md
     assert "n/a (Remover has no precision option yet)" in md
