@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--ckpt", default=None, metavar="PATH", help="local checkpoint (.pth or .safetensors) instead of the download"
     )
     parser.add_argument("--format", choices=sorted(FORMATS), default="png", help="output format (default png)")
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="images per network pass: faster on a GPU (default 1)",
+    )
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose output file already exists")
     parser.add_argument(
         "--max-pixels", type=_positive_int, default=None, metavar="N", help="refuse larger images (default 100000000)"
@@ -256,28 +263,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     done = skipped = failed = 0
-    bar = tqdm(jobs, unit="image", disable=True if args.quiet else None, file=sys.stderr)
+    options = {"type": spec, "threshold": args.threshold, "hr_blend": args.hr_blend, "reverse": args.reverse}
+
+    def save(job: Job, result: Image.Image) -> None:
+        assert job.output is not None
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        save_image(_prepare_for_format(result, fmt), job.output, format=fmt)
+
+    def fail(job: Job, exc: BaseException | str) -> None:
+        nonlocal failed
+        failed += 1
+        if isinstance(exc, BaseException):
+            logger.debug("failure on %s", job.source, exc_info=exc)
+        tqdm.write(f"failed: {job.source}: {exc}", file=sys.stderr)
+
+    bar = tqdm(total=len(jobs), unit="image", disable=True if args.quiet else None, file=sys.stderr)
     try:
-        for job in bar:
-            if job.error is not None:
-                failed += 1
-                tqdm.write(f"failed: {job.source}: {job.error}", file=sys.stderr)
-                continue
-            assert job.output is not None
-            if args.skip_existing and job.output.exists():
-                skipped += 1
-                continue
-            try:
-                result = remover.process(
-                    str(job.source), type=spec, threshold=args.threshold, hr_blend=args.hr_blend, reverse=args.reverse
-                )
-                job.output.parent.mkdir(parents=True, exist_ok=True)
-                save_image(_prepare_for_format(result, fmt), job.output, format=fmt)
-                done += 1
-            except Exception as exc:  # one bad file must not stop the others
-                failed += 1
-                logger.debug("failure on %s", job.source, exc_info=True)
-                tqdm.write(f"failed: {job.source}: {exc}", file=sys.stderr)
+        for start in range(0, len(jobs), args.batch_size):
+            chunk = jobs[start : start + args.batch_size]
+            todo = []
+            for job in chunk:
+                if job.error is not None:
+                    fail(job, job.error)
+                elif args.skip_existing and job.output is not None and job.output.exists():
+                    skipped += 1
+                else:
+                    todo.append(job)
+            results = None
+            if len(todo) > 1:
+                try:
+                    results = remover.process([str(j.source) for j in todo], batch_size=len(todo), **options)
+                except Exception:  # a bad file in the batch: redo it one by one to find it
+                    logger.debug("batch failed; processing its files one at a time", exc_info=True)
+            for i, job in enumerate(todo):
+                try:
+                    save(job, results[i] if results is not None else remover.process(str(job.source), **options))
+                    done += 1
+                except Exception as exc:  # one bad file must not stop the others
+                    fail(job, exc)
+            bar.update(len(chunk))
     except KeyboardInterrupt:
         bar.close()
         print(f"inspyrenet-lite: interrupted: {done} done, {skipped} skipped, {failed} failed", file=sys.stderr)

@@ -7,6 +7,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -233,3 +234,45 @@ def test_flags_reach_the_remover(tmp_path: Path, monkeypatch, remover, capsys):
     }
     with Image.open(tmp_path / "out" / "a.jpg") as img:
         assert img.format == "JPEG" and img.mode == "RGB" and img.size == (64, 48)
+
+
+def test_batches_give_the_one_at_a_time_results_and_survive_a_bad_file(tmp_path: Path, monkeypatch, remover, capsys):
+    src = tmp_path / "photos"
+    _photo(src / "a.png", (64, 48))
+    _photo(src / "b.png", (50, 70))
+    _photo(src / "c.png", (33, 41))
+    (src / "d_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    monkeypatch.setattr("inspyrenet_lite.remover.Remover", lambda **kwargs: remover)
+    batches = []
+    real_process = remover.process
+
+    def spy(image, **kwargs):
+        if isinstance(image, list):
+            batches.append(len(image))
+        return real_process(image, **kwargs)
+
+    monkeypatch.setattr(remover, "process", spy)
+    base = [str(src), "--type", "map", "-q"]
+
+    assert main([*base, "-o", str(tmp_path / "single")]) == 1
+    assert batches == []
+    # pairs: (a, b) go through together; (c, d_broken) fails as a batch and is redone one by one
+    assert main([*base, "-o", str(tmp_path / "batched"), "--batch-size", "2"]) == 1
+    assert batches == [2, 2]
+    err = capsys.readouterr().err
+    failures = [line for line in err.splitlines() if line.startswith("failed:")]
+    assert len(failures) == 2 and all("d_broken.png" in line for line in failures)
+    assert err.count("3 done, 0 skipped, 1 failed") == 2
+    assert _files(tmp_path / "batched") == ["a.png", "b.png", "c.png"]
+    for name in ("a.png", "b.png", "c.png"):
+        one = np.asarray(Image.open(tmp_path / "single" / name), dtype=np.int16)
+        many = np.asarray(Image.open(tmp_path / "batched" / name), dtype=np.int16)
+        assert one.shape == many.shape
+        assert np.abs(one - many).max() <= 1
+
+
+def test_batch_size_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["x.png", "--batch-size", "0"])
+    assert info.value.code == 2
+    assert "positive integer" in capsys.readouterr().err
