@@ -104,8 +104,7 @@ class InSPyReNet(nn.Module):
         del x1, f2
         d1 = reconstruct(d2, p1)
 
-        f1 = _up(f1, (h, w))
-        _, p0 = self.attention0(f1, d1, p1)
+        _, p0 = self.attention0(f1, d1, p1, size=(h, w))
         del f1
         d0 = reconstruct(d1, p0)
         return [d3, d2, d1, d0], [p2, p1, p0]

@@ -74,8 +74,19 @@ class SICA(nn.Module):
         return torch.bmm(weights, feats).transpose(1, 2).unsqueeze(3)
 
     def forward(
-        self, x: torch.Tensor, smap: torch.Tensor, lmap: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        smap: torch.Tensor,
+        lmap: torch.Tensor | None = None,
+        size: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, Laplacian logits). ``size``: first resize x to it (bilinear).
+
+        Resizing here rather than in the caller lets the full-size input be
+        freed as soon as it has been used, instead of living for the whole call.
+        """
+        if size is not None:
+            x = _resize(x, size)
         b, _, h, w = x.shape
         d = self.channels
         query = self.conv_query(x)
@@ -95,9 +106,16 @@ class SICA(nn.Module):
             del query
             r = torch.bmm(sim, value).transpose(1, 2).reshape(b, d, h, w)
             del sim
-        r = r.to(x.dtype)
-        r = self.conv_out1(r)
-        y = self.conv_out2(torch.cat([x, r], dim=1))
+        r = self.conv_out1(r.to(x.dtype))
+        # conv_out2(cat[x, r]) as two convolutions with its weight split along the
+        # inputs: the same sum without materialising the concatenation (128 channels
+        # x 1M pixels at the finest stage of a 1024 model), and x freed half-way.
+        conv = self.conv_out2.conv
+        cin = x.shape[1]
+        y = F.conv2d(x, conv.weight[:, :cin], None, conv.stride, conv.padding, conv.dilation)
+        del x
+        y += F.conv2d(r, conv.weight[:, cin:], None, conv.stride, conv.padding, conv.dilation)
         del r
+        y = self.conv_out2.relu(self.conv_out2.bn(y))
         y = self.conv_out3(y)
         return y, self.conv_out4(y)
