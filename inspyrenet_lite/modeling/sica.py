@@ -104,7 +104,8 @@ class SICA(nn.Module):
             query = query.float().reshape(b, d, h * w).transpose(1, 2)
             sim = torch.softmax(torch.bmm(query, key) / math.sqrt(d), dim=-1)
             del query
-            r = torch.bmm(sim, value).transpose(1, 2).reshape(b, d, h, w)
+            # (sim · value)ᵀ = valueᵀ · simᵀ comes out as (B, d, h·w): a view of the map, no transposing copy.
+            r = torch.bmm(value.transpose(1, 2), sim.transpose(1, 2)).reshape(b, d, h, w)
             del sim
         r = self.conv_out1(r.to(x.dtype))
         # conv_out2(cat[x, r]) as two convolutions with its weight split along the
