@@ -97,15 +97,16 @@ class SICA(nn.Module):
             context = self._context(x.float(), self._guidance(smap, lmap, (h, w)))
             ctx = context.shape[2]
             key = self.conv_key(context).reshape(b, d, ctx)
-            value = self.conv_value(context).reshape(b, d, ctx).transpose(1, 2)
+            value = self.conv_value(context).reshape(b, d, ctx)
             del context
             # Full-resolution intermediates are dropped as soon as they are used: at the
             # finest stage of a 1024 model each one is 64 channels x 1M pixels.
             query = query.float().reshape(b, d, h * w).transpose(1, 2)
             sim = torch.softmax(torch.bmm(query, key) / math.sqrt(d), dim=-1)
             del query
-            # (sim · value)ᵀ = valueᵀ · simᵀ comes out as (B, d, h·w): a view of the map, no transposing copy.
-            r = torch.bmm(value.transpose(1, 2), sim.transpose(1, 2)).reshape(b, d, h, w)
+            # r = sim · valueᵀ, computed transposed as value · simᵀ so that it comes out
+            # as (B, d, h·w): the map's own layout, with no transposing copy.
+            r = torch.bmm(value, sim.transpose(1, 2)).reshape(b, d, h, w)
             del sim
         r = self.conv_out1(r.to(x.dtype))
         # conv_out2(cat[x, r]) as two convolutions with its weight split along the
