@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import build_backbone
+from .layers import resize
 from .paa import PAADecoder, PAAEncoder
 from .pyramid import expand, reconstruct, transition
 from .sica import SICA
@@ -17,12 +18,6 @@ from .sica import SICA
 _STRIDE = 32
 # Transition kernel sizes used when blending levels d3->d2, d2->d1, d1->d0.
 _TRANSITION_SIZES = (5, 9, 17)
-
-
-def _up(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def normalise_per_image(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -96,11 +91,11 @@ class InSPyReNet(nn.Module):
         # bounds peak memory at large inputs.
         f3, d3 = self.decoder(x3, x4, x5)
         del x3, x4, x5
-        f2, p2 = self.attention2(torch.cat([x2, _up(f3, (h // 4, w // 4))], dim=1), d3)
+        f2, p2 = self.attention2(torch.cat([x2, resize(f3, (h // 4, w // 4))], dim=1), d3)
         del x2, f3
         d2 = reconstruct(d3, p2)
 
-        f1, p1 = self.attention1(torch.cat([_up(x1, (h // 2, w // 2)), _up(f2, (h // 2, w // 2))], dim=1), d2, p2)
+        f1, p1 = self.attention1(torch.cat([resize(x1, (h // 2, w // 2)), resize(f2, (h // 2, w // 2))], dim=1), d2, p2)
         del x1, f2
         d1 = reconstruct(d2, p1)
 
@@ -141,7 +136,7 @@ class InSPyReNet(nn.Module):
     def _blend(self, x: torch.Tensor, lr_d0: torch.Tensor, beta: float) -> torch.Tensor:
         """Pyramid blending: carry the LR result up the HR pyramid, admitting HR detail in uncertain bands."""
         h, w = x.shape[-2:]
-        d = _up(lr_d0, (h // 8, w // 8))
+        d = resize(lr_d0, (h // 8, w // 8))
         if beta == 0.0:
             # β = 0 admits no high-resolution detail: skip the HR pass altogether.
             for _ in _TRANSITION_SIZES:
@@ -149,7 +144,7 @@ class InSPyReNet(nn.Module):
             return d
         _, laplacians = self.pyramid(x)
         for k, lap in zip(_TRANSITION_SIZES, laplacians):
-            gate = _up(transition(d, k), lap.shape[-2:])
+            gate = resize(transition(d, k), lap.shape[-2:])
             d = reconstruct(d, gate * lap * beta)
         return d
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _Size = int | tuple[int, int]
@@ -11,6 +12,13 @@ _Size = int | tuple[int, int]
 def float32_region(like: torch.Tensor) -> torch.autocast:
     """A region where autocast is off, for sums that overflow or lose too much in fp16/bf16."""
     return torch.autocast(device_type=like.device.type, enabled=False)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bilinear resize (align_corners=False), skipped when x already has that size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def _pair(value: _Size) -> tuple[int, int]:

@@ -8,13 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ConvBN, float32_region
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+from .layers import ConvBN, float32_region, resize
 
 
 class SICA(nn.Module):
@@ -55,10 +49,10 @@ class SICA(nn.Module):
     def _guidance(
         self, smap: torch.Tensor, lmap: torch.Tensor | None, size: tuple[int, int]
     ) -> torch.Tensor:
-        p = torch.sigmoid(_resize(smap.float(), size)) - self.threshold
+        p = torch.sigmoid(resize(smap.float(), size)) - self.threshold
         maps = [p.clamp(0, 1), (-p).clamp(0, 1), self.threshold - p.abs()]
         if self.lthreshold is not None and lmap is not None:
-            lp = torch.sigmoid(_resize(lmap.float(), size)) - self.lthreshold
+            lp = torch.sigmoid(resize(lmap.float(), size)) - self.lthreshold
             maps += [lp.clamp(0, 1), (-lp).clamp(0, 1)]
         return torch.cat(maps, dim=1)
 
@@ -69,8 +63,8 @@ class SICA(nn.Module):
         sh, sw = self.working_size
         # Row-major reinterpretation of (B, C, S, S) as (B, S*S, C), no transpose: a quirk
         # of the reference that the trained weights expect.
-        feats = _resize(x, (sh, sw)).reshape(b, sh * sw, c)
-        weights = _resize(prob, (sh, sw)).reshape(b, ctx, sh * sw)
+        feats = resize(x, (sh, sw)).reshape(b, sh * sw, c)
+        weights = resize(prob, (sh, sw)).reshape(b, ctx, sh * sw)
         return torch.bmm(weights, feats).transpose(1, 2).unsqueeze(3)
 
     def forward(
@@ -86,7 +80,7 @@ class SICA(nn.Module):
         freed as soon as it has been used, instead of living for the whole call.
         """
         if size is not None:
-            x = _resize(x, size)
+            x = resize(x, size)
         b, _, h, w = x.shape
         d = self.channels
         query = self.conv_query(x)
