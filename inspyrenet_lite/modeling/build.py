@@ -8,13 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..weights import MODES
 from .inspyrenet import InSPyReNet
 
-# Published configurations (INSPYRENET.md section 4) and the paper's backbones.
+# The published checkpoints (all SwinB; base sizes from the weights table,
+# INSPYRENET.md section 4) and the paper's backbones at 384.
 MODEL_CONFIGS: dict[str, dict[str, Any]] = {
-    "fast": {"backbone": "swinb", "base_size": (384, 384)},
-    "base": {"backbone": "swinb", "base_size": (1024, 1024)},
-    "base-nightly": {"backbone": "swinb", "base_size": (1024, 1024)},
+    **{mode: {"backbone": "swinb", "base_size": info.base_size} for mode, info in MODES.items()},
     "swinb": {"backbone": "swinb", "base_size": (384, 384)},
     "res2net50": {"backbone": "res2net50", "base_size": (384, 384)},
 }
