@@ -50,13 +50,84 @@ class ConvBN(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels) if bn else None
         self.relu = nn.ReLU(inplace=True) if relu else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """conv(cat(inputs, dim=1)), then BatchNorm and ReLU.
+
+        Several inputs are convolved with their own slices of the weight and
+        summed, so the concatenation is never materialised.
+        """
+        if _use_bands(self, inputs):
+            return self._forward_bands(inputs)
+        return self._finish(self._conv(inputs))
+
+    def _conv(self, inputs: tuple[torch.Tensor, ...], row_padding: int | None = None) -> torch.Tensor:
+        conv = self.conv
+        padding = conv.padding if row_padding is None else (row_padding, conv.padding[1])
+        y = None
+        start = 0
+        for x in inputs:
+            weight = conv.weight if len(inputs) == 1 else conv.weight[:, start : start + x.shape[1]]
+            start += x.shape[1]
+            part = F.conv2d(x, weight, None, conv.stride, padding, conv.dilation)
+            y = part if y is None else y.add_(part)
+        if start != conv.in_channels:
+            raise ValueError(f"ConvBN expects {conv.in_channels} input channels in all, got {start}")
+        return y
+
+    def _finish(self, y: torch.Tensor) -> torch.Tensor:
         if self.bn is not None:
-            x = self.bn(x)
+            y = self.bn(y)
         if self.relu is not None:
-            x = self.relu(x)
-        return x
+            y = self.relu(y)
+        return y
+
+    def _forward_bands(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The same result computed in horizontal bands of output rows.
+
+        Each band is convolved, normalised and rectified while it is small, then
+        written into the output. This never holds a second full-size map (the
+        raw convolution next to the BatchNorm output), and the bands' temporaries
+        are small enough for the allocator to reuse them instead of mapping fresh
+        pages. A band sees the input rows it needs plus the same zero rows at the
+        image's top and bottom, so every output value is computed from the same
+        operands as in one whole-image convolution.
+        """
+        pad = self.conv.padding[0]
+        b, _, h, w = inputs[0].shape
+        rows = max(1, _BAND_ELEMENTS // (w * self.conv.out_channels))
+        out: torch.Tensor | None = None
+        for top in range(0, h, rows):
+            bottom = min(h, top + rows)
+            first, last = max(0, top - pad), min(h, bottom + pad)
+            zero_rows = (0, 0, pad - (top - first), pad - (last - bottom))
+            band = []
+            for x in inputs:
+                x = x[:, :, first:last]
+                band.append(F.pad(x, zero_rows) if any(zero_rows) else x)
+            y = self._finish(self._conv(tuple(band), row_padding=0))
+            if out is None:
+                out = y.new_empty(b, y.shape[1], h, w)
+            out[:, :, top:bottom] = y
+        assert out is not None
+        return out
+
+
+# Convolutions whose output holds more than _BAND_MIN_ELEMENTS values per call run
+# in bands of about _BAND_ELEMENTS output values (4 MiB of float32).
+_BAND_MIN_ELEMENTS = 2**23
+_BAND_ELEMENTS = 2**20
+
+
+def _use_bands(module: ConvBN, inputs: tuple[torch.Tensor, ...]) -> bool:
+    """Bands only for inference on the CPU, with the conv's stride 1, on big maps."""
+    x = inputs[0]
+    return (
+        x.device.type == "cpu"
+        and not module.training
+        and not torch.is_grad_enabled()
+        and module.conv.stride == (1, 1)
+        and x.shape[0] * module.conv.out_channels * x.shape[2] * x.shape[3] > _BAND_MIN_ELEMENTS
+    )
 
 
 class AxialAttention(nn.Module):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvBN, float32_region, resize
@@ -103,15 +102,10 @@ class SICA(nn.Module):
             r = torch.bmm(value, sim.transpose(1, 2)).reshape(b, d, h, w)
             del sim
         r = self.conv_out1(r.to(x.dtype))
-        # conv_out2(cat[x, r]) as two convolutions with its weight split along the
-        # inputs: the same sum without materialising the concatenation (128 channels
-        # x 1M pixels at the finest stage of a 1024 model), and x freed half-way.
-        conv = self.conv_out2.conv
-        cin = x.shape[1]
-        y = F.conv2d(x, conv.weight[:, :cin], None, conv.stride, conv.padding, conv.dilation)
-        del x
-        y += F.conv2d(r, conv.weight[:, cin:], None, conv.stride, conv.padding, conv.dilation)
-        del r
-        y = self.conv_out2.relu(self.conv_out2.bn(y))
+        # conv_out2 acts on cat[x, r]; ConvBN sums the two halves' convolutions
+        # instead of materialising the concatenation (128 channels x 1M pixels at
+        # the finest stage of a 1024 model).
+        y = self.conv_out2(x, r)
+        del x, r
         y = self.conv_out3(y)
         return y, self.conv_out4(y)
