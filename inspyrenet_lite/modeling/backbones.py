@@ -11,9 +11,40 @@ from typing import Any
 
 import timm
 import torch
-import torch.nn.functional as F
-from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
+from timm.models.swin_transformer import SwinTransformerBlock, WindowAttention
 from torch import nn
+
+
+def _add(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """fresh + other, written into ``fresh`` (a temporary) when that keeps the result's dtype.
+
+    Float addition is commutative, so the values are those of ``other + fresh``.
+    Under autocast a bf16/fp16 ``fresh`` plus a float32 ``other`` promotes to
+    float32, and then a new tensor is needed.
+    """
+    if fresh.dtype == torch.result_type(fresh, other):
+        return fresh.add_(other)
+    return fresh + other
+
+
+def _window_attention(attn: WindowAttention, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """timm's WindowAttention (unfused path) with the bias and mask added in place.
+
+    The same operations in the same order, so float32 results are bitwise
+    equal; in place only where the dtypes already agree (under autocast the
+    scores are bf16/fp16 and the float32 bias promotes them, as in timm).
+    """
+    b, n, c = x.shape
+    heads = attn.num_heads
+    q, k, v = attn.qkv(x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+    scores = (q * attn.scale) @ k.transpose(-2, -1)
+    scores = _add(scores, attn._get_rel_pos_bias())
+    if mask is not None:
+        windows = mask.shape[0]
+        grouped = scores.view(-1, windows, heads, n, n)
+        scores = _add(grouped, mask.unsqueeze(1).unsqueeze(0)).view(-1, heads, n, n)
+    out = attn.softmax(scores) @ v
+    return attn.proj(out.transpose(1, 2).reshape(b, n, -1))
 
 
 class _PadFirstSwinBlock(SwinTransformerBlock):
@@ -21,39 +52,76 @@ class _PadFirstSwinBlock(SwinTransformerBlock):
 
     timm shifts first and pads afterwards, which gives different windows as soon
     as a side is not a multiple of the window size. Attention masks are built
-    on the padded size and cached per size.
+    on the padded size.
+
+    Padding, shift and window partition are one row gather (and their inverse
+    another), with indices cached per input size: the values are those of
+    pad + roll + partition, without three full-size copies each way.
     """
 
-    def _shift_mask(self, hp: int, wp: int, like: torch.Tensor) -> torch.Tensor | None:
-        if not any(self.shift_size):
-            return None
-        cache: dict = self.__dict__.setdefault("_mask_cache", {})
-        key = (hp, wp, like.device, like.dtype)
-        mask = cache.get(key)
-        if mask is None:
-            mask = self.get_attn_mask(like.new_empty(1, hp, wp, 1))
-            cache.clear()  # keep only the latest size: one image size at a time is the common case
-            cache[key] = mask
-        return mask
+    def _cached(self, key: tuple, build: Any) -> Any:
+        cache: dict = self.__dict__.setdefault("_size_cache", {})
+        if key not in cache:
+            if len(cache) >= 8:  # one or a few image sizes at a time is the common case
+                cache.clear()
+            cache[key] = build()
+        return cache[key]
+
+    def _window_indices(
+        self, b: int, h: int, w: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(gather, padding, scatter) row indices for a (b, h, w, C) map flattened to rows.
+
+        gather: for each row of the windowed, padded, shifted layout, its source row
+        (padding rows point anywhere and are zeroed afterwards); padding: those rows,
+        or None; scatter: for each source row, where it sits in the windowed layout.
+        """
+        wh, ww = self.window_size
+        hp, wp = h + (-h) % wh, w + (-w) % ww
+        # torch.roll(x, -s)[i] == x[(i + s) % n]
+        rows = (torch.arange(hp) + self.shift_size[0]) % hp
+        cols = (torch.arange(wp) + self.shift_size[1]) % wp
+        rows = rows.view(hp // wh, 1, wh, 1).expand(hp // wh, wp // ww, wh, ww).reshape(-1)
+        cols = cols.view(1, wp // ww, 1, ww).expand(hp // wh, wp // ww, wh, ww).reshape(-1)
+        inside = (rows < h) & (cols < w)
+        source = torch.where(inside, rows * w + cols, 0)
+        offsets = torch.arange(b).view(b, 1)
+        gather = (source.view(1, -1) + offsets * (h * w)).reshape(-1)
+        padding = None
+        if not bool(inside.all()):
+            padding = (torch.nonzero(~inside).view(1, -1) + offsets * (hp * wp)).reshape(-1)
+        scatter = torch.empty(h * w, dtype=torch.long)
+        scatter[source[inside]] = torch.nonzero(inside).view(-1)
+        scatter = (scatter.view(1, -1) + offsets * (hp * wp)).reshape(-1)
+        return (
+            gather.to(device),
+            None if padding is None else padding.to(device),
+            scatter.to(device),
+        )
 
     def _attn(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         wh, ww = self.window_size
-        pad_h, pad_w = (-h) % wh, (-w) % ww
-        if pad_h or pad_w:
-            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        hp, wp = h + pad_h, w + pad_w
-        shift = any(self.shift_size)
-        if shift:
-            x = torch.roll(x, shifts=(-self.shift_size[0], -self.shift_size[1]), dims=(1, 2))
-        windows = window_partition(x, self.window_size).view(-1, self.window_area, c)
-        windows = self.attn(windows, mask=self._shift_mask(hp, wp, x))
-        x = window_reverse(windows.view(-1, wh, ww, c), self.window_size, hp, wp)
-        if shift:
-            x = torch.roll(x, shifts=self.shift_size, dims=(1, 2))
-        if pad_h or pad_w:
-            x = x[:, :h, :w, :].contiguous()
-        return x
+        hp, wp = h + (-h) % wh, w + (-w) % ww
+        gather, padding, scatter = self._cached(
+            ("index", b, h, w, x.device), lambda: self._window_indices(b, h, w, x.device)
+        )
+        windows = x.reshape(b * h * w, c).index_select(0, gather)
+        if padding is not None:
+            windows.index_fill_(0, padding, 0)
+        mask = None
+        if any(self.shift_size):
+            mask = self._cached(
+                ("mask", hp, wp, x.device, x.dtype), lambda: self.get_attn_mask(x.new_empty(1, hp, wp, 1))
+            )
+        windows = _window_attention(self.attn, windows.view(-1, self.window_area, c), mask)
+        return windows.reshape(-1, c).index_select(0, scatter).view(b, h, w, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # timm's block (no drop path at inference) with the residual sums in place.
+        b, h, w, c = x.shape
+        x = _add(self._attn(self.norm1(x)), x).reshape(b, -1, c)
+        return _add(self.mlp(self.norm2(x)), x).reshape(b, h, w, c)
 
 
 class SwinBackbone(nn.Module):
