@@ -63,3 +63,27 @@ def test_block_output_matches_timm_on_a_window_aligned_size():
         finally:
             del block.__dict__["_attn"]
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_cached_position_bias_follows_the_weights():
+    """Reloading or editing the bias table must never leave a stale cached bias behind."""
+    block = _block(shifted=True)
+    table = block.attn.relative_position_bias_table
+    x = torch.randn(1, 8, 12, 8)
+    with torch.inference_mode():
+        before = block(x)
+    with torch.no_grad():
+        table.add_(torch.randn(table.shape))  # in place, as load_state_dict does
+        edited = block(x)
+    block.attn.relative_position_bias_table = torch.nn.Parameter(torch.zeros_like(table))  # assign=True
+    with torch.no_grad():
+        reassigned = block(x)
+    block.attn.__dict__.pop("_bias_cache", None)
+    with torch.no_grad():
+        fresh = block(x)
+    assert not torch.equal(before, edited)
+    assert not torch.equal(edited, reassigned)
+    assert torch.equal(reassigned, fresh)
+    # With autograd on, the bias is rebuilt so gradients reach the table.
+    block(x).sum().backward()
+    assert block.attn.relative_position_bias_table.grad is not None

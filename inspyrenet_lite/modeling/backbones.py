@@ -6,6 +6,7 @@ published checkpoints expect and which timm settings reproduce it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,32 @@ def _add(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return fresh + other
 
 
+def _plain_tensors() -> contextlib.AbstractContextManager:
+    """Build cached tensors as ordinary tensors even when called under inference_mode.
+
+    An inference tensor in a cache would break a later training step on the
+    same model ("Inference tensors cannot be saved for backward").
+    """
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode(False))
+    stack.enter_context(torch.no_grad())
+    return stack
+
+
+def _relative_position_bias(attn: WindowAttention) -> torch.Tensor:
+    """timm's bias gather, kept between calls while the table is unchanged and no gradient is wanted."""
+    if torch.is_grad_enabled():
+        return attn._get_rel_pos_bias()
+    table = attn.relative_position_bias_table
+    key = (table.data_ptr(), table._version, table.device)
+    cached = attn.__dict__.get("_bias_cache")
+    if cached is None or cached[0] != key:
+        with _plain_tensors():
+            cached = (key, attn._get_rel_pos_bias())
+        attn.__dict__["_bias_cache"] = cached
+    return cached[1]
+
+
 def _window_attention(attn: WindowAttention, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """timm's WindowAttention (unfused path) with the bias and mask added in place.
 
@@ -38,7 +65,7 @@ def _window_attention(attn: WindowAttention, x: torch.Tensor, mask: torch.Tensor
     heads = attn.num_heads
     q, k, v = attn.qkv(x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
     scores = (q * attn.scale) @ k.transpose(-2, -1)
-    scores = _add(scores, attn._get_rel_pos_bias())
+    scores = _add(scores, _relative_position_bias(attn))
     if mask is not None:
         windows = mask.shape[0]
         grouped = scores.view(-1, windows, heads, n, n)
@@ -64,7 +91,8 @@ class _PadFirstSwinBlock(SwinTransformerBlock):
         if key not in cache:
             if len(cache) >= 8:  # one or a few image sizes at a time is the common case
                 cache.clear()
-            cache[key] = build()
+            with _plain_tensors():
+                cache[key] = build()
         return cache[key]
 
     def _window_indices(
