@@ -42,9 +42,9 @@ def _plain_tensors() -> contextlib.AbstractContextManager:
 
 def _relative_position_bias(attn: WindowAttention) -> torch.Tensor:
     """timm's bias gather, kept between calls while the table is unchanged and no gradient is wanted."""
-    if torch.is_grad_enabled():
-        return attn._get_rel_pos_bias()
     table = attn.relative_position_bias_table
+    if torch.is_grad_enabled() or table.is_inference():  # inference tensors have no version counter
+        return attn._get_rel_pos_bias()
     key = (table.data_ptr(), table._version, table.device)
     cached = attn.__dict__.get("_bias_cache")
     if cached is None or cached[0] != key:
