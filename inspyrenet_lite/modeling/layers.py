@@ -94,7 +94,7 @@ class ConvBN(nn.Module):
         """
         pad = self.conv.padding[0]
         b, _, h, w = inputs[0].shape
-        rows = max(1, _BAND_ELEMENTS // (w * self.conv.out_channels))
+        rows = max(1, _BAND_ELEMENTS // (b * w * self.conv.out_channels))
         out: torch.Tensor | None = None
         for top in range(0, h, rows):
             bottom = min(h, top + rows)
