@@ -104,10 +104,16 @@ class ConvBN(nn.Module):
             for x in inputs:
                 x = x[:, :, first:last]
                 band.append(F.pad(x, zero_rows) if any(zero_rows) else x)
-            y = self._finish(self._conv(tuple(band), row_padding=0))
+            y = self._conv(tuple(band), row_padding=0)
+            if self.bn is not None:
+                y = self.bn(y)
             if out is None:
                 out = y.new_empty(b, y.shape[1], h, w)
-            out[:, :, top:bottom] = y
+            if self.relu is not None:
+                # ReLU straight into the output (torch's relu is clamp_min(x, 0)): one pass fewer.
+                torch.clamp_min(y, 0, out=out[:, :, top:bottom])
+            else:
+                out[:, :, top:bottom] = y
         assert out is not None
         return out
 
