@@ -87,3 +87,19 @@ def test_cached_position_bias_follows_the_weights():
     # With autograd on, the bias is rebuilt so gradients reach the table.
     block(x).sum().backward()
     assert block.attn.relative_position_bias_table.grad is not None
+
+
+def test_threads_sharing_a_block_get_their_own_sizes_right():
+    """Several threads, one model, many image sizes (more than the cache keeps)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    block = _block(shifted=True)
+    sizes = [(6, 5 + i) for i in range(6)] + [(4 + i, 9) for i in range(6)]
+    inputs = [torch.randn(1, h, w, 8) for h, w in sizes]
+    with torch.no_grad():
+        expected = [block(x) for x in inputs]
+        for rounds in range(3):
+            with ThreadPoolExecutor(4) as pool:
+                results = list(pool.map(block, inputs * 2))
+            for got, want in zip(results, expected * 2):
+                assert torch.equal(got, want)

@@ -88,12 +88,16 @@ class _PadFirstSwinBlock(SwinTransformerBlock):
 
     def _cached(self, key: tuple, build: Any) -> Any:
         cache: dict = self.__dict__.setdefault("_size_cache", {})
-        if key not in cache:
+        value = cache.get(key)
+        if value is None:
+            # Returned from the local name, never re-read: another thread sharing the
+            # model may clear the cache in between. A race only means building twice.
+            with _plain_tensors():
+                value = build()
             if len(cache) >= 8:  # one or a few image sizes at a time is the common case
                 cache.clear()
-            with _plain_tensors():
-                cache[key] = build()
-        return cache[key]
+            cache[key] = value
+        return value
 
     def _window_indices(
         self, b: int, h: int, w: int, device: torch.device
