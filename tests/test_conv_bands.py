@@ -73,8 +73,9 @@ def test_two_inputs_are_the_convolution_of_their_concatenation(monkeypatch):
 
 def test_wrong_channel_count_is_a_clear_error():
     module = _randomised(ConvBN(7, 4, 3))
-    with torch.no_grad(), pytest.raises(ValueError, match="7 input channels"):
-        module(torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8))
+    for widths in ((3, 3), (3, 5), (8,)):
+        with torch.no_grad(), pytest.raises(ValueError, match="7 input channels"):
+            module(*(torch.randn(1, c, 8, 8) for c in widths))
 
 
 def test_bands_only_for_cpu_inference(monkeypatch):

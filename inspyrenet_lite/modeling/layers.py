@@ -62,6 +62,9 @@ class ConvBN(nn.Module):
 
     def _conv(self, inputs: tuple[torch.Tensor, ...], row_padding: int | None = None) -> torch.Tensor:
         conv = self.conv
+        channels = [x.shape[1] for x in inputs]
+        if sum(channels) != conv.in_channels:
+            raise ValueError(f"ConvBN expects {conv.in_channels} input channels in all, got {channels}")
         padding = conv.padding if row_padding is None else (row_padding, conv.padding[1])
         y = None
         start = 0
@@ -70,8 +73,6 @@ class ConvBN(nn.Module):
             start += x.shape[1]
             part = F.conv2d(x, weight, None, conv.stride, padding, conv.dilation)
             y = part if y is None else y.add_(part)
-        if start != conv.in_channels:
-            raise ValueError(f"ConvBN expects {conv.in_channels} input channels in all, got {start}")
         return y
 
     def _finish(self, y: torch.Tensor) -> torch.Tensor:
