@@ -28,6 +28,7 @@ import gradio as gr  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from inspyrenet_lite import Remover, WeightsUnavailableError  # noqa: E402
+from inspyrenet_lite.image_io import save_image  # noqa: E402
 
 logger = logging.getLogger("inspyrenet_space")
 
@@ -191,11 +192,7 @@ def save_png(image: Image.Image, stem: str, output: str) -> Path:
     RESULT_DIR.mkdir(parents=True, exist_ok=True)
     prune_old_results()
     folder = Path(tempfile.mkdtemp(dir=RESULT_DIR))
-    target = folder / f"{stem}-{output}.png"
-    partial = folder / f".{target.name}.partial"
-    image.save(partial, format="PNG")
-    os.replace(partial, target)
-    return target
+    return save_image(image, folder / f"{stem}-{output}.png", format="PNG")
 
 
 def prune_old_results(max_age_s: float = OUTPUT_MAX_AGE_S) -> None:
