@@ -65,6 +65,13 @@ def own_size(width: int, height: int, short_side: int = DEFAULT_HR_SHORT_SIDE) -
     return (_round32(height * scale), _round32(width * scale))
 
 
+def _check_hr_blend(hr_blend: float) -> float:
+    value = float(hr_blend)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"hr_blend must be in [0, 1], got {hr_blend!r}")
+    return value
+
+
 def _round32(x: float) -> int:
     # Python's round() (ties to even), as the reference's dynamic resize rounds:
     # a 400-pixel side becomes 384, not 416.
@@ -192,8 +199,7 @@ class Remover:
         spec = parse_output_type(type, max_pixels=self.max_pixels)
         if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-        if not 0.0 <= float(hr_blend) <= 1.0:
-            raise ValueError(f"hr_blend must be in [0, 1], got {hr_blend!r}")
+        hr_blend = _check_hr_blend(hr_blend)
         if isinstance(image, (list, tuple)):
             return list(self._process_many(image, spec, threshold, hr_blend, reverse, batch_size))
         loaded = load_image(image, max_pixels=self.max_pixels)
@@ -202,6 +208,7 @@ class Remover:
 
     def predict(self, image: ImageInput, hr_blend: float = 0.0) -> np.ndarray:
         """The saliency map of one image: float32 HxW in [0, 1] at the image's size."""
+        hr_blend = _check_hr_blend(hr_blend)
         loaded = load_image(image, max_pixels=self.max_pixels)
         return self._predict_loaded([loaded], hr_blend)[0]
 
@@ -240,10 +247,10 @@ class Remover:
         return self.base_size, None
 
     def _predict_loaded(self, items: Sequence[LoadedImage], hr_blend: float) -> list[np.ndarray]:
-        """Maps (float32 HxW in [0, 1]) for decoded images, batched by network size."""
-        hr_blend = float(hr_blend)
-        if not 0.0 <= hr_blend <= 1.0:
-            raise ValueError(f"hr_blend must be in [0, 1], got {hr_blend!r}")
+        """Maps (float32 HxW in [0, 1]) for decoded images, batched by network size.
+
+        ``hr_blend`` has been checked by the public caller.
+        """
         groups: dict[tuple, list[int]] = {}
         for index, item in enumerate(items):
             groups.setdefault(self._network_sizes(item, hr_blend), []).append(index)

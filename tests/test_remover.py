@@ -249,6 +249,11 @@ def test_bad_arguments_are_refused_before_any_work(remover, kwargs, message, tmp
             remover.process(image, **kwargs)
 
 
+def test_predict_refuses_a_bad_hr_blend_before_any_work(remover, tmp_path: Path):
+    with pytest.raises(ValueError, match="hr_blend must be in"):
+        remover.predict(tmp_path / "missing.png", hr_blend=-0.5)
+
+
 def test_bad_batch_size(remover):
     with pytest.raises(ValueError, match="batch_size"):
         remover.process([np.zeros((8, 8, 3), np.uint8)], batch_size=0)
