@@ -66,6 +66,11 @@ def _both(ref: dict | None, lite: dict | None, key: str) -> tuple[float, float] 
     return ref[key], lite[key]  # type: ignore[index]
 
 
+def _side_by_side(label: str, ref: dict | None, lite: dict | None, fmt: Any, note: str = "") -> Row:
+    """One table row: ``fmt`` applied to each side's run (or its n/a reason)."""
+    return (label, _cell(ref, fmt), _cell(lite, fmt), note)
+
+
 def _latency(run: dict[str, Any]) -> str:
     return f"{_s(run['median_s'])} (best {_s(min(run['times_s']))}, x{len(run['times_s'])})"
 
@@ -88,51 +93,30 @@ def variant_rows(results: dict[str, Any], variant: str) -> list[Row]:
     rows: list[Row] = []
 
     pair = _both(ref, lite, "median_s")
-    rows.append((
-        f"{title}: median latency",
-        _cell(ref, _latency),
-        _cell(lite, _latency),
-        f"{_faster(*pair)}" if pair else "",
-    ))
+    rows.append(_side_by_side(f"{title}: median latency", ref, lite, _latency, _faster(*pair) if pair else ""))
     pair = _both(ref, lite, "flops")
-    rows.append((
-        f"{title}: GFLOP per image",
-        _cell(ref, lambda r: f"{r['flops'] / 1e9:.0f}"),
-        _cell(lite, lambda r: f"{r['flops'] / 1e9:.0f}"),
+    rows.append(_side_by_side(
+        f"{title}: GFLOP per image", ref, lite, lambda r: f"{r['flops'] / 1e9:.0f}",
         f"{pair[1] / pair[0]:.2f}x the FLOPs" if pair else "",
     ))
-    rows.append((
-        f"{title}: achieved (vs measured matmul peaks)",
-        _cell(ref, lambda r: _gflops_cell(r, peaks)),
-        _cell(lite, lambda r: _gflops_cell(r, peaks)),
-        "",
+    rows.append(_side_by_side(
+        f"{title}: achieved (vs measured matmul peaks)", ref, lite, lambda r: _gflops_cell(r, peaks)
     ))
     pair = _both(ref, lite, "rss_after_load_mib")
-    rows.append((
-        f"{title}: RSS after loading the checkpoint (libraries alone)",
-        _cell(ref, lambda r: f"{_mib(r['rss_after_load_mib'])} ({_mib(r['rss_before_load_mib'])})"),
-        _cell(lite, lambda r: f"{_mib(r['rss_after_load_mib'])} ({_mib(r['rss_before_load_mib'])})"),
+    rows.append(_side_by_side(
+        f"{title}: RSS after loading the checkpoint (libraries alone)", ref, lite,
+        lambda r: f"{_mib(r['rss_after_load_mib'])} ({_mib(r['rss_before_load_mib'])})",
         f"{_pct(pair[1], pair[0])} of ref" if pair else "",
     ))
-    rows.append((
-        f"{title}: load time (imports excluded)",
-        _cell(ref, lambda r: _s(r["load_s"])),
-        _cell(lite, lambda r: _s(r["load_s"])),
-        "",
-    ))
+    rows.append(_side_by_side(f"{title}: load time (imports excluded)", ref, lite, lambda r: _s(r["load_s"])))
     pair = _both(ref, lite, "peak_rss_mib")
-    rows.append((
-        f"{title}: peak RSS (fresh process)",
-        _cell(ref, lambda r: _mib(r["peak_rss_mib"])),
-        _cell(lite, lambda r: _mib(r["peak_rss_mib"])),
+    rows.append(_side_by_side(
+        f"{title}: peak RSS (fresh process)", ref, lite, lambda r: _mib(r["peak_rss_mib"]),
         f"{_pct(pair[1], pair[0])} of ref" if pair else "",
     ))
     if any((r or {}).get("cuda_peak_mib") for r in (ref, lite)):
-        rows.append((
-            f"{title}: peak GPU memory allocated",
-            _cell(ref, lambda r: _mib(r["cuda_peak_mib"])),
-            _cell(lite, lambda r: _mib(r["cuda_peak_mib"])),
-            "",
+        rows.append(_side_by_side(
+            f"{title}: peak GPU memory allocated", ref, lite, lambda r: _mib(r["cuda_peak_mib"])
         ))
     agree = results.get("agreement", {}).get(variant)
     if agree:
@@ -163,18 +147,13 @@ def batch_rows(results: dict[str, Any]) -> list[Row]:
 
     pair = _both(ref, lite, "one_at_a_time_s")
     rows: list[Row] = [
-        (f"fast, {n} photos one at a time", _cell(ref, one), _cell(lite, one), f"{_faster(*pair)}" if pair else ""),
+        _side_by_side(f"fast, {n} photos one at a time", ref, lite, one, _faster(*pair) if pair else ""),
     ]
     note = ""
     if not _na(lite) and "batched_s" in lite and not _na(ref):  # type: ignore[operator]
         note = f"{_faster(ref['one_at_a_time_s'], lite['batched_s'])} than ref one at a time"  # type: ignore[index]
-    rows.append((f"fast, {n} photos batched", _cell(ref, batched), _cell(lite, batched), note))
-    rows.append((
-        f"fast, {n} photos: peak RSS",
-        _cell(ref, lambda r: _mib(r["peak_rss_mib"])),
-        _cell(lite, lambda r: _mib(r["peak_rss_mib"])),
-        "",
-    ))
+    rows.append(_side_by_side(f"fast, {n} photos batched", ref, lite, batched, note))
+    rows.append(_side_by_side(f"fast, {n} photos: peak RSS", ref, lite, lambda r: _mib(r["peak_rss_mib"])))
     return rows
 
 
@@ -193,18 +172,8 @@ def precision_rows(results: dict[str, Any]) -> list[Row]:
             note.append(f"{_faster(ref32['median_s'], lite['median_s'])} than ref fp32")  # type: ignore[index]
         if not _na(lite) and not _na(lite32):
             note.append(f"{_faster(lite32['median_s'], lite['median_s'])} than lite fp32")  # type: ignore[index]
-        rows.append((
-            f"{title}: median latency",
-            _cell(ref, _latency),
-            _cell(lite, _latency),
-            "; ".join(note),
-        ))
-        rows.append((
-            f"{title}: peak RSS",
-            _cell(ref, lambda r: _mib(r["peak_rss_mib"])),
-            _cell(lite, lambda r: _mib(r["peak_rss_mib"])),
-            "",
-        ))
+        rows.append(_side_by_side(f"{title}: median latency", ref, lite, _latency, "; ".join(note)))
+        rows.append(_side_by_side(f"{title}: peak RSS", ref, lite, lambda r: _mib(r["peak_rss_mib"])))
         acc = results.get("precision", {}).get(key)
         if acc:
             rows.append((f"{title}: vs fp32 map", "", acc.get("text", ""), ""))
