@@ -1,4 +1,4 @@
-"""The ``inspyrenet-lite`` command: remove backgrounds from files and folders.
+"""``inspyrenet-lite INPUT...``: remove backgrounds from files and folders.
 
 Inputs are files, folders (searched recursively for images) and glob
 patterns. Each result goes to ``-o DIR`` (default: the current folder) as
@@ -310,6 +310,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"inspyrenet-lite: {done} done, {skipped} skipped, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

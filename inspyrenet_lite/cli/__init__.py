@@ -1,0 +1,38 @@
+"""The ``inspyrenet-lite`` command and its sub-commands.
+
+``inspyrenet-lite INPUT... [options]`` removes backgrounds (the default
+command, :mod:`inspyrenet_lite.cli.remove`). Other work has a sub-command of
+its own, each in a module of this package with a ``main(argv) -> int``:
+``inspyrenet-lite models``, ``eval``, ``train``, ``export``. A file or folder
+that happens to carry a sub-command's name is given as ``./NAME``.
+
+Nothing heavy is imported here, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from inspyrenet_lite.cli.remove import build_parser, collect_jobs
+
+__all__ = ["main", "build_parser", "collect_jobs", "SUBCOMMANDS"]
+
+#: Sub-command name -> module (in this package) whose ``main(argv)`` runs it.
+SUBCOMMANDS: dict[str, str] = {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS:
+        module = importlib.import_module(f"inspyrenet_lite.cli.{SUBCOMMANDS[args[0]]}")
+        return module.main(args[1:])
+    from inspyrenet_lite.cli import remove
+
+    return remove.main(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
