@@ -281,6 +281,43 @@ def _s_measure(p8: np.ndarray, g: np.ndarray, st: _Stats) -> float:
 # ---- weighted F-measure
 
 
+def _lower_envelope(fq: np.ndarray, sites: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower envelope of the parabolas ``(x - sites[i])^2 + f_i`` for every row at once.
+
+    ``fq[i, row] = f_i + sites[i]^2``. Returns ``(env, z, k)``: per row, the
+    envelope's site indices ``env[:k+1, row]`` and their left boundaries
+    ``z[:k+1, row]`` (``z[0] = -inf``). Stored site-major so each step reads
+    contiguous rows; the top of each stack is kept apart to spare gathers.
+    """
+    m, h = fq.shape
+    rows = np.arange(h)
+    env = np.zeros((m, h), dtype=np.int32)
+    z = np.full((m + 1, h), np.inf)
+    z[0] = -np.inf
+    env_f, z_f, fq_f = env.reshape(-1), z.reshape(-1), fq.reshape(-1)
+    k = np.zeros(h, dtype=np.int32)
+    top_v, top_p, top_z = fq[0].copy(), np.full(h, sites[0]), z[0].copy()
+    for i in range(1, m):
+        q, fqi = sites[i], fq[i]
+        s = (fqi - top_v) / (2.0 * (q - top_p))
+        pop = s <= top_z
+        while pop.any():  # pop the parabolas the new one hides, row by row
+            k -= pop
+            idx = k * h + rows
+            top = env_f[idx]
+            top_v = np.where(pop, fq_f[top * h + rows], top_v)
+            top_p = np.where(pop, sites[top], top_p)
+            top_z = np.where(pop, z_f[idx], top_z)
+            s = np.where(pop, (fqi - top_v) / (2.0 * (q - top_p)), s)
+            pop &= s <= top_z
+        k += 1
+        idx = k * h + rows
+        env_f[idx] = i
+        z_f[idx] = s
+        top_v, top_p, top_z = fqi, np.full(h, q), s
+    return env, z, k
+
+
 def distance_transform(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact Euclidean distance from every pixel to the nearest ``True`` pixel.
 
@@ -293,43 +330,29 @@ def distance_transform(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     h, w = mask.shape
     if not mask.any():
         raise ValueError("distance_transform needs at least one True pixel")
-    r = np.arange(h)[:, None]
-    big = h + w + 1
-    above = np.maximum.accumulate(np.where(mask, r, -big), axis=0)
-    below = np.minimum.accumulate(np.where(mask, r, 2 * big)[::-1], axis=0)[::-1]
-    near_row = np.where(below - r < r - above, below, above)  # ties: above
-    f = ((near_row - r) ** 2).astype(np.float64)  # squared column distance
-
-    sites = np.flatnonzero(mask.any(axis=0))  # columns with no True pixel are never nearest
+    sites = np.flatnonzero(mask.any(axis=0)).astype(np.int32)  # columns without True are never nearest
     m = len(sites)
-    rows = np.arange(h)
-    fq = f[:, sites] + (sites.astype(np.float64) ** 2)[None, :]  # f(q) + q^2 per site
-    env = np.zeros((h, m), dtype=np.int64)  # envelope: indices into sites
-    z = np.full((h, m + 1), np.inf)
-    z[:, 0] = -np.inf
-    k = np.zeros(h, dtype=np.int64)
-    for i in range(1, m):
-        q = sites[i]
-        while True:
-            top = env[rows, k]
-            s = (fq[:, i] - fq[rows, top]) / (2.0 * (q - sites[top]))
-            pop = s <= z[rows, k]
-            if not pop.any():
-                break
-            k -= pop
-        k += 1
-        env[rows, k] = i
-        z[rows, k] = s
+    ms = mask[:, sites]
+    r = np.arange(h, dtype=np.int32)[:, None]
+    big = np.int32(h + w + 1)
+    above = np.maximum.accumulate(np.where(ms, r, -big), axis=0)
+    below = np.minimum.accumulate(np.where(ms, r, 2 * big)[::-1], axis=0)[::-1]
+    near_row = np.where(below - r < r - above, below, above)  # (h, m); ties: above
+    fq = (near_row - r).astype(np.float64).T ** 2 + (sites.astype(np.float64) ** 2)[:, None]  # f(q) + q^2
+    env, z, k = _lower_envelope(np.ascontiguousarray(fq), sites.astype(np.float64))
+
     # Query: the envelope segment of column j is the number of boundaries z[1..k] < j.
-    zb = z[:, 1:]  # boundaries; unused ones are inf
-    valid = np.arange(m)[None, :] < k[:, None]
-    start = np.where(valid, np.clip(np.floor(zb) + 1, 0, w), w).astype(np.int64)
-    marks = np.bincount((rows[:, None] * (w + 1) + start).ravel(), minlength=h * (w + 1))
-    seg = np.cumsum(marks.reshape(h, w + 1), axis=1)[:, :w]
-    near_col = sites[env[rows[:, None], seg]]
-    nr = near_row[rows[:, None], near_col]
-    cols = np.arange(w)[None, :]
-    dist = np.sqrt((cols - near_col) ** 2 + (rows[:, None] - nr) ** 2.0)
+    rows = np.arange(h, dtype=np.int32)
+    valid = np.arange(1, m + 1, dtype=np.int32)[:, None] <= k[None, :]  # (m, h)
+    start = np.where(valid, np.clip(np.floor(z[1:]) + 1, 0, w), w).astype(np.int32)
+    marks = np.bincount((start + rows * np.int32(w + 1)).ravel(), minlength=h * (w + 1))
+    seg = np.cumsum(marks.reshape(h, w + 1)[:, :w], axis=1, dtype=np.int32)
+    site = env.reshape(-1).take(seg * np.int32(h) + rows[:, None])  # (h, w) index into sites
+    near_col = sites.take(site)
+    nr = near_row.reshape(-1).take(rows[:, None] * np.int32(m) + site)
+    dc = np.arange(w, dtype=np.int32)[None, :] - near_col
+    dr = rows[:, None] - nr
+    dist = np.sqrt((dc * dc + dr * dr).astype(np.float64))
     return dist, nr, near_col
 
 
