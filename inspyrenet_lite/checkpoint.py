@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ._atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -174,28 +175,30 @@ def load_checkpoint(path: str | os.PathLike[str]) -> StateDict:
     raise ValueError(f"unsupported checkpoint format {path.suffix!r} for {path}; use .pth or .safetensors")
 
 
-def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> Path:
-    """Write a state dict as ``.pth`` or ``.safetensors`` (by suffix), atomically."""
+def save_checkpoint(
+    state_dict: Mapping[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a state dict as ``.pth`` or ``.safetensors`` (by suffix), atomically.
+
+    ``metadata`` (string to string) goes into a safetensors header; ``.pth`` has none.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".pth", ".pt", ".safetensors"):
         raise ValueError(f"unsupported checkpoint format {path.suffix!r}; use .pth or .safetensors")
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         if suffix == ".safetensors":
             from safetensors.torch import save_file
 
-            save_file({k: v.clone() for k, v in tensors.items()}, tmp)
+            save_file({k: v.clone() for k, v in tensors.items()}, tmp, metadata=dict(metadata or {}) or None)
         else:
             torch.save(tensors, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def convert_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:

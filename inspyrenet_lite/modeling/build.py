@@ -50,17 +50,24 @@ def _materialise_derived_buffers(model: nn.Module, device: torch.device | str) -
             init()
 
 
-def load_model(
-    name: str, state_dict: Mapping[str, torch.Tensor], device: torch.device | str = "cpu", **overrides: Any
+def from_config(
+    config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], device: torch.device | str = "cpu"
 ) -> InSPyReNet:
-    """Build a model straight from an authors'-layout state dict, in eval mode.
+    """Build a model with ``InSPyReNet(**config)`` straight from an authors'-layout state dict, in eval mode.
 
     The module is created on the meta device and takes the given tensors
     as they are (no random initialisation, no second copy of the weights), so
     a memory-mapped checkpoint stays memory-mapped until it is moved.
     """
     with torch.device("meta"):
-        model = InSPyReNet(**_config(name, overrides))
+        model = InSPyReNet(**config)
     model.load_reference_state_dict(state_dict, assign=True)
     _materialise_derived_buffers(model, "cpu")
     return model.to(device).eval()
+
+
+def load_model(
+    name: str, state_dict: Mapping[str, torch.Tensor], device: torch.device | str = "cpu", **overrides: Any
+) -> InSPyReNet:
+    """Build the named model straight from an authors'-layout state dict (see :func:`from_config`)."""
+    return from_config(_config(name, overrides), state_dict, device)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hub import InSPyReNetHubMixin
 from .backbones import build_backbone
 from .layers import resize
 from .paa import PAADecoder, PAAEncoder
@@ -28,7 +29,7 @@ def normalise_per_image(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return (x - lo) / (hi - lo + eps)
 
 
-class InSPyReNet(nn.Module):
+class InSPyReNet(nn.Module, InSPyReNetHubMixin):
     """Inverse Saliency Pyramid Reconstruction Network (Kim et al., ACCV 2022).
 
     Args:
@@ -39,6 +40,8 @@ class InSPyReNet(nn.Module):
             depths, num_heads, window_size; res2net50: layers).
 
     Inputs are ImageNet-normalised (B, 3, H, W) tensors with H and W multiples of 32.
+    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` share it on the
+    Hugging Face Hub (see :mod:`inspyrenet_lite.hub`).
     """
 
     blend_threshold: int = 512
@@ -56,6 +59,7 @@ class InSPyReNet(nn.Module):
         self.backbone_name = backbone
         self.depth = depth
         self.base_size = (int(base_size[0]), int(base_size[1]))
+        self.backbone_args = dict(backbone_args or {})
         self.backbone = build_backbone(backbone, **dict(backbone_args or {}))
         channels = self.backbone.out_channels
         for i, c in enumerate(channels, start=1):

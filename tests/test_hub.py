@@ -1,0 +1,162 @@
+"""Sharing models on the Hub: save_pretrained / from_pretrained / push_to_hub.
+
+Reduced models (tiny backbones, odd base sizes) keep this fast; the format is
+the same for full-size ones. Hub downloads go to tests/fake_hub.py in a
+subprocess (huggingface_hub reads HF_ENDPOINT at import); the upload is
+checked by replacing huggingface_hub's HfApi with a recorder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from fake_hub import FakeHub, run_python
+from safetensors import safe_open
+
+from inspyrenet_lite import InSPyReNet
+from inspyrenet_lite.checkpoint import load_checkpoint
+
+REPO = "someone/tiny-inspyrenet"
+
+
+def tiny(backbone: str, base_size: tuple[int, int]) -> InSPyReNet:
+    torch.manual_seed(0)
+    if backbone == "res2net50":
+        args = {"layers": [1, 1, 1, 1]}
+    else:
+        args = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
+    return InSPyReNet(backbone, depth=8, base_size=base_size, backbone_args=args).eval()
+
+
+def same_outputs(a: InSPyReNet, b: InSPyReNet) -> bool:
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return torch.equal(a.predict(x), b.predict(x))
+
+
+@pytest.mark.parametrize(("backbone", "base_size"), [("res2net50", (64, 96)), ("swinb", (64, 64))])
+def test_save_and_load_folder_round_trip(tmp_path: Path, backbone: str, base_size: tuple[int, int]) -> None:
+    model = tiny(backbone, base_size)
+    model.save_pretrained(tmp_path, config={"trained_on": "my photos"})
+
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["backbone"] == backbone and config["depth"] == 8 and config["base_size"] == list(base_size)
+    assert config["library_name"] == "inspyrenet-lite" and config["trained_on"] == "my photos"
+    # The weights are in the authors' layout, with the architecture in the header.
+    assert set(load_checkpoint(tmp_path / "model.safetensors")) == set(model.reference_state_dict())
+    with safe_open(str(tmp_path / "model.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["backbone"] == backbone and meta["base_size"] == f"{base_size[0]}x{base_size[1]}"
+    assert "InSPyReNet" in (tmp_path / "README.md").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+
+    loaded = InSPyReNet.from_pretrained(tmp_path)
+    assert (loaded.backbone_name, loaded.base_size, loaded.depth) == (backbone, base_size, 8)
+    assert same_outputs(model, loaded)
+    # Informational fields survive a second save.
+    loaded.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["trained_on"] == "my photos"
+
+
+def test_folder_without_config_uses_the_weights_header(tmp_path: Path) -> None:
+    model = tiny("swinb", (96, 64))
+    model.save_pretrained(tmp_path)
+    (tmp_path / "config.json").unlink()
+    assert same_outputs(model, InSPyReNet.from_pretrained(tmp_path))
+
+
+def test_folder_without_weights_says_so(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"backbone": "swinb", "depth": 64, "base_size": [384, 384]}))
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        InSPyReNet.from_pretrained(tmp_path)
+
+
+class _RecordingApi:
+    """Stands in for huggingface_hub.HfApi: records what would be uploaded."""
+
+    calls: list[tuple[str, dict]] = []
+    uploaded: Path
+
+    def __init__(self, token=None) -> None:
+        self.token = token
+
+    def create_repo(self, repo_id, private=None, exist_ok=False, **kwargs):
+        _RecordingApi.calls.append(("create_repo", {"repo_id": repo_id, "private": private, "token": self.token}))
+
+        class Url:
+            pass
+
+        url = Url()
+        url.repo_id = repo_id
+        return url
+
+    def upload_folder(self, *, repo_id, folder_path, commit_message=None, **kwargs):
+        _RecordingApi.calls.append(("upload_folder", {"repo_id": repo_id, "commit_message": commit_message}))
+        shutil.copytree(folder_path, _RecordingApi.uploaded)
+        return f"https://huggingface.co/{repo_id}/commit/abc"
+
+
+def test_push_to_hub_uploads_a_loadable_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.hub_mixin
+
+    monkeypatch.setattr(huggingface_hub.hub_mixin, "HfApi", _RecordingApi)
+    _RecordingApi.calls = []
+    _RecordingApi.uploaded = tmp_path / "uploaded"
+    model = tiny("swinb", (64, 64))
+
+    url = model.push_to_hub(REPO, private=True, token="hf_x", commit_message="fine-tuned", config={"trained_on": "A"})
+
+    assert url.endswith("/commit/abc")
+    assert _RecordingApi.calls == [
+        ("create_repo", {"repo_id": REPO, "private": True, "token": "hf_x"}),
+        ("upload_folder", {"repo_id": REPO, "commit_message": "fine-tuned"}),
+    ]
+    files = {p.name for p in _RecordingApi.uploaded.iterdir()}
+    assert files == {"config.json", "model.safetensors", "README.md"}
+    assert json.loads((_RecordingApi.uploaded / "config.json").read_text())["trained_on"] == "A"
+    assert f'Remover(model="{REPO}")' in (_RecordingApi.uploaded / "README.md").read_text()
+    assert same_outputs(model, InSPyReNet.from_pretrained(_RecordingApi.uploaded))
+
+
+_LOAD = """
+import json, torch
+from inspyrenet_lite import InSPyReNet
+m = InSPyReNet.from_pretrained({repo!r})
+x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+with torch.no_grad():
+    y = m.predict(x)
+print(json.dumps({{"base_size": list(m.base_size), "sum": float(y.double().sum())}}))
+"""
+
+
+def test_from_pretrained_downloads_from_the_hub_then_works_offline(tmp_path: Path) -> None:
+    model = tiny("swinb", (64, 96))
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder)
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = float(model.predict(x).double().sum())
+
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub-cache")}
+    with FakeHub(repo_id=REPO) as hub:
+        for name in ("config.json", "model.safetensors"):
+            hub.serve(name, folder / name)
+        online = run_python(_LOAD.format(repo=REPO), {**env, **hub.env()})
+        assert online.returncode == 0, online.stderr
+        assert hub.count("hub") > 0
+        hub.clear_requests()
+        offline = run_python(_LOAD.format(repo=REPO), {**env, **hub.env(), "HF_HUB_OFFLINE": "1"})
+        assert offline.returncode == 0, offline.stderr
+        assert hub.count() == 0, "offline mode made a request"
+    for run in (online, offline):
+        out = json.loads(run.stdout.strip().splitlines()[-1])
+        assert out["base_size"] == [64, 96]
+        assert out["sum"] == pytest.approx(expected, rel=1e-6)
