@@ -20,7 +20,9 @@ from inspyrenet_lite.cli.remove import build_parser, collect_jobs
 __all__ = ["main", "build_parser", "collect_jobs", "SUBCOMMANDS"]
 
 #: Sub-command name -> module (in this package) whose ``main(argv)`` runs it.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "eval": "eval",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

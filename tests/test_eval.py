@@ -1,0 +1,157 @@
+"""``inspyrenet-lite eval`` and inspyrenet_lite.evaluate on small folders, with
+PySODMetrics (the paper's evaluation code) as the truth for the scores."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import py_sod_metrics as psm
+from inspyrenet_lite.cli import main
+from inspyrenet_lite.evaluate import evaluate_model, pair_files
+from inspyrenet_lite.metrics import METRIC_KEYS
+
+
+def _ellipse(h: int, w: int, cy: float, cx: float, ry: float, rx: float) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    return ((((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2) < 1).astype(np.uint8) * 255
+
+
+def _pysod(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s, f, e, w, m = psm.Smeasure(), psm.Fmeasure(), psm.Emeasure(), psm.WeightedFmeasure(), psm.MAE()
+        for pred, gt in pairs:
+            for metric in (s, f, e, w, m):
+                metric.step(pred, gt)
+        fr, er = f.get_results()["fm"], e.get_results()["em"]
+    return {
+        "S": s.get_results()["sm"], "maxF": fr["curve"].max(), "meanF": fr["curve"].mean(), "adpF": fr["adp"],
+        "maxE": er["curve"].max(), "meanE": er["curve"].mean(), "adpE": er["adp"],
+        "wF": w.get_results()["wfm"], "MAE": m.get_results()["mae"],
+    }
+
+
+@pytest.fixture
+def folders(tmp_path: Path):
+    """gt: a, b, c, d; pred: a, b (JPEG), d (corrupt), e (no mask); c has no prediction."""
+    rng = np.random.default_rng(3)
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir()
+    pred_dir.mkdir()
+    masks = {
+        "a": _ellipse(48, 64, 20, 30, 12, 20),
+        "b": _ellipse(50, 40, 30, 10, 15, 9),
+        "c": _ellipse(30, 30, 15, 15, 5, 5),
+        "d": _ellipse(30, 30, 10, 10, 5, 5),
+    }
+    for stem, mask in masks.items():
+        Image.fromarray(mask).save(gt_dir / f"{stem}.png")
+    good = {}
+    for stem in ("a", "b"):
+        pred = np.clip(masks[stem] * 0.8 + rng.normal(0, 40, masks[stem].shape), 0, 255).astype(np.uint8)
+        Image.fromarray(pred).save(pred_dir / f"{stem}.png")
+        good[stem] = (pred, masks[stem])
+    (pred_dir / "d.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a picture")
+    Image.fromarray(masks["a"]).save(pred_dir / "e.png")
+    (pred_dir / "notes.txt").write_text("ignored: not an image suffix")
+    return gt_dir, pred_dir, good
+
+
+def test_pairing_lists_what_is_left_out(folders):
+    gt_dir, pred_dir, _ = folders
+    pairs, problems = pair_files(pred_dir, gt_dir)
+    assert [p[0] for p in pairs] == ["a", "b", "d"]
+    assert any("no prediction for mask" in p and "c.png" in p for p in problems)
+    assert any("no mask for prediction" in p and "e.png" in p for p in problems)
+
+
+def test_eval_cli_scores_a_folder_with_a_missing_and_a_corrupt_file(folders, tmp_path, capsys):
+    gt_dir, pred_dir, good = folders
+    out_json, out_csv = tmp_path / "scores.json", tmp_path / "scores.csv"
+    code = main(["eval", "--pred", str(pred_dir), "--gt", str(gt_dir), "--json", str(out_json),
+                 "--csv", str(out_csv), "-q"])
+    captured = capsys.readouterr()
+    assert code == 1  # a file could not be read; the rest is still scored
+    assert "d.png" in captured.err and "unreadable" in captured.err
+    assert "c.png" in captured.err and "e.png" in captured.err
+    header = captured.out.splitlines()[0].split()
+    assert header[-len(METRIC_KEYS):] == list(METRIC_KEYS)
+
+    rows = json.loads(out_json.read_text())
+    assert len(rows) == 1 and rows[0]["images"] == 2
+    ref = _pysod([good["a"], good["b"]])
+    for key, value in ref.items():
+        assert rows[0][key] == pytest.approx(value, abs=1e-6), key
+    assert 0.0 <= rows[0]["mBA"] <= 1.0
+
+    with open(out_csv, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 1 and table[0]["images"] == "2"
+    assert float(table[0]["S"]) == pytest.approx(ref["S"], abs=1e-6)
+
+
+def test_eval_cli_side_by_side_and_resized_maps(folders, tmp_path, capsys):
+    gt_dir, pred_dir, good = folders
+    other = tmp_path / "other"
+    other.mkdir()
+    # A map at twice the mask's size is resized to the mask before scoring;
+    # a constant map of the mask's size is scored as is.
+    big = np.kron(good["a"][0], np.ones((2, 2), np.uint8))
+    Image.fromarray(big).save(other / "a.png")
+    Image.fromarray(np.full((50, 40), 77, np.uint8)).save(other / "b.png")
+    out_json = tmp_path / "s.json"
+    assert main(["eval", "--pred", str(pred_dir), "--pred", str(other), "--gt", str(gt_dir), "--json",
+                 str(out_json), "-q", "--no-mba"]) == 1
+    rows = json.loads(out_json.read_text())
+    assert [r["name"] for r in rows] == [str(pred_dir), str(other)]
+    assert rows[1]["mBA"] is None
+    ref_b = _pysod([(np.full((50, 40), 77, np.uint8), good["b"][1])])
+    assert rows[1]["images"] == 2
+    # the constant map alone: check its share through a one-image folder
+    solo = tmp_path / "solo"
+    solo.mkdir()
+    Image.fromarray(np.full((50, 40), 77, np.uint8)).save(solo / "b.png")
+    assert main(["eval", "--pred", str(solo), "--gt", str(gt_dir), "--json", str(out_json), "-q"]) == 0
+    row = json.loads(out_json.read_text())[0]
+    for key, value in ref_b.items():
+        assert row[key] == pytest.approx(value, abs=1e-6), key
+    capsys.readouterr()
+
+
+def test_eval_cli_argument_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--gt", str(tmp_path)])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["eval", "--gt", str(tmp_path / "missing"), "--pred", str(tmp_path)])
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_evaluate_model_predicts_saves_and_scores(remover, images_dir, tmp_path):
+    """One forward pass (the random-weight checkpoint): the saved map is what is scored."""
+    imgs, gts, maps = tmp_path / "images", tmp_path / "gt", tmp_path / "maps"
+    imgs.mkdir()
+    gts.mkdir()
+    with Image.open(images_dir / "cat.png") as im:
+        im.convert("RGB").resize((96, 64)).save(imgs / "cat.png")
+    gt = _ellipse(64, 96, 30, 50, 20, 30)
+    Image.fromarray(gt).save(gts / "cat.png")
+    (imgs / "broken.jpg").write_bytes(b"not a jpeg")
+    Image.fromarray(gt).save(gts / "broken.png")
+
+    result = evaluate_model(imgs, gts, remover, save_maps=maps)
+    assert result.n_images == 1
+    assert any("unreadable" in p and "broken.jpg" in p for p in result.problems)
+    assert sorted(p.name for p in maps.iterdir()) == ["cat.png"]  # nothing half-written left
+    saved = np.asarray(Image.open(maps / "cat.png"))
+    assert saved.shape == gt.shape and len(np.unique(saved)) > 10  # a real map at the mask's size
+    ref = _pysod([(saved, gt)])
+    for key, value in ref.items():
+        assert result.scores[key] == pytest.approx(value, abs=1e-6), key
