@@ -318,18 +318,14 @@ def _lower_envelope(fq: np.ndarray, sites: np.ndarray) -> tuple[np.ndarray, np.n
     return env, z, k
 
 
-def distance_transform(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact Euclidean distance from every pixel to the nearest ``True`` pixel.
+def _nearest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Squared distance to the nearest ``True`` pixel, and where it is.
 
-    Returns ``(distance, row, col)``: the distance (float64) and the
-    coordinates of the nearest ``True`` pixel. Separable algorithm: nearest in
-    each column, then the lower envelope of parabolas along each row
-    (Felzenszwalb & Huttenlocher 2012), vectorised across rows. Ties go to the
-    smaller row, then the smaller column. ``mask`` must have a ``True`` pixel.
+    Returns ``(d2, site, sites, near_row)``: ``d2`` (h, w) float64 (exact
+    integers); the nearest pixel of ``(i, j)`` is column ``sites[site[i, j]]``,
+    row ``near_row[i, site[i, j]]``.
     """
     h, w = mask.shape
-    if not mask.any():
-        raise ValueError("distance_transform needs at least one True pixel")
     sites = np.flatnonzero(mask.any(axis=0)).astype(np.int32)  # columns without True are never nearest
     m = len(sites)
     ms = mask[:, sites]
@@ -338,22 +334,45 @@ def distance_transform(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     above = np.maximum.accumulate(np.where(ms, r, -big), axis=0)
     below = np.minimum.accumulate(np.where(ms, r, 2 * big)[::-1], axis=0)[::-1]
     near_row = np.where(below - r < r - above, below, above)  # (h, m); ties: above
-    fq = (near_row - r).astype(np.float64).T ** 2 + (sites.astype(np.float64) ** 2)[:, None]  # f(q) + q^2
-    env, z, k = _lower_envelope(np.ascontiguousarray(fq), sites.astype(np.float64))
+    sites_f = sites.astype(np.float64)
+    fq = (near_row - r).astype(np.float64).T ** 2 + (sites_f**2)[:, None]  # (m, h): f(q) + q^2
+    fq = np.ascontiguousarray(fq)
+    env, z, k = _lower_envelope(fq, sites_f)
 
-    # Query: the envelope segment of column j is the number of boundaries z[1..k] < j.
-    rows = np.arange(h, dtype=np.int32)
-    valid = np.arange(1, m + 1, dtype=np.int32)[:, None] <= k[None, :]  # (m, h)
-    start = np.where(valid, np.clip(np.floor(z[1:]) + 1, 0, w), w).astype(np.int32)
-    marks = np.bincount((start + rows * np.int32(w + 1)).ravel(), minlength=h * (w + 1))
-    seg = np.cumsum(marks.reshape(h, w + 1)[:, :w], axis=1, dtype=np.int32)
-    site = env.reshape(-1).take(seg * np.int32(h) + rows[:, None])  # (h, w) index into sites
-    near_col = sites.take(site)
-    nr = near_row.reshape(-1).take(rows[:, None] * np.int32(m) + site)
-    dc = np.arange(w, dtype=np.int32)[None, :] - near_col
-    dr = rows[:, None] - nr
-    dist = np.sqrt((dc * dc + dr * dr).astype(np.float64))
-    return dist, nr, near_col
+    # Expand each row's envelope into runs of columns: segment t of a row
+    # covers the columns j with z[t] < j <= z[t+1].
+    in_env = np.arange(m)[None, :] <= k[:, None]  # (h, m), row-major entry order
+    seg_site = env.T[in_env]
+    seg_row = np.repeat(np.arange(h), k + 1)
+    seg_start = np.clip(np.floor(z[:m].T[in_env]) + 1, 0, w).astype(np.int64)
+    seg_end = np.empty_like(seg_start)
+    seg_end[:-1] = seg_start[1:]
+    seg_end[np.cumsum(k + 1) - 1] = w  # a row's last segment runs to its end
+    runs = seg_end - seg_start
+    site = np.repeat(seg_site, runs).reshape(h, w)
+    col = np.repeat(sites_f[seg_site], runs).reshape(h, w)
+    fqv = np.repeat(fq[seg_site, seg_row], runs).reshape(h, w)
+    j = np.arange(w, dtype=np.float64)[None, :]
+    d2 = j * (j - 2 * col) + fqv  # (j - c)^2 + f = j^2 - 2jc + (f + c^2)
+    return d2, site, sites, near_row
+
+
+def distance_transform(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact Euclidean distance from every pixel to the nearest ``True`` pixel.
+
+    Returns ``(distance, row, col)``: the distance (float64) and the
+    coordinates of the nearest ``True`` pixel. Separable algorithm: nearest in
+    each column, then the lower envelope of parabolas along each row
+    (Felzenszwalb & Huttenlocher 2012), vectorised across rows; ties are
+    broken as scipy's ``distance_transform_edt`` does, which the weighted
+    F-measure of the reference depends on. ``mask`` must have a ``True`` pixel.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        raise ValueError("distance_transform needs at least one True pixel")
+    d2, site, sites, near_row = _nearest(mask)
+    rows = np.arange(mask.shape[0])[:, None]
+    return np.sqrt(d2), near_row[rows, site], sites[site]
 
 
 def _gauss_1d() -> np.ndarray:
@@ -375,28 +394,28 @@ def _weighted_f(p8: np.ndarray, g: np.ndarray, lut: np.ndarray) -> float:
     if not g.any():
         return 0.0
     pred = lut[p8]
-    err = np.abs(pred - g)
-    dist, nr, nc = distance_transform(g)
-    bgm = ~g
+    d2, site, sites, near_row = _nearest(g)
     # Pixel dependency: a background pixel takes the error of its nearest
     # foreground pixel before smoothing; only pixels within 3 of the
     # foreground reach a foreground pixel's 7x7 window, so crop to them.
     ys, xs = np.flatnonzero(g.any(axis=1)), np.flatnonzero(g.any(axis=0))
     y0, y1 = max(ys[0] - 3, 0), min(ys[-1] + 4, g.shape[0])
     x0, x1 = max(xs[0] - 3, 0), min(xs[-1] + 4, g.shape[1])
-    crop = (slice(y0, y1), slice(x0, x1))
-    et = np.where(bgm[crop], err[nr[crop], nc[crop]], err[crop])
+    gc, err = g[y0:y1, x0:x1], np.abs(pred[y0:y1, x0:x1] - g[y0:y1, x0:x1])
+    sc = site[y0:y1, x0:x1]
+    nr = near_row[np.arange(y0, y1)[:, None], sc] - y0
+    nc = sites[sc] - x0
+    et = np.where(gc, err, err[nr.clip(0, y1 - y0 - 1), nc.clip(0, x1 - x0 - 1)])
     # Zero padding at the crop's inner edges reaches no foreground pixel's
     # window; at the image border the reference pads zeros too.
     ea = _filter_7x7(et)
-    e_fg = err[crop][g[crop]]
-    ea_fg = ea[g[crop]]
-    min_e = np.where(ea_fg < e_fg, ea_fg, e_fg)
-    # Pixel importance: background errors weigh more far from the object.
-    b = 2 - np.exp(math.log(0.5) / 5 * dist[bgm])
-    fp_w = float((err[bgm] * b).sum())
-    sum_fg = float(min_e.sum())
-    tp_w = g.sum() - sum_fg
+    e_fg, ea_fg = err[gc], ea[gc]
+    sum_fg = float(np.where(ea_fg < e_fg, ea_fg, e_fg).sum())
+    # Pixel importance: background errors weigh more far from the object
+    # (the error of a background pixel is its prediction).
+    b = 2 - np.exp(math.log(0.5) / 5 * np.sqrt(d2))
+    fp_w = float(np.dot(np.where(g, 0.0, pred).ravel(), b.ravel()))
+    tp_w = e_fg.size - sum_fg
     recall = 1 - sum_fg / e_fg.size
     precision = tp_w / (tp_w + fp_w + EPS)
     return float(2 * recall * precision / (recall + precision + EPS))
