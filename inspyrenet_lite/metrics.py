@@ -132,12 +132,30 @@ class _Stats:
     bg: np.ndarray  # (256,) counts on gt background
     n: int
     n_fg: int
+    # S-measure split at the foreground centroid (1-based, as MATLAB):
+    # quad[i, gt, level] for quadrants top-left, top-right, bottom-left, bottom-right.
+    cy: int = 0
+    cx: int = 0
+    quad: np.ndarray | None = None
 
 
 def _stats(p8: np.ndarray, g: np.ndarray) -> _Stats:
-    both = np.bincount((p8.astype(np.int32) | (g.astype(np.int32) << 8)).ravel(), minlength=512)
-    bg, fg = both[:256], both[256:]
-    return _Stats(_levels(p8), fg, bg, p8.size, int(fg.sum()))
+    h, w = g.shape
+    rows = np.count_nonzero(g, axis=1)
+    n_fg = int(rows.sum())
+    code = p8.astype(np.intp)
+    np.add(code, 256, out=code, where=g)
+    if n_fg in (0, g.size):
+        hist = np.bincount(code.ravel(), minlength=512).reshape(2, 256)
+        return _Stats(_levels(p8), hist[1], hist[0], g.size, n_fg)
+    cols = np.count_nonzero(g, axis=0)
+    cy = int(np.round((rows * np.arange(h)).sum() / n_fg)) + 1
+    cx = int(np.round((cols * np.arange(w)).sum() / n_fg)) + 1
+    code[cy:] += 1024
+    code[:, cx:] += 512
+    quad = np.bincount(code.ravel(), minlength=2048).reshape(4, 2, 256)
+    both = quad.sum(axis=0)
+    return _Stats(_levels(p8), both[1], both[0], g.size, n_fg, cy, cx, quad)
 
 
 def _mean_pred(st: _Stats) -> float:
@@ -244,12 +262,7 @@ def _s_measure(p8: np.ndarray, g: np.ndarray, st: _Stats) -> float:
     obj = _object_score(st.fg, st.lut) * y + _object_score(st.bg, 1 - st.lut) * (1 - y)
 
     h, w = g.shape
-    rows, cols = g.sum(axis=1), g.sum(axis=0)
-    cy = int(np.round((rows * np.arange(h)).sum() / st.n_fg)) + 1  # MATLAB's 1-based split
-    cx = int(np.round((cols * np.arange(w)).sum() / st.n_fg)) + 1
-    quad = (np.arange(h)[:, None] >= cy).astype(np.int32) * 2 + (np.arange(w)[None, :] >= cx)
-    code = p8.astype(np.int32) | (g.astype(np.int32) << 8) | (quad << 9)
-    hist = np.bincount(code.ravel(), minlength=2048).reshape(4, 2, 256)
+    cy, cx, hist = st.cy, st.cx, st.quad
     area = h * w
     w_lt = cx * cy / area
     w_rt = cy * (w - cx) / area
@@ -318,12 +331,13 @@ def _lower_envelope(fq: np.ndarray, sites: np.ndarray) -> tuple[np.ndarray, np.n
     return env, z, k
 
 
-def _nearest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _nearest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Squared distance to the nearest ``True`` pixel, and where it is.
 
-    Returns ``(d2, site, sites, near_row)``: ``d2`` (h, w) float64 (exact
-    integers); the nearest pixel of ``(i, j)`` is column ``sites[site[i, j]]``,
-    row ``near_row[i, site[i, j]]``.
+    Returns ``(d2, col, near_row)``: ``d2`` (h, w) float64 (exact integers);
+    the nearest pixel of ``(i, j)`` is in column ``col[i, j]``, at row
+    ``near_row[i, s]`` where ``s`` is that column's index among the columns
+    holding a ``True`` pixel (``near_row`` is (h, that many)).
     """
     h, w = mask.shape
     sites = np.flatnonzero(mask.any(axis=0)).astype(np.int32)  # columns without True are never nearest
@@ -349,12 +363,14 @@ def _nearest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     seg_end[:-1] = seg_start[1:]
     seg_end[np.cumsum(k + 1) - 1] = w  # a row's last segment runs to its end
     runs = seg_end - seg_start
-    site = np.repeat(seg_site, runs).reshape(h, w)
-    col = np.repeat(sites_f[seg_site], runs).reshape(h, w)
-    fqv = np.repeat(fq[seg_site, seg_row], runs).reshape(h, w)
+    d2 = np.repeat(sites_f[seg_site], runs).reshape(h, w)  # nearest column c, then in place:
+    col = d2.astype(np.int32)
     j = np.arange(w, dtype=np.float64)[None, :]
-    d2 = j * (j - 2 * col) + fqv  # (j - c)^2 + f = j^2 - 2jc + (f + c^2)
-    return d2, site, sites, near_row
+    d2 *= -2.0
+    d2 += j
+    d2 *= j
+    d2 += np.repeat(fq[seg_site, seg_row], runs).reshape(h, w)  # (j - c)^2 + f = j(j - 2c) + (f + c^2)
+    return d2, col, near_row
 
 
 def distance_transform(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -370,9 +386,14 @@ def distance_transform(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         raise ValueError("distance_transform needs at least one True pixel")
-    d2, site, sites, near_row = _nearest(mask)
+    d2, col, near_row = _nearest(mask)
     rows = np.arange(mask.shape[0])[:, None]
-    return np.sqrt(d2), near_row[rows, site], sites[site]
+    return np.sqrt(d2), near_row[rows, _site_index(mask, col)], col
+
+
+def _site_index(mask: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Index of each column of ``col`` among the columns of ``mask`` holding a True pixel."""
+    return (np.cumsum(mask.any(axis=0)) - 1)[col]
 
 
 def _gauss_1d() -> np.ndarray:
@@ -394,7 +415,7 @@ def _weighted_f(p8: np.ndarray, g: np.ndarray, lut: np.ndarray) -> float:
     if not g.any():
         return 0.0
     pred = lut[p8]
-    d2, site, sites, near_row = _nearest(g)
+    d2, col, near_row = _nearest(g)
     # Pixel dependency: a background pixel takes the error of its nearest
     # foreground pixel before smoothing; only pixels within 3 of the
     # foreground reach a foreground pixel's 7x7 window, so crop to them.
@@ -402,10 +423,10 @@ def _weighted_f(p8: np.ndarray, g: np.ndarray, lut: np.ndarray) -> float:
     y0, y1 = max(ys[0] - 3, 0), min(ys[-1] + 4, g.shape[0])
     x0, x1 = max(xs[0] - 3, 0), min(xs[-1] + 4, g.shape[1])
     gc, err = g[y0:y1, x0:x1], np.abs(pred[y0:y1, x0:x1] - g[y0:y1, x0:x1])
-    sc = site[y0:y1, x0:x1]
-    nr = near_row[np.arange(y0, y1)[:, None], sc] - y0
-    nc = sites[sc] - x0
-    et = np.where(gc, err, err[nr.clip(0, y1 - y0 - 1), nc.clip(0, x1 - x0 - 1)])
+    cc = col[y0:y1, x0:x1]
+    nr = near_row[np.arange(y0, y1)[:, None], _site_index(g, cc)] - y0
+    nc = cc - x0
+    et = np.where(gc, err, err[nr, nc])  # the nearest foreground pixel is inside the crop
     # Zero padding at the crop's inner edges reaches no foreground pixel's
     # window; at the image border the reference pads zeros too.
     ea = _filter_7x7(et)
@@ -413,7 +434,10 @@ def _weighted_f(p8: np.ndarray, g: np.ndarray, lut: np.ndarray) -> float:
     sum_fg = float(np.where(ea_fg < e_fg, ea_fg, e_fg).sum())
     # Pixel importance: background errors weigh more far from the object
     # (the error of a background pixel is its prediction).
-    b = 2 - np.exp(math.log(0.5) / 5 * np.sqrt(d2))
+    b = np.sqrt(d2, out=d2)
+    b *= math.log(0.5) / 5
+    b = np.exp(b, out=b)
+    b = np.subtract(2, b, out=b)
     fp_w = float(np.dot(np.where(g, 0.0, pred).ravel(), b.ravel()))
     tp_w = e_fg.size - sum_fg
     recall = 1 - sum_fg / e_fg.size
