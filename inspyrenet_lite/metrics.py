@@ -308,26 +308,31 @@ def _lower_envelope(fq: np.ndarray, sites: np.ndarray) -> tuple[np.ndarray, np.n
     z = np.full((m + 1, h), np.inf)
     z[0] = -np.inf
     env_f, z_f, fq_f = env.reshape(-1), z.reshape(-1), fq.reshape(-1)
-    k = np.zeros(h, dtype=np.int32)
-    top_v, top_p, top_z = fq[0].copy(), np.full(h, sites[0]), z[0].copy()
+    at = rows.copy()  # flat index of each row's stack top: k * h + row
+    # The top of every stack is the last site pushed, the same for all rows,
+    # until some row pops: then its position differs per row (an array).
+    top_v, top_p, top_z = fq[0], float(sites[0]), z[0]
     for i in range(1, m):
-        q, fqi = sites[i], fq[i]
+        q, fqi = float(sites[i]), fq[i]
         s = (fqi - top_v) / (2.0 * (q - top_p))
         pop = s <= top_z
-        while pop.any():  # pop the parabolas the new one hides, row by row
-            k -= pop
-            idx = k * h + rows
-            top = env_f[idx]
-            top_v = np.where(pop, fq_f[top * h + rows], top_v)
-            top_p = np.where(pop, sites[top], top_p)
-            top_z = np.where(pop, z_f[idx], top_z)
-            s = np.where(pop, (fqi - top_v) / (2.0 * (q - top_p)), s)
-            pop &= s <= top_z
-        k += 1
-        idx = k * h + rows
-        env_f[idx] = i
-        z_f[idx] = s
-        top_v, top_p, top_z = fqi, np.full(h, q), s
+        if pop.any():
+            top_p = np.full(h, top_p)
+            while True:  # pop the parabolas the new one hides, row by row
+                at = at - h * pop
+                top = env_f[at]
+                top_v = np.where(pop, fq_f[top * h + rows], top_v)
+                top_p = np.where(pop, sites[top], top_p)
+                top_z = np.where(pop, z_f[at], top_z)
+                s = np.where(pop, (fqi - top_v) / (2.0 * (q - top_p)), s)
+                pop &= s <= top_z
+                if not pop.any():
+                    break
+        at = at + h
+        env_f[at] = i
+        z_f[at] = s
+        top_v, top_p, top_z = fqi, q, s
+    k = (at - rows) // h
     return env, z, k
 
 
