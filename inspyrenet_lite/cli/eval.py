@@ -15,9 +15,7 @@ import csv
 import io
 import json
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,24 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder (fsync, rename)."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _csv_text(rows: list[dict]) -> str:
     from inspyrenet_lite.metrics import METRIC_KEYS
 
@@ -105,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if out and Path(out).is_dir():
             parser.error(f"{out!r} is a folder; give a file name")
 
+    from inspyrenet_lite._atomic import atomic_write_text
     from inspyrenet_lite.evaluate import evaluate_folder, evaluate_model, format_table
 
     progress = not args.quiet
@@ -135,9 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(results))
     rows = [r.as_dict() for r in results]
     if args.json:
-        _write_atomic(args.json, json.dumps(rows, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
     if args.csv:
-        _write_atomic(args.csv, _csv_text(rows))
+        atomic_write_text(args.csv, _csv_text(rows))
     return 1 if failed else 0
 
 
