@@ -53,6 +53,14 @@ def pysod_scores(ms) -> dict[str, float]:
     }
 
 
+def _trim(metric, n: int):
+    """Drop a PySODMetrics accumulator's entries beyond the first ``n`` (an interrupted pair)."""
+    for name, value in vars(metric).items():
+        if isinstance(value, list):
+            setattr(metric, name, value[:n])
+    return metric
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=500)
@@ -68,19 +76,29 @@ def main(argv: list[str] | None = None) -> int:
     ours = metrics.Evaluator(with_mba=False)
     t_ours = t_ref = t_mba = 0.0
     rng = np.random.default_rng(args.seed)
-    for i in range(args.n):
-        pred, gt = make_pair(rng, h, w)
-        t0 = time.perf_counter()
-        ours.update(pred, gt)
-        t1 = time.perf_counter()
-        for metric in ref:
-            metric.step(pred, gt)
-        t2 = time.perf_counter()
-        metrics.mba(pred, gt)
-        t3 = time.perf_counter()
-        t_ours, t_ref, t_mba = t_ours + t1 - t0, t_ref + t2 - t1, t_mba + t3 - t2
-        if (i + 1) % 50 == 0:
-            print(f"  {i + 1}/{args.n} pairs: ours {t_ours:.1f} s, PySODMetrics {t_ref:.1f} s", file=sys.stderr)
+    done = 0
+    try:
+        for i in range(args.n):
+            pred, gt = make_pair(rng, h, w)
+            t0 = time.perf_counter()
+            ours.update(pred, gt)
+            t1 = time.perf_counter()
+            for metric in ref:
+                metric.step(pred, gt)
+            t2 = time.perf_counter()
+            metrics.mba(pred, gt)
+            t3 = time.perf_counter()
+            t_ours, t_ref, t_mba = t_ours + t1 - t0, t_ref + t2 - t1, t_mba + t3 - t2
+            done = i + 1
+            if done % 50 == 0:
+                print(f"  {done}/{args.n} pairs: ours {t_ours:.1f} s, PySODMetrics {t_ref:.1f} s", file=sys.stderr)
+    except KeyboardInterrupt:  # report the pairs done so far
+        print(f"interrupted after {done} pairs", file=sys.stderr)
+        ref = tuple(_trim(m, done) for m in ref)
+        ours.images = ours.images[:done]
+    if not done:
+        return 130
+    args.n = done
 
     got, want = ours.results(), pysod_scores(ref)
     worst = max(abs(got[k] - want[k]) for k in want)
