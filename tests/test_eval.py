@@ -14,7 +14,7 @@ from PIL import Image
 
 import py_sod_metrics as psm
 from inspyrenet_lite.cli import main
-from inspyrenet_lite.evaluate import evaluate_model, pair_files
+from inspyrenet_lite.evaluate import pair_files
 from inspyrenet_lite.metrics import METRIC_KEYS
 
 
@@ -134,9 +134,9 @@ def test_eval_cli_argument_errors(tmp_path, capsys):
     assert "not a folder" in capsys.readouterr().err
 
 
-def test_evaluate_model_predicts_saves_and_scores(remover, images_dir, tmp_path):
-    """One forward pass (the random-weight checkpoint): the saved map is what is scored."""
-    imgs, gts, maps = tmp_path / "images", tmp_path / "gt", tmp_path / "maps"
+def test_eval_cli_predicts_saves_and_scores(random_checkpoint, images_dir, tmp_path, capsys):
+    """--images/--model: one forward pass (random-weight checkpoint); the saved map is what is scored."""
+    imgs, gts, maps, out = tmp_path / "images", tmp_path / "gt", tmp_path / "maps", tmp_path / "s.json"
     imgs.mkdir()
     gts.mkdir()
     with Image.open(images_dir / "cat.png") as im:
@@ -146,12 +146,14 @@ def test_evaluate_model_predicts_saves_and_scores(remover, images_dir, tmp_path)
     (imgs / "broken.jpg").write_bytes(b"not a jpeg")
     Image.fromarray(gt).save(gts / "broken.png")
 
-    result = evaluate_model(imgs, gts, remover, save_maps=maps)
-    assert result.n_images == 1
-    assert any("unreadable" in p and "broken.jpg" in p for p in result.problems)
-    assert sorted(p.name for p in maps.iterdir()) == ["cat.png"]  # nothing half-written left
-    saved = np.asarray(Image.open(maps / "cat.png"))
+    code = main(["eval", "--images", str(imgs), "--gt", str(gts), "--model", "fast", "--ckpt",
+                 str(random_checkpoint), "--device", "cpu", "--save-maps", str(maps), "--json", str(out), "-q"])
+    assert code == 1
+    assert "broken.jpg" in capsys.readouterr().err
+    row = json.loads(out.read_text())[0]
+    assert row["name"] == "fast" and row["images"] == 1
+    assert sorted(p.name for p in (maps / "fast").iterdir()) == ["cat.png"]  # nothing half-written left
+    saved = np.asarray(Image.open(maps / "fast" / "cat.png"))
     assert saved.shape == gt.shape and len(np.unique(saved)) > 10  # a real map at the mask's size
-    ref = _pysod([(saved, gt)])
-    for key, value in ref.items():
-        assert result.scores[key] == pytest.approx(value, abs=1e-6), key
+    for key, value in _pysod([(saved, gt)]).items():
+        assert row[key] == pytest.approx(value, abs=1e-6), key
