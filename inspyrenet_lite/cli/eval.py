@@ -19,17 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from inspyrenet_lite.cli.remove import _unit_float
+
 logger = logging.getLogger(__name__)
-
-
-def _blend(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", action="append", default=[], metavar="DIR", help="saved maps to score (repeatable)")
     p.add_argument("--images", metavar="DIR", help="images to predict with --model")
     p.add_argument("--model", action="append", default=[], metavar="NAME", help="model to run on --images (repeatable)")
-    p.add_argument("--hr-blend", type=_blend, default=0.0, metavar="B", help="pyramid blending strength for --model")
+    p.add_argument("--hr-blend", type=_unit_float, default=0.0, metavar="B", help="pyramid blending strength for --model")
     p.add_argument("--resize", choices=("static", "dynamic"), default="static", help="network input size for --model")
     p.add_argument("--ckpt", metavar="PATH", help="local checkpoint for --model")
     p.add_argument("--device", help="torch device for --model (default: cuda, mps, then cpu)")
