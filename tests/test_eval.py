@@ -134,6 +134,7 @@ def test_eval_cli_argument_errors(tmp_path, capsys):
     assert "not a folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_eval_cli_predicts_saves_and_scores(random_checkpoint, images_dir, tmp_path, capsys):
     """--images/--model: one forward pass (random-weight checkpoint); the saved map is what is scored."""
     imgs, gts, maps, out = tmp_path / "images", tmp_path / "gt", tmp_path / "maps", tmp_path / "s.json"
