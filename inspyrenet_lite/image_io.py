@@ -12,16 +12,22 @@ Inputs accepted by :func:`load_image`:
 * encoded bytes (``bytes``, ``bytearray``, ``memoryview``): EXIF orientation
   is applied.
 
-Every mode Pillow decodes is turned into 8-bit RGB: L, LA, P (with or without
-transparency), RGBA, CMYK, I;16 and 16-bit PNGs (scaled, not clipped).
-An alpha channel in the input is dropped: the prediction only looks at the
-colour channels.
+Every mode Pillow has is turned into 8-bit RGB: 1, L, LA, La, P, PA, RGB,
+RGBA, RGBa, RGBX, CMYK, YCbCr, LAB, HSV, F and the 16/32-bit integer modes.
+16-bit data (I;16*, 16-bit PNG/TIFF) is scaled, not clipped; mode I is scaled
+by the range its values use (0-255 as 8-bit, up to 65535 as 16-bit); float
+images (F) in [0, 1] are scaled by 255. An alpha channel in the input is
+dropped: the prediction only looks at the colour channels.
+
+Animated GIF/WebP/PNG and multi-page TIFF: only the first frame is used, and a
+warning is logged.
 
 Images with more than ``max_pixels`` pixels (default
 :data:`DEFAULT_MAX_PIXELS`) are refused before their pixels are decoded, as a
-guard against decompression bombs. Pillow keeps its own guard
-(``PIL.Image.MAX_IMAGE_PIXELS``, which refuses images above twice that value);
-to accept images larger than that, raise Pillow's limit as well.
+guard against decompression bombs. That limit is the only one: where it is
+above Pillow's own guard (``PIL.Image.MAX_IMAGE_PIXELS``), or ``None``, this
+module lifts Pillow's guard for its own decodes (while they run; see
+:func:`_pillow_guard_at_least`).
 
 Anything that cannot be read (missing, empty, truncated or non-image files,
 arrays of the wrong shape or dtype, oversized images) raises
@@ -30,11 +36,14 @@ arrays of the wrong shape or dtype, oversized images) raises
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -50,7 +59,9 @@ DEFAULT_MAX_PIXELS = 100_000_000
 InputKind = Literal["pil", "array", "path", "bytes"]
 ImageInput = Image.Image | np.ndarray | str | os.PathLike | bytes | bytearray | memoryview
 
-_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+_PREMULTIPLIED = {"La": "LA", "RGBa": "RGBA"}
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, AssertionError, IndexError, TypeError)
 
 
 class ImageLoadError(ValueError):
@@ -119,10 +130,26 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
     name = describe_input(source)
     if kind == "pil":
         _check_pixels(name, source.size, max_pixels)
-        rgb = _to_rgb(name, source)
+        _warn_if_animated(name, source)
+        try:
+            # A lazily opened image decodes here; a closed one cannot.
+            with _pillow_guard_at_least(max_pixels), warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                source.load()
+                rgb = _to_rgb(name, source)
+        except ImageLoadError:
+            raise
+        except _DECODE_ERRORS as exc:
+            raise ImageLoadError(
+                name,
+                f"its pixels cannot be read ({type(exc).__name__}: {exc or 'no detail'}); the image may be "
+                "closed or its file truncated: pass an open, fully loaded image (img.load()) or the path",
+            ) from exc
     elif kind == "array":
         rgb = _array_to_rgb(name, source, max_pixels)
     elif kind == "path":
+        if os.fspath(source) in ("", b""):
+            raise ImageLoadError(name, "the path is empty; give the path of an image file")
         path = Path(os.fspath(source))
         if not path.exists():
             raise ImageLoadError(name, "no such file; check the path")
@@ -147,8 +174,52 @@ def _check_pixels(name: str, size: tuple[int, int], max_pixels: int | None) -> N
         raise ImageLoadError(
             name,
             f"{width}x{height} = {width * height} pixels is above the limit of {max_pixels}; "
-            "downscale it first or raise max_pixels (--max-pixels on the command line)",
+            f"downscale it first or raise max_pixels (--max-pixels on the command line, 0 for no limit)",
         )
+
+
+_guard_lock = threading.Lock()
+_guard_requests: list[int | None] = []
+_guard_saved: list[int | None] = []
+
+
+@contextlib.contextmanager
+def _pillow_guard_at_least(max_pixels: int | None) -> Iterator[None]:
+    """Make Pillow's decompression-bomb guard allow ``max_pixels`` while the block runs.
+
+    Pillow refuses images above ``2 * Image.MAX_IMAGE_PIXELS`` (when opening
+    and, for some formats, when loading), a process-wide value. Only when our
+    limit is above that (or ``None``) is the value raised, for as long as one
+    of our decodes needs it, then restored; decodes of ours that need nothing
+    never touch it. (Other code decoding at that moment sees the raised value,
+    which is the user's own limit.)
+    """
+    current = Image.MAX_IMAGE_PIXELS
+    if current is None or (max_pixels is not None and max_pixels <= 2 * current):
+        yield
+        return
+    need = None if max_pixels is None else -(-max_pixels // 2)
+    with _guard_lock:
+        if not _guard_requests:
+            _guard_saved[:] = [Image.MAX_IMAGE_PIXELS]
+        _guard_requests.append(need)
+        Image.MAX_IMAGE_PIXELS = _widest(_guard_requests + _guard_saved)
+    try:
+        yield
+    finally:
+        with _guard_lock:
+            _guard_requests.remove(need)
+            Image.MAX_IMAGE_PIXELS = _widest(_guard_requests + _guard_saved) if _guard_requests else _guard_saved[0]
+
+
+def _widest(limits: list[int | None]) -> int | None:
+    return None if any(v is None for v in limits) else max(limits)  # type: ignore[type-var]
+
+
+def _warn_if_animated(name: str, img: Image.Image) -> None:
+    frames = getattr(img, "n_frames", 1)
+    if isinstance(frames, int) and frames > 1:
+        logger.warning("%s has %d frames (animation or pages); only the first is used", name, frames)
 
 
 def _decode(name: str, stream: io.RawIOBase | io.BufferedIOBase, max_pixels: int | None) -> Image.Image:
@@ -157,29 +228,36 @@ def _decode(name: str, stream: io.RawIOBase | io.BufferedIOBase, max_pixels: int
     if not head:
         raise ImageLoadError(name, "the file is empty")
     stream.seek(0)
-    try:
-        with warnings.catch_warnings():
-            # The pixel limit is checked below with a clear message.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(stream)
-    except UnidentifiedImageError as exc:
-        raise ImageLoadError(name, "it is not an image in a format Pillow can read") from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageLoadError(
-            name,
-            f"Pillow refuses it as a possible decompression bomb ({exc}); raise "
-            "PIL.Image.MAX_IMAGE_PIXELS as well as max_pixels to accept it",
-        ) from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageLoadError(name, f"it cannot be decoded ({exc})") from exc
-    with img:
-        _check_pixels(name, img.size, max_pixels)
+    with _pillow_guard_at_least(max_pixels), warnings.catch_warnings():
+        # The pixel limit is checked below with a clear message.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageLoadError(name, f"it is truncated or corrupt ({exc}); re-export or re-download it") from exc
-        return _to_rgb(name, img)
+            img = Image.open(stream)
+        except UnidentifiedImageError as exc:
+            raise ImageLoadError(name, "it is not an image in a format Pillow can read") from exc
+        except Image.DecompressionBombError as exc:
+            raise ImageLoadError(name, _too_many_pixels(exc, max_pixels)) from exc
+        except _DECODE_ERRORS as exc:
+            raise ImageLoadError(name, f"it cannot be decoded ({exc})") from exc
+        with img:
+            _check_pixels(name, img.size, max_pixels)
+            _warn_if_animated(name, img)
+            try:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+            except Image.DecompressionBombError as exc:
+                raise ImageLoadError(name, _too_many_pixels(exc, max_pixels)) from exc
+            except _DECODE_ERRORS as exc:
+                raise ImageLoadError(name, f"it is truncated or corrupt ({exc}); re-export or re-download it") from exc
+            return _to_rgb(name, img)
+
+
+def _too_many_pixels(exc: Exception, max_pixels: int | None) -> str:
+    # Only reached when Pillow's guard is below our limit (changed by other code).
+    return (
+        f"it has too many pixels ({exc}); the limit is max_pixels={max_pixels} "
+        "(--max-pixels on the command line, 0 for no limit)"
+    )
 
 
 def _to_rgb(name: str, img: Image.Image) -> Image.Image:
@@ -187,9 +265,14 @@ def _to_rgb(name: str, img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode == "RGB":
         return img.copy()
-    if mode in _SIXTEEN_BIT_MODES:
+    if mode in _SIXTEEN_BIT_MODES or mode == "I":
         grey = np.asarray(img).astype(np.float64)
-        grey = np.clip(np.rint(grey * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        top = float(grey.max(initial=0.0))
+        # Mode I holds whatever range its writer used: 8-bit values stay as they are.
+        full = 65535.0 if mode != "I" or top > 255.0 else 255.0
+        if mode == "I" and top > 65535.0:
+            full = top
+        grey = np.clip(np.rint(grey * (255.0 / full)), 0, 255).astype(np.uint8)
         return Image.fromarray(grey, mode="L").convert("RGB")
     if mode == "F":
         grey = np.asarray(img).astype(np.float64)
@@ -198,6 +281,8 @@ def _to_rgb(name: str, img: Image.Image) -> Image.Image:
         return Image.fromarray(grey, mode="L").convert("RGB")
     if mode == "P":
         img = img.convert("RGBA")
+    if mode in _PREMULTIPLIED:
+        img = img.convert(_PREMULTIPLIED[mode])
     try:
         return img.convert("RGB")
     except (ValueError, OSError) as exc:
