@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .checks import STRIDE, check_options
 from .compositing import OutputSpec, OutputType, apply_threshold_reverse, composite, parse_output_type
 from .image_io import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image, to_kind
 
@@ -35,9 +36,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Default cap on the shorter side of high-resolution (and dynamic) passes.
 DEFAULT_HR_SHORT_SIDE = 1280
-_STRIDE = 32
+#: Default cap on the longer side of those passes (the axial attention is
+#: quadratic in a side): above it the base-size pass is used instead.
+DEFAULT_HR_LONG_SIDE = 2560
+#: Default cap on the pixels of those passes (memory grows about 1 GB per
+#: megapixel of the pass, see README "Limits"): above it the base-size pass is used.
+DEFAULT_HR_MAX_PIXELS = 4_000_000
+_STRIDE = STRIDE
 _PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-_RESIZES = ("static", "dynamic")
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -65,13 +71,6 @@ def own_size(width: int, height: int, short_side: int = DEFAULT_HR_SHORT_SIDE) -
     return (_round32(height * scale), _round32(width * scale))
 
 
-def _check_hr_blend(hr_blend: float) -> float:
-    value = float(hr_blend)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"hr_blend must be in [0, 1], got {hr_blend!r}")
-    return value
-
-
 def _round32(x: float) -> int:
     # Python's round() (ties to even), as the reference's dynamic resize rounds:
     # a 400-pixel side becomes 384, not 416.
@@ -92,11 +91,17 @@ class Remover:
             size, as the authors' default) or ``"dynamic"`` (at the image's
             own size, shorter side capped at ``hr_short_side``, both sides
             rounded to multiples of 32: sharper edges, less stable).
-        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast).
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast). ``"fp16"``
+            is refused on a CPU (ValueError): it is emulated there, about 70
+            times slower than fp32; use ``"fp32"`` or ``"bf16"``.
         max_pixels: inputs with more pixels are refused before decoding
-            (``None``: no limit of ours).
-        hr_short_side: cap on the shorter side of the high-resolution pass
-            (``hr_blend > 0``) and of dynamic resizing.
+            (``None``: no limit; Pillow's own guard is lifted to match).
+        hr_short_side: the shorter side of the high-resolution pass
+            (``hr_blend > 0``) and of dynamic resizing is scaled down to this.
+        hr_long_side: if that pass would still have a longer side above
+            this, the base-size pass is used instead (logged notice).
+        hr_max_pixels: likewise for the pass's total pixels (each megapixel
+            of that pass costs about 1 GB of memory).
     """
 
     def __init__(
@@ -108,21 +113,29 @@ class Remover:
         precision: Literal["fp32", "fp16", "bf16"] = "fp32",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         hr_short_side: int = DEFAULT_HR_SHORT_SIDE,
+        hr_long_side: int = DEFAULT_HR_LONG_SIDE,
+        hr_max_pixels: int = DEFAULT_HR_MAX_PIXELS,
     ) -> None:
         from .checkpoint import load_checkpoint
         from .modeling.build import load_model
         from .weights import MODES, resolve_checkpoint
 
-        if mode not in MODES:
+        if not isinstance(mode, str) or mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        if resize not in _RESIZES:
-            raise ValueError(f"resize must be 'static' or 'dynamic', got {resize!r}")
-        if precision not in _PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}, got {precision!r}")
-        if max_pixels is not None and max_pixels < 1:
-            raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
-        if hr_short_side < _STRIDE:
-            raise ValueError(f"hr_short_side must be at least {_STRIDE}, got {hr_short_side!r}")
+        options = check_options(
+            resize=resize,
+            precision=precision,
+            max_pixels=max_pixels,
+            hr_short_side=hr_short_side,
+            hr_long_side=hr_long_side,
+            hr_max_pixels=hr_max_pixels,
+        )
+        device = pick_device(device)
+        if precision == "fp16" and device.type == "cpu":
+            raise ValueError(
+                "precision='fp16' on a CPU is emulated and about 70x slower than fp32 (it looks like a hang); "
+                "use precision='fp32' or 'bf16' on a CPU, or fp16 on a GPU"
+            )
         if resize == "dynamic" and mode == "fast":
             warnings.warn(
                 "resize='dynamic' runs the fast model (trained at 384x384) at the image's own size, "
@@ -134,9 +147,11 @@ class Remover:
         self.mode = mode
         self.resize = resize
         self.precision = precision
-        self.max_pixels = max_pixels
-        self.hr_short_side = int(hr_short_side)
-        self.device = pick_device(device)
+        self.max_pixels: int | None = options["max_pixels"]
+        self.hr_short_side: int = options["hr_short_side"]
+        self.hr_long_side: int = options["hr_long_side"]
+        self.hr_max_pixels: int = options["hr_max_pixels"]
+        self.device = device
 
         self.checkpoint_path: Path = resolve_checkpoint(mode, ckpt)
         state_dict = load_checkpoint(self.checkpoint_path)
@@ -166,6 +181,7 @@ class Remover:
         hr_blend: float = 0.0,
         reverse: bool = False,
         batch_size: int = 1,
+        errors: Literal["raise", "skip"] = "raise",
     ) -> Any:
         """Remove the background of one image, or of each image of a list.
 
@@ -180,13 +196,19 @@ class Remover:
                 are foreground, the rest background.
             hr_blend: 0 runs one pass at the base size; above 0 (up to 1),
                 pyramid blending of that pass with a high-resolution pass at
-                the image's own size, with this strength.
+                the image's own size, with this strength (skipped, with a
+                logged notice, where that pass is over ``hr_long_side`` or
+                ``hr_max_pixels``).
             reverse: keep the background instead of the foreground.
             batch_size: for lists, how many images go through the network at
                 once (images of the same network size share a batch). Each
                 image is normalised on its own, so a result is the same as one
                 at a time up to float rounding in the convolution kernels (at
                 most one grey level, on a few pixels).
+            errors: for lists: ``"raise"`` (default) stops at the first item
+                that fails; ``"skip"`` goes on, and the failed item's place in
+                the returned list holds its exception (an ``Exception``
+                instance: test with ``isinstance(result, Exception)``).
 
         Returns:
             The same kind as the input: PIL image for a PIL image or a path,
@@ -196,21 +218,43 @@ class Remover:
             ImageLoadError: an input cannot be read (names the input).
             ValueError: a bad argument.
         """
+        options = check_options(
+            threshold=threshold, hr_blend=hr_blend, reverse=reverse, batch_size=batch_size, errors=errors
+        )
         spec = parse_output_type(type, max_pixels=self.max_pixels)
-        if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-        hr_blend = _check_hr_blend(hr_blend)
+        threshold, hr_blend, reverse = options["threshold"], options["hr_blend"], options["reverse"]
         if isinstance(image, (list, tuple)):
-            return list(self._process_many(image, spec, threshold, hr_blend, reverse, batch_size))
+            return list(self._process_many(image, spec, threshold, hr_blend, reverse, batch_size, errors))
         loaded = load_image(image, max_pixels=self.max_pixels)
         pred = self._predict_loaded([loaded], hr_blend)[0]
         return self._finish(loaded, pred, spec, threshold, reverse)
 
     def predict(self, image: ImageInput, hr_blend: float = 0.0) -> np.ndarray:
         """The saliency map of one image: float32 HxW in [0, 1] at the image's size."""
-        hr_blend = _check_hr_blend(hr_blend)
+        hr_blend = check_options(hr_blend=hr_blend)["hr_blend"]
         loaded = load_image(image, max_pixels=self.max_pixels)
         return self._predict_loaded([loaded], hr_blend)[0]
+
+    def high_resolution_notice(self, size: tuple[int, int], hr_blend: float = 0.0) -> str | None:
+        """Why an image of ``size`` (width, height) gets the base-size pass
+        instead of the high-resolution (or dynamic) one it asked for, or
+        ``None`` when it gets what it asked for."""
+        if hr_blend <= 0.0 and self.resize != "dynamic":
+            return None
+        width, height = size
+        pass_h, pass_w = own_size(width, height, self.hr_short_side)
+        what = "high-resolution pass (hr_blend)" if hr_blend > 0.0 else "dynamic resize"
+        if max(pass_h, pass_w) > self.hr_long_side:
+            reason = f"its longer side would be {max(pass_h, pass_w)} px, above hr_long_side={self.hr_long_side}"
+        elif pass_h * pass_w > self.hr_max_pixels:
+            reason = f"it would have {pass_h * pass_w} pixels, above hr_max_pixels={self.hr_max_pixels}"
+        else:
+            return None
+        return (
+            f"{width}x{height} image: the {what} at {pass_w}x{pass_h} is skipped because {reason}; "
+            f"the base-size pass ({self.base_size[1]}x{self.base_size[0]}) is used instead. "
+            "Raise hr_long_side / hr_max_pixels if you have the memory."
+        )
 
     # --------------------------------------------------------------- internals
     def _process_many(
@@ -221,15 +265,49 @@ class Remover:
         hr_blend: float,
         reverse: bool,
         batch_size: int,
+        errors: str,
     ) -> Iterator[Any]:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        skip = errors == "skip"
         # Decode one window of images at a time so memory stays bounded.
         for start in range(0, len(images), batch_size):
-            loaded = [load_image(img, max_pixels=self.max_pixels) for img in images[start : start + batch_size]]
-            preds = self._predict_loaded(loaded, hr_blend)
-            for item, pred in zip(loaded, preds, strict=True):
-                yield self._finish(item, pred, spec, threshold, reverse)
+            window: list[LoadedImage | Exception] = []
+            for img in images[start : start + batch_size]:
+                try:
+                    window.append(load_image(img, max_pixels=self.max_pixels))
+                except Exception as exc:
+                    if not skip:
+                        raise
+                    window.append(exc)
+            loaded = [item for item in window if isinstance(item, LoadedImage)]
+            preds: list[np.ndarray | Exception] = []
+            if loaded:
+                try:
+                    preds = list(self._predict_loaded(loaded, hr_blend))
+                except Exception:
+                    if not skip:
+                        raise
+                    logger.debug("a batch failed; running its images one at a time", exc_info=True)
+                    preds = [self._try(lambda item=item: self._predict_loaded([item], hr_blend)[0]) for item in loaded]
+            results = iter(zip(loaded, preds, strict=True))
+            for item in window:
+                if isinstance(item, Exception):
+                    yield item
+                    continue
+                _, pred = next(results)
+                if isinstance(pred, Exception):
+                    yield pred
+                elif skip:
+                    yield self._try(lambda item=item, pred=pred: self._finish(item, pred, spec, threshold, reverse))
+                else:
+                    yield self._finish(item, pred, spec, threshold, reverse)
+
+    @staticmethod
+    def _try(work: Any) -> Any:
+        """``work()``, or the exception it raised (for ``errors="skip"``)."""
+        try:
+            return work()
+        except Exception as exc:
+            return exc
 
     def _finish(
         self, loaded: LoadedImage, pred: np.ndarray, spec: OutputSpec, threshold: float | None, reverse: bool
@@ -240,11 +318,15 @@ class Remover:
     def _network_sizes(self, loaded: LoadedImage, hr_blend: float) -> tuple[tuple[int, int], tuple[int, int] | None]:
         """(size of the main pass, size of the LR pass or None), sizes as (H, W)."""
         width, height = loaded.size
+        if hr_blend <= 0.0 and self.resize != "dynamic":
+            return self.base_size, None
+        notice = self.high_resolution_notice(loaded.size, hr_blend)
+        if notice is not None:
+            logger.warning("%s: %s", loaded.name, notice)
+            return self.base_size, None
         if hr_blend > 0.0:
             return own_size(width, height, self.hr_short_side), self.base_size
-        if self.resize == "dynamic":
-            return own_size(width, height, self.hr_short_side), None
-        return self.base_size, None
+        return own_size(width, height, self.hr_short_side), None
 
     def _predict_loaded(self, items: Sequence[LoadedImage], hr_blend: float) -> list[np.ndarray]:
         """Maps (float32 HxW in [0, 1]) for decoded images, batched by network size.

@@ -1,0 +1,99 @@
+"""One argument check for every entry point (``Remover``, its methods, the CLI, the Space).
+
+:func:`check_options` takes options by name and returns them normalised
+(``float``/``int``/``bool``), raising ``ValueError`` with the option's name,
+the bad value and what is accepted. Wrong types (a ``bool`` where a number is
+expected, ``None``, a list, ``nan``, ``1.5`` for a count, ``'no'`` for a flag)
+are refused the same way, never passed on to fail obscurely later.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+#: Smallest network side: the network works on multiples of 32.
+STRIDE = 32
+PRECISIONS = ("fp32", "fp16", "bf16")
+RESIZES = ("static", "dynamic")
+ERRORS = ("raise", "skip")
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return result
+
+
+def _unit(name: str, value: Any) -> float:
+    result = _number(name, value)
+    if not 0.0 <= result <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return result
+
+
+def _integer(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+    return int(value)
+
+
+def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    # numpy.bool_ is not a bool subclass but is what comparisons on arrays give.
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def check(name: str, value: Any) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+        return value
+
+    return check
+
+
+_RULES: dict[str, Callable[[str, Any], Any]] = {
+    "threshold": _optional(_unit),
+    "hr_blend": _unit,
+    "reverse": _flag,
+    "batch_size": lambda name, value: _integer(name, value, 1),
+    "max_pixels": _optional(lambda name, value: _integer(name, value, 1)),
+    "hr_short_side": lambda name, value: _integer(name, value, STRIDE),
+    "hr_long_side": lambda name, value: _integer(name, value, STRIDE),
+    "hr_max_pixels": lambda name, value: _integer(name, value, STRIDE * STRIDE),
+    "precision": _choice(PRECISIONS),
+    "resize": _choice(RESIZES),
+    "errors": _choice(ERRORS),
+}
+
+
+def check_options(**options: Any) -> dict[str, Any]:
+    """Check each option given by name; return them normalised, in the same order.
+
+    Known names: threshold (``None`` or [0, 1]), hr_blend ([0, 1]), reverse
+    (bool), batch_size (int >= 1), max_pixels (``None`` or int >= 1),
+    hr_short_side / hr_long_side (int >= 32), hr_max_pixels (int >= 1024),
+    precision, resize, errors (one of their choices).
+    """
+    checked = {}
+    for name, value in options.items():
+        rule = _RULES.get(name)
+        if rule is None:
+            raise TypeError(f"check_options: no rule for option {name!r}")
+        checked[name] = rule(name, value)
+    return checked
