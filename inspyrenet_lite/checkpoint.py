@@ -171,7 +171,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> StateDict:
     except (ValueError, FileNotFoundError):
         raise
     except Exception as exc:  # corrupt, truncated or foreign files
-        raise ValueError(f"could not read checkpoint {path}: {exc}") from exc
+        # Not torch's message: it advises weights_only=False, unsafe for a file of unknown origin.
+        raise ValueError(
+            f"{path} is not a checkpoint: it is not a PyTorch file of tensors or a safetensors file "
+            f"({type(exc).__name__}); it may be corrupt, truncated or something else renamed. "
+            "Re-download it or pass the authors' .pth or a .safetensors file."
+        ) from None
     raise ValueError(f"unsupported checkpoint format {path.suffix!r} for {path}; use .pth or .safetensors")
 
 
