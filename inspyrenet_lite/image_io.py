@@ -77,6 +77,10 @@ class ImageLoadError(ValueError):
         super().__init__(f"cannot read image {source}: {reason}")
 
 
+class TooManyPixelsError(ImageLoadError):
+    """An input has more pixels than the limit (ours, or Pillow's guard)."""
+
+
 @dataclass
 class LoadedImage:
     """An input decoded to 8-bit RGB, with what is needed to answer in kind."""
@@ -171,7 +175,7 @@ def _check_pixels(name: str, size: tuple[int, int], max_pixels: int | None) -> N
     if width < 1 or height < 1:
         raise ImageLoadError(name, f"it has no pixels ({width}x{height})")
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageLoadError(
+        raise TooManyPixelsError(
             name,
             f"{width}x{height} = {width * height} pixels is above the limit of {max_pixels}; "
             f"downscale it first or raise max_pixels (--max-pixels on the command line, 0 for no limit)",
@@ -236,7 +240,7 @@ def _decode(name: str, stream: io.RawIOBase | io.BufferedIOBase, max_pixels: int
         except UnidentifiedImageError as exc:
             raise ImageLoadError(name, "it is not an image in a format Pillow can read") from exc
         except Image.DecompressionBombError as exc:
-            raise ImageLoadError(name, _too_many_pixels(exc, max_pixels)) from exc
+            raise TooManyPixelsError(name, _too_many_pixels(exc, max_pixels)) from exc
         except _DECODE_ERRORS as exc:
             raise ImageLoadError(name, f"it cannot be decoded ({exc})") from exc
         with img:
@@ -246,7 +250,7 @@ def _decode(name: str, stream: io.RawIOBase | io.BufferedIOBase, max_pixels: int
                 img.load()
                 img = ImageOps.exif_transpose(img)
             except Image.DecompressionBombError as exc:
-                raise ImageLoadError(name, _too_many_pixels(exc, max_pixels)) from exc
+                raise TooManyPixelsError(name, _too_many_pixels(exc, max_pixels)) from exc
             except _DECODE_ERRORS as exc:
                 raise ImageLoadError(name, f"it is truncated or corrupt ({exc}); re-export or re-download it") from exc
             return _to_rgb(name, img)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -25,10 +24,12 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from inspyrenet_lite import Remover, WeightsUnavailableError  # noqa: E402
-from inspyrenet_lite.image_io import save_image  # noqa: E402
+from inspyrenet_lite.checks import check_options as check_library_options  # noqa: E402
+from inspyrenet_lite.compositing import parse_colour  # noqa: E402
+from inspyrenet_lite.image_io import ImageLoadError, TooManyPixelsError, load_image, save_image  # noqa: E402
 
 logger = logging.getLogger("inspyrenet_space")
 
@@ -90,32 +91,34 @@ def get_remover(mode: str) -> Remover:
         return remover
 
 
+def rejected(message: str, reason: str) -> gr.Error:
+    """A ``gr.Error`` for a visitor's bad input: one log line, no traceback."""
+    logger.info("rejected: %s", reason)
+    return gr.Error(message, print_exception=False)
+
+
+def too_many_pixels(name: str) -> gr.Error:
+    return rejected(
+        f"{name} has too many pixels: this demo takes at most {MAX_MEGAPIXELS} megapixels. "
+        "Scale it down and try again.",
+        f"{name}: too many pixels",
+    )
+
+
 def load_photo(path: str | os.PathLike[str] | None, what: str = "photo") -> Image.Image:
-    """Open an uploaded file as an upright RGB image, or raise ``gr.Error``."""
+    """Decode an upload as the library does (EXIF orientation, 16-bit and
+    float images scaled), as an RGB image, or raise ``gr.Error``."""
     if path is None:
-        raise gr.Error(f"No {what} given: upload an image first.")
+        raise rejected(f"No {what} given: upload an image first.", f"no {what}")
     name = Path(path).name
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > MAX_MEGAPIXELS * 1_000_000:
-                raise gr.Error(
-                    f"{name} is {width}×{height} pixels; this demo takes at most "
-                    f"{MAX_MEGAPIXELS} megapixels. Scale it down and try again."
-                )
-            image = ImageOps.exif_transpose(image)
-            return image.convert("RGB")
-    except gr.Error:
-        raise
-    except Image.DecompressionBombError as err:
-        raise gr.Error(
-            f"{name} has too many pixels for this demo (at most {MAX_MEGAPIXELS} "
-            "megapixels). Scale it down and try again."
-        ) from err
-    except (OSError, ValueError) as err:
-        logger.info("unreadable %s: %s", what, err)
-        raise gr.Error(
-            f"{name} could not be read as an image. Upload a PNG, JPEG or WebP photo."
+        return load_image(path, max_pixels=MAX_MEGAPIXELS * 1_000_000).rgb
+    except TooManyPixelsError as err:
+        raise too_many_pixels(name) from err
+    except ImageLoadError as err:
+        raise rejected(
+            f"{name} could not be read as an image. Upload a PNG, JPEG or WebP photo.",
+            f"unreadable {what} {name}: {err.reason}",
         ) from err
 
 
@@ -133,43 +136,44 @@ def report_unreadable_uploads(component: gr.Image) -> gr.Image:
             return original(payload)
         except gr.Error:
             raise
+        except Image.DecompressionBombError as err:
+            name = getattr(payload, "orig_name", None) or "The upload"
+            raise too_many_pixels(name) from err
         except Exception as err:
             name = getattr(payload, "orig_name", None) or "The upload"
-            raise gr.Error(
+            raise rejected(
                 f"{name} is not an image that can be read. "
-                "Upload a PNG, JPEG or WebP photo."
+                "Upload a PNG, JPEG or WebP photo.",
+                f"unreadable upload {name}: {type(err).__name__}: {err}",
             ) from err
 
     component.preprocess = preprocess  # type: ignore[method-assign]
     return component
 
 
-_RGB_FUNCTION = re.compile(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)")
-
-
 def parse_color(color: str | None) -> tuple[int, int, int]:
-    """``'#rgb'``, ``'#rrggbb'`` (alpha ignored) or ``'rgb(a)(...)'`` as an RGB tuple."""
-    text = (color or "").strip()
-    match = _RGB_FUNCTION.match(text)
-    if match:
-        return tuple(min(255, round(float(part))) for part in match.groups())  # type: ignore[return-value]
-    digits = text.lstrip("#")
-    if len(digits) in (3, 4):
-        digits = "".join(ch * 2 for ch in digits[:3])
-    if len(digits) in (6, 8) and all(ch in "0123456789abcdefABCDEF" for ch in digits):
-        return tuple(int(digits[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
-    raise gr.Error(f"Colour {color!r} is not understood: give it as '#rrggbb'.")
+    """The picker's colour as an RGB tuple, by the library's own colour parser."""
+    try:
+        rgb = parse_colour(color or "")
+    except ValueError as err:
+        raise rejected(f"Colour {color!r} is not understood: {err}.", f"bad colour {color!r}") from err
+    if rgb is None:
+        raise rejected(f"Colour {color!r} is not understood: give it as '#rrggbb'.", f"bad colour {color!r}")
+    return rgb
 
 
 def check_options(mode: str, threshold: float, hr_blend: float, output: str) -> None:
     """Refuse option values the page cannot produce (API callers may send anything)."""
     if mode not in MODES:
-        raise gr.Error(f"Unknown mode {mode!r}: choose one of {', '.join(MODES)}.")
+        raise rejected(f"Unknown mode {mode!r}: choose one of {', '.join(MODES)}.", f"mode {mode!r}")
     if output not in OUTPUTS:
-        raise gr.Error(f"Unknown output {output!r}: choose one of {', '.join(OUTPUTS)}.")
-    for name, value in (("threshold", threshold), ("hr_blend", hr_blend)):
-        if value is None or not 0.0 <= float(value) <= 1.0:
-            raise gr.Error(f"{name} must be between 0 and 1, got {value!r}.")
+        raise rejected(f"Unknown output {output!r}: choose one of {', '.join(OUTPUTS)}.", f"output {output!r}")
+    try:
+        if threshold is None:  # the page's 0 means a soft mask; None is not a slider value
+            raise ValueError("threshold must be a number, got None")
+        check_library_options(threshold=threshold, hr_blend=hr_blend)
+    except ValueError as err:
+        raise rejected(f"{err}.", str(err)) from err
 
 
 def process_type(output: str, color: str | None, background: str | None) -> Any:
@@ -182,7 +186,7 @@ def process_type(output: str, color: str | None, background: str | None) -> Any:
         return parse_color(color)
     if output == "background":
         if background is None:
-            raise gr.Error("Choose a background image for the custom background output.")
+            raise rejected("Choose a background image for the custom background output.", "no background image")
         return load_photo(background, what="background image")
     return output  # "blur" and "overlay" have the same name in Remover
 
@@ -246,6 +250,9 @@ def remove_background(
             title="Model unavailable",
             duration=None,
         ) from err
+    notice = remover.high_resolution_notice(photo.size, float(hr_blend))
+    if notice is not None:
+        gr.Warning(notice)
     progress(0.5, desc="Removing the background")
     started = time.perf_counter()
     result = remover.process(
@@ -265,6 +272,8 @@ def remove_background(
         f"{width}×{height} px, {mode} mode, threshold {threshold:.2f}, "
         f"HR blending {hr_blend:.2f}: done in {seconds:.1f} s"
     )
+    if notice is not None:
+        status += f"\n\n**Note:** {notice}"
     return str(path), (preview(photo), preview(result)), status
 
 
