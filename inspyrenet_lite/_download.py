@@ -14,7 +14,9 @@ import http.client
 import json
 import logging
 import os
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -27,11 +29,34 @@ logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20  # 1 MiB: large enough to be fast, small enough to stream 350 MiB
 _TIMEOUT_S = 60.0
+#: How long a first connection to a host may take before it counts as unreachable.
+PROBE_TIMEOUT_S = 5.0
 _USER_AGENT = f"inspyrenet-lite/{__version__} (+urllib)"
 
 
 class DownloadError(OSError):
     """A download failed or its content did not verify."""
+
+
+def unreachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why the host of ``url`` cannot be reached (one TCP connection, no retry),
+    or ``None`` if it can, or if a proxy applies (then the proxy is what counts).
+
+    Lets a first run without network give up in seconds instead of waiting
+    out the Hub client's retries (about 25 s of back-off per file).
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname
+    if not host:
+        return None
+    if parts.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host):
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"cannot connect to {host}:{port} ({exc.strerror or exc or type(exc).__name__}); not retried"
 
 
 def md5_file(path: str | os.PathLike[str]) -> str:

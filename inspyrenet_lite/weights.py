@@ -33,6 +33,7 @@ from inspyrenet_lite._download import (
     has_valid_marker,
     md5_file,
     remove_marker,
+    unreachable,
     write_marker,
 )
 
@@ -211,6 +212,10 @@ def _from_own_cache(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Pa
 
 def _from_hub(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Path | None:
     source = f"Hugging Face Hub {info.hub_url}"
+    reason = unreachable(info.hub_url)
+    if reason is not None:
+        attempts.append((source, reason))
+        return None
     try:
         local = hf_hub_download(
             info.repo_id, info.filename, library_name="inspyrenet-lite", library_version=__version__
@@ -224,6 +229,10 @@ def _from_hub(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Path | N
 def _from_release(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Path | None:
     url = info.release_url
     dest = cache_dir() / info.filename
+    reason = unreachable(url)
+    if reason is not None:
+        attempts.append((f"GitHub release {url}", reason))
+        return None
     try:
         download_url(url, dest, expected_md5=info.md5, progress=not are_progress_bars_disabled(), desc=info.filename)
     except (OSError, ValueError) as exc:  # DownloadError is an OSError; ValueError: a malformed URL

@@ -217,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # huggingface_hub prints through a handler of its own: without this, each of
+    # its warnings would be printed twice (once bare, once by the handler above).
+    logging.getLogger("huggingface_hub").propagate = False
     fmt = FORMATS[args.format]
 
     from inspyrenet_lite.compositing import parse_output_type
