@@ -73,6 +73,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _pixel_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pixel count (0 for no limit), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a pixel count (0 for no limit), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``inspyrenet-lite``."""
     parser = argparse.ArgumentParser(
@@ -128,7 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose output file already exists")
     parser.add_argument(
-        "--max-pixels", type=_positive_int, default=None, metavar="N", help="refuse larger images (default 100000000)"
+        "--max-pixels",
+        type=_pixel_limit,
+        default=None,
+        metavar="N",
+        help="refuse images with more pixels (default 100000000; 0: no limit, Pillow's own guard included)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
@@ -225,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inspyrenet_lite.compositing import parse_output_type
     from inspyrenet_lite.image_io import DEFAULT_MAX_PIXELS, save_image
 
-    max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
+    # --max-pixels is the only pixel limit: 0 lifts it (image_io lifts Pillow's guard to match).
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     try:
         spec = parse_output_type(args.type, max_pixels=max_pixels)
     except ValueError as exc:
