@@ -59,9 +59,9 @@ def unreachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
         return f"cannot connect to {host}:{port} ({exc.strerror or exc or type(exc).__name__}); not retried"
 
 
-def md5_file(path: str | os.PathLike[str]) -> str:
-    """Hex md5 of a file, read in chunks so that memory use stays flat."""
-    digest = hashlib.md5(usedforsecurity=False)
+def md5_file(path: str | os.PathLike[str], algorithm: str = "md5") -> str:
+    """Hex digest (md5 unless told) of a file, read in chunks so that memory use stays flat."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
@@ -75,6 +75,7 @@ def download_url(
     expected_md5: str | None,
     progress: bool = True,
     desc: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` atomically, checking size and md5.
 
@@ -83,7 +84,7 @@ def download_url(
     Raises :class:`DownloadError` with the reason otherwise; no file is left.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, **(headers or {})})
     # A unique name per download (concurrent runs never share one), opened
     # with the process umask so the finished file has normal permissions.
     tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.incomplete"

@@ -86,10 +86,8 @@ def _describe(names: list[str]) -> str:
     return shown + (f" (and {more} more)" if more > 0 else "")
 
 
-def load_reference_layout(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor], assign: bool = False
-) -> None:
-    """Strictly load an authors'-layout state dict into ``model``; ValueError on any mismatch."""
+def check_reference_layout(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """ValueError naming missing, unexpected or wrongly shaped keys unless ``state_dict`` fits ``model``."""
     expected = to_reference_layout_shapes(model)
     given = {k: tuple(v.shape) for k, v in state_dict.items()}
     missing = sorted(set(expected) - set(given))
@@ -112,6 +110,13 @@ def load_reference_layout(
             f"({getattr(model, 'backbone_name', '?')}, depth {getattr(model, 'depth', '?')}) in the authors' "
             "layout; " + "; ".join(problems)
         )
+
+
+def load_reference_layout(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], assign: bool = False
+) -> None:
+    """Strictly load an authors'-layout state dict into ``model``; ValueError on any mismatch."""
+    check_reference_layout(model, state_dict)
     weights, _ = from_reference_layout(model, state_dict)
     if assign:
         params = model.state_dict()
@@ -129,6 +134,20 @@ def to_reference_layout_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     if swin:
         shapes.update((key, tuple(index.shape)) for key, index in _derived_buffers(model))
     return shapes
+
+
+def detect_backbone(keys) -> str:
+    """'swinb' or 'res2net50' from an authors'-layout checkpoint's key names; ValueError if neither."""
+    keys = set(keys)
+    if any(k.startswith("backbone.layers.") and ".blocks." in k for k in keys):
+        return "swinb"
+    if any(k.startswith("backbone.layer1.") for k in keys):
+        return "res2net50"
+    sample = ", ".join(sorted(keys)[:5])
+    raise ValueError(
+        "cannot tell the backbone from the checkpoint's keys (neither Swin 'backbone.layers.N.blocks' nor "
+        f"Res2Net 'backbone.layer1' keys; first keys: {sample}); is it an InSPyReNet checkpoint in the authors' layout?"
+    )
 
 
 # --------------------------------------------------------------------- files

@@ -81,54 +81,67 @@ class Remover:
     """Background removal with an InSPyReNet checkpoint.
 
     Args:
-        mode: ``"fast"`` (SwinB at 384), ``"base"`` (SwinB at 1024) or
-            ``"base-nightly"``.
+        model: a registry name (``inspyrenet-lite models`` lists them; default
+            ``"fast"``), a Hub repo ``"owner/name"`` or a folder saved with
+            ``InSPyReNet.save_pretrained``. ``mode=`` is an alias.
         device: a torch device; ``None`` picks cuda, then mps, then cpu.
         ckpt: a local checkpoint (``.pth`` or ``.safetensors``, authors' key
             layout) instead of the download; the environment variable
-            ``INSPYRENET_LITE_CKPT`` does the same.
-        resize: ``"static"`` (the network sees the image at the mode's base
-            size, as the authors' default) or ``"dynamic"`` (at the image's
-            own size, shorter side capped at ``hr_short_side``, both sides
-            rounded to multiples of 32: sharper edges, less stable).
+            ``INSPYRENET_LITE_CKPT`` does the same. Its backbone is read from
+            its keys; its base size from ``base_size``, the file's metadata or
+            the model named.
+        resize: ``"static"`` (the network sees the image at the model's base
+            size) or ``"dynamic"`` (at the image's own size, shorter side
+            capped at ``hr_short_side``, both sides rounded to multiples of 32:
+            sharper edges, less stable). ``None``: the model's default.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast). ``"fp16"``
             is refused on a CPU (ValueError): it is emulated there, about 70
             times slower than fp32; use ``"fp32"`` or ``"bf16"``.
         max_pixels: inputs with more pixels are refused before decoding
             (``None``: no limit; Pillow's own guard is lifted to match).
         hr_short_side: the shorter side of the high-resolution pass
-            (``hr_blend > 0``) and of dynamic resizing is scaled down to this.
+            (``hr_blend > 0``) and of dynamic resizing is scaled down to this;
+            ``None``: the model's default.
         hr_long_side: if that pass would still have a longer side above
             this, the base-size pass is used instead (logged notice).
         hr_max_pixels: likewise for the pass's total pixels (each megapixel
             of that pass costs about 1 GB of memory).
+        hr_blend: default pyramid-blending strength of ``process``/``predict``;
+            ``None``: the model's default (the authors' setting).
+        base_size: (H, W) of a ``ckpt`` that does not say it.
+
+    Each registry model brings the authors' inference defaults (resize,
+    pyramid blending); arguments given here or to ``process`` override them.
     """
 
     def __init__(
         self,
-        mode: str = "fast",
+        model: str | None = None,
         device: str | torch.device | None = None,
         ckpt: str | os.PathLike | None = None,
-        resize: Literal["static", "dynamic"] = "static",
+        resize: Literal["static", "dynamic"] | None = None,
         precision: Literal["fp32", "fp16", "bf16"] = "fp32",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        hr_short_side: int = DEFAULT_HR_SHORT_SIDE,
+        hr_short_side: int | None = None,
         hr_long_side: int = DEFAULT_HR_LONG_SIDE,
         hr_max_pixels: int = DEFAULT_HR_MAX_PIXELS,
+        *,
+        mode: str | None = None,
+        hr_blend: float | None = None,
+        base_size: tuple[int, int] | int | None = None,
     ) -> None:
-        from .checkpoint import load_checkpoint
-        from .modeling.build import load_model
-        from .weights import MODES, resolve_checkpoint
+        from . import model_source
 
-        if not isinstance(mode, str) or mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        name = model_source.pick_name(model, mode)
+        entry = model_source.MODELS.get(name)
         options = check_options(
-            resize=resize,
+            resize=resize if resize is not None else (entry.resize if entry else "static"),
             precision=precision,
             max_pixels=max_pixels,
-            hr_short_side=hr_short_side,
+            hr_short_side=hr_short_side if hr_short_side is not None else (entry.short_side if entry else DEFAULT_HR_SHORT_SIDE),
             hr_long_side=hr_long_side,
             hr_max_pixels=hr_max_pixels,
+            hr_blend=hr_blend if hr_blend is not None else (entry.hr_blend if entry else 0.0),
         )
         device = pick_device(device)
         if precision == "fp16" and device.type == "cpu":
@@ -136,7 +149,7 @@ class Remover:
                 "precision='fp16' on a CPU is emulated and about 70x slower than fp32 (it looks like a hang); "
                 "use precision='fp32' or 'bf16' on a CPU, or fp16 on a GPU"
             )
-        if resize == "dynamic" and mode == "fast":
+        if resize == "dynamic" and name == "fast":
             warnings.warn(
                 "resize='dynamic' runs the fast model (trained at 384x384) at the image's own size, "
                 "which usually gives worse maps; prefer mode='base' for dynamic resizing, or hr_blend "
@@ -144,8 +157,10 @@ class Remover:
                 UserWarning,
                 stacklevel=2,
             )
-        self.mode = mode
-        self.resize = resize
+        self.mode = name
+        self.entry = entry
+        self.resize = options["resize"]
+        self.hr_blend: float = options["hr_blend"]
         self.precision = precision
         self.max_pixels: int | None = options["max_pixels"]
         self.hr_short_side: int = options["hr_short_side"]
@@ -153,22 +168,18 @@ class Remover:
         self.hr_max_pixels: int = options["hr_max_pixels"]
         self.device = device
 
-        self.checkpoint_path: Path = resolve_checkpoint(mode, ckpt)
-        state_dict = load_checkpoint(self.checkpoint_path)
-        try:
-            model = load_model(mode, state_dict, device=self.device)
-        except ValueError as exc:
-            raise ValueError(f"checkpoint {str(self.checkpoint_path)!r} does not fit mode {mode!r}: {exc}") from exc
-        del state_dict
+        loaded = model_source.load(name, ckpt=ckpt, base_size=base_size, device=self.device)
+        self.checkpoint_path = Path(loaded.source) if os.path.exists(loaded.source) else None
+        model = loaded.model
         self.model = model.eval()
         self.base_size: tuple[int, int] = tuple(model.base_size)  # (H, W)
         self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
-        logger.info("Remover ready: mode=%s device=%s checkpoint=%s", mode, self.device, self.checkpoint_path)
+        logger.info("Remover ready: model=%s device=%s source=%s", name, self.device, loaded.source)
 
     def __repr__(self) -> str:
         return (
-            f"Remover(mode={self.mode!r}, device={str(self.device)!r}, resize={self.resize!r}, "
+            f"Remover(model={self.mode!r}, device={str(self.device)!r}, resize={self.resize!r}, "
             f"precision={self.precision!r})"
         )
 
@@ -178,7 +189,7 @@ class Remover:
         image: ImageInput | Sequence[ImageInput],
         type: OutputType = "rgba",
         threshold: float | None = None,
-        hr_blend: float = 0.0,
+        hr_blend: float | None = None,
         reverse: bool = False,
         batch_size: int = 1,
         errors: Literal["raise", "skip"] = "raise",
@@ -198,7 +209,8 @@ class Remover:
                 pyramid blending of that pass with a high-resolution pass at
                 the image's own size, with this strength (skipped, with a
                 logged notice, where that pass is over ``hr_long_side`` or
-                ``hr_max_pixels``).
+                ``hr_max_pixels``). ``None``: the Remover's default (the
+                model's, unless set in the constructor).
             reverse: keep the background instead of the foreground.
             batch_size: for lists, how many images go through the network at
                 once (images of the same network size share a batch). Each
@@ -219,7 +231,11 @@ class Remover:
             ValueError: a bad argument.
         """
         options = check_options(
-            threshold=threshold, hr_blend=hr_blend, reverse=reverse, batch_size=batch_size, errors=errors
+            threshold=threshold,
+            hr_blend=self.hr_blend if hr_blend is None else hr_blend,
+            reverse=reverse,
+            batch_size=batch_size,
+            errors=errors,
         )
         spec = parse_output_type(type, max_pixels=self.max_pixels)
         threshold, hr_blend, reverse = options["threshold"], options["hr_blend"], options["reverse"]
@@ -229,9 +245,9 @@ class Remover:
         pred = self._predict_loaded([loaded], hr_blend)[0]
         return self._finish(loaded, pred, spec, threshold, reverse)
 
-    def predict(self, image: ImageInput, hr_blend: float = 0.0) -> np.ndarray:
+    def predict(self, image: ImageInput, hr_blend: float | None = None) -> np.ndarray:
         """The saliency map of one image: float32 HxW in [0, 1] at the image's size."""
-        hr_blend = check_options(hr_blend=hr_blend)["hr_blend"]
+        hr_blend = check_options(hr_blend=self.hr_blend if hr_blend is None else hr_blend)["hr_blend"]
         loaded = load_image(image, max_pixels=self.max_pixels)
         return self._predict_loaded([loaded], hr_blend)[0]
 

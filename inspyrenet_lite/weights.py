@@ -9,26 +9,32 @@ Order (first that works wins):
 3. ``huggingface_hub.hf_hub_download`` from ``plemeri/InSPyReNet`` (honours
    ``HF_ENDPOINT``, ``HF_HUB_CACHE``, tokens and the Hub's progress bars).
 4. The GitHub release file, fetched with ``urllib`` into our cache.
+5. The authors' Google Drive file (past Drive's confirmation page), same cache.
 
-Every downloaded or cached file is checked against the published md5; one
-that does not match is deleted, never returned. With ``HF_HUB_OFFLINE=1`` only
-step 1 and 2 are tried. ``base-nightly`` has no published checksum: it is
-returned with a warning.
+Which sources a model has is in :mod:`inspyrenet_lite.registry`. Every
+downloaded or cached file is checked against the published md5; one that does
+not match is deleted, never returned. Where no checksum is published, the
+first file obtained must have the model's key layout and shapes; its sha256 is
+then recorded (``sha256.json`` in the cache, logged) and any later file that
+differs is refused. With ``HF_HUB_OFFLINE=1`` only steps 1 and 2 are tried.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from huggingface_hub import constants as hf_constants
-from huggingface_hub import hf_hub_download, hf_hub_url, try_to_load_from_cache
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from huggingface_hub.utils import are_progress_bars_disabled
 
 from inspyrenet_lite import __version__
+from inspyrenet_lite._atomic import atomic_write_text
 from inspyrenet_lite._download import (
+    DownloadError,
     download_url,
     has_valid_marker,
     md5_file,
@@ -36,6 +42,7 @@ from inspyrenet_lite._download import (
     unreachable,
     write_marker,
 )
+from inspyrenet_lite.registry import ENV_RELEASE_URL, HUB_REPO_ID, MODELS, ModelEntry, get_entry
 
 __all__ = [
     "MODES",
@@ -47,40 +54,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-HUB_REPO_ID = "plemeri/InSPyReNet"
-DEFAULT_RELEASE_URL = "https://github.com/plemeri/transparent-background/releases/download/1.2.12"
-
 ENV_CKPT = "INSPYRENET_LITE_CKPT"
 ENV_CACHE = "INSPYRENET_LITE_CACHE"
-ENV_RELEASE_URL = "INSPYRENET_LITE_RELEASE_URL"
 
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """Where a mode's published checkpoint lives and how to verify it."""
-
-    filename: str
-    md5: str | None  # md5 of the release file; None where none is published
-    base_size: tuple[int, int]  # (H, W) the checkpoint was trained at
-    repo_id: str = HUB_REPO_ID
-
-    @property
-    def release_url(self) -> str:
-        """The GitHub release URL (base overridable by ``$INSPYRENET_LITE_RELEASE_URL``)."""
-        base = os.environ.get(ENV_RELEASE_URL, "").strip() or DEFAULT_RELEASE_URL
-        return f"{base.rstrip('/')}/{self.filename}"
-
-    @property
-    def hub_url(self) -> str:
-        """The Hub URL of the file (follows ``HF_ENDPOINT``)."""
-        return hf_hub_url(self.repo_id, self.filename)
-
-
-MODES: dict[str, CheckpointInfo] = {
-    "fast": CheckpointInfo("ckpt_fast.pth", "9efdbfbcc49b79ef0f7891c83d2fd52f", (384, 384)),
-    "base": CheckpointInfo("ckpt_base.pth", "d692e3dd5fa1b9658949d452bebf1cda", (1024, 1024)),
-    "base-nightly": CheckpointInfo("ckpt_base_nightly.pth", None, (1024, 1024)),
-}
+#: Every named model (the registry's table; ``fast``, ``base``, ``base-nightly`` first).
+MODES = MODELS
+#: Former name of a registry entry (filename, md5, base_size, repo_id, release_url...).
+CheckpointInfo = ModelEntry
+SHA256_RECORDS = "sha256.json"
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -130,18 +111,15 @@ def resolve_checkpoint(mode: str, ckpt: str | os.PathLike[str] | None = None) ->
         if _offline():
             attempts.append(("network (Hub and release URL)", "not tried: offline mode (HF_HUB_OFFLINE is set)"))
         else:
-            found = _from_hub(info, attempts) or _from_release(info, attempts)
+            found = _from_hub(info, attempts) or _from_release(info, attempts) or _from_drive(info, attempts)
     if found is None:
         raise WeightsUnavailableError(_unavailable_message(mode, info, attempts), mode=mode, attempts=attempts)
     logger.info("Using %s weights from %s", mode, found)
     return found
 
 
-def _mode_info(mode: str) -> CheckpointInfo:
-    try:
-        return MODES[mode]
-    except (KeyError, TypeError):
-        raise ValueError(f"Unknown mode {mode!r}; choose one of: {', '.join(MODES)}.") from None
+def _mode_info(mode: str) -> ModelEntry:
+    return get_entry(mode)
 
 
 def _user_file(value: str | os.PathLike[str], origin: str) -> Path:
@@ -168,19 +146,14 @@ def _offline() -> bool:
     return bool(hf_constants.HF_HUB_OFFLINE) or env in {"1", "ON", "YES", "TRUE"}
 
 
-def _check(path: Path, info: CheckpointInfo) -> str | None:
+def _check(path: Path, info: ModelEntry) -> str | None:
     """None if ``path`` may be used for ``info``, else why not.
 
     A file is hashed once; the result is recorded against its size, mtime and
     inode so that later starts do not re-read 350 MiB.
     """
     if info.md5 is None:
-        logger.warning(
-            "%s has no published checksum and is used unverified (%s); its key layout is checked when it is loaded.",
-            info.filename,
-            path,
-        )
-        return None
+        return _check_unpublished(path, info)
     markers = cache_dir() / ".verified"
     if has_valid_marker(markers, path, info.md5):
         return None
@@ -192,7 +165,76 @@ def _check(path: Path, info: CheckpointInfo) -> str | None:
     return None
 
 
-def _from_hub_cache(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Path | None:
+def _sha256_records() -> dict[str, dict[str, str]]:
+    try:
+        records = json.loads((cache_dir() / SHA256_RECORDS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return records if isinstance(records, dict) else {}
+
+
+def _check_unpublished(path: Path, info: ModelEntry) -> str | None:
+    """No published checksum: trust on first use, then hold every later file to that sha256."""
+    markers = cache_dir() / ".verified-sha256"
+    record = _sha256_records().get(info.name)
+    if isinstance(record, dict) and record.get("sha256"):
+        expected = record["sha256"]
+        if has_valid_marker(markers, path, expected):
+            return None
+        got = md5_file(path, "sha256")
+        if got != expected:
+            remove_marker(markers, path)
+            return (
+                f"sha256 {got} differs from {expected}, recorded at the first download of {info.name} "
+                f"on {record.get('recorded', '?')} (delete {cache_dir() / SHA256_RECORDS} to accept a new file)"
+            )
+        write_marker(markers, path, expected)
+        return None
+    problem = _layout_problem(path, info)
+    if problem is not None:
+        return problem
+    got = md5_file(path, "sha256")
+    records = _sha256_records()
+    records[info.name] = {
+        "sha256": got,
+        "filename": info.filename,
+        "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        atomic_write_text(cache_dir() / SHA256_RECORDS, json.dumps(records, indent=2, sort_keys=True))
+    except OSError as exc:
+        logger.warning("Could not record the sha256 of %s: %s", path, exc)
+    write_marker(markers, path, got)
+    logger.warning(
+        "%s has no published checksum; its key layout and shapes match %s, and its sha256 %s is now recorded "
+        "(a later file that differs will be refused)",
+        info.filename,
+        info.name,
+        got,
+    )
+    return None
+
+
+def _layout_problem(path: Path, info: ModelEntry) -> str | None:
+    """None if the file has exactly the model's authors'-layout keys and shapes, else what is wrong."""
+    import torch
+
+    from .checkpoint import check_reference_layout, load_checkpoint
+    from .modeling.inspyrenet import InSPyReNet
+
+    try:
+        state_dict = load_checkpoint(path)
+        with torch.device("meta"):
+            model = InSPyReNet(**info.architecture())
+        check_reference_layout(model, state_dict)
+    except ValueError as exc:
+        return f"not a {info.name} checkpoint: {str(exc)[:300]}"
+    return None
+
+
+def _from_hub_cache(info: ModelEntry, attempts: list[tuple[str, str]]) -> Path | None:
+    if info.repo_id is None:
+        return None
     source = f"Hugging Face Hub cache ({hf_constants.HF_HUB_CACHE})"
     cached = try_to_load_from_cache(info.repo_id, info.filename)
     if not isinstance(cached, str):
@@ -201,7 +243,7 @@ def _from_hub_cache(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Pa
     return _accept_or_discard(Path(cached), info, source, attempts)
 
 
-def _from_own_cache(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Path | None:
+def _from_own_cache(info: ModelEntry, attempts: list[tuple[str, str]]) -> Path | None:
     path = cache_dir() / info.filename
     source = f"inspyrenet-lite cache ({path.parent})"
     if not path.is_file():
@@ -210,7 +252,9 @@ def _from_own_cache(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Pa
     return _accept_or_discard(path, info, source, attempts)
 
 
-def _from_hub(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Path | None:
+def _from_hub(info: ModelEntry, attempts: list[tuple[str, str]]) -> Path | None:
+    if info.repo_id is None:
+        return None
     source = f"Hugging Face Hub {info.hub_url}"
     reason = unreachable(info.hub_url)
     if reason is not None:
@@ -226,8 +270,10 @@ def _from_hub(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Path | N
     return _accept_or_discard(Path(local), info, source, attempts)
 
 
-def _from_release(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Path | None:
+def _from_release(info: ModelEntry, attempts: list[tuple[str, str]]) -> Path | None:
     url = info.release_url
+    if url is None:
+        return None
     dest = cache_dir() / info.filename
     reason = unreachable(url)
     if reason is not None:
@@ -238,14 +284,36 @@ def _from_release(info: CheckpointInfo, attempts: list[tuple[str, str]]) -> Path
     except (OSError, ValueError) as exc:  # DownloadError is an OSError; ValueError: a malformed URL
         attempts.append((f"GitHub release {url}", str(exc) or _describe(exc)))
         return None
-    if info.md5 is not None:
-        write_marker(cache_dir() / ".verified", dest, info.md5)
-    else:
-        _check(dest, info)  # logs the unverified warning
+    if info.md5 is None:
+        return _accept_or_discard(dest, info, f"GitHub release {url}", attempts)
+    write_marker(cache_dir() / ".verified", dest, info.md5)
     return dest
 
 
-def _accept_or_discard(path: Path, info: CheckpointInfo, source: str, attempts: list[tuple[str, str]]) -> Path | None:
+def _from_drive(info: ModelEntry, attempts: list[tuple[str, str]]) -> Path | None:
+    if info.gdrive_id is None:
+        return None
+    from ._gdrive import drive_download_request
+
+    source = f"Google Drive {info.gdrive_url}"
+    dest = cache_dir() / info.filename
+    reason = unreachable(info.gdrive_url)
+    if reason is not None:
+        attempts.append((source, reason))
+        return None
+    try:
+        url, headers = drive_download_request(info.gdrive_id)
+        download_url(
+            url, dest, expected_md5=info.md5, progress=not are_progress_bars_disabled(), desc=info.filename,
+            headers=headers,
+        )
+    except (OSError, ValueError) as exc:
+        attempts.append((source, str(exc) or _describe(exc)))
+        return None
+    return _accept_or_discard(dest, info, source, attempts)
+
+
+def _accept_or_discard(path: Path, info: ModelEntry, source: str, attempts: list[tuple[str, str]]) -> Path | None:
     """Return ``path`` if it verifies; otherwise delete it and record why."""
     reason = _check(path, info)
     if reason is None:
@@ -286,18 +354,23 @@ def _describe(exc: BaseException) -> str:
     return text[:400]
 
 
-def _unavailable_message(mode: str, info: CheckpointInfo, attempts: list[tuple[str, str]]) -> str:
+def _unavailable_message(mode: str, info: ModelEntry, attempts: list[tuple[str, str]]) -> str:
     checksum = f"md5 {info.md5}" if info.md5 else "no published checksum"
     tried = "\n".join(f"  - {source}: {why}" for source, why in attempts)
+    urls = "".join(f"  {url}\n" for url in (info.hub_url, info.release_url, info.gdrive_url) if url)
+    hub_hint = (
+        f"or pre-fill the Hub cache online (`hf download {info.repo_id} {info.filename}`) "
+        if info.repo_id
+        else f"or put the file at {cache_dir() / info.filename} "
+    )
     return (
         f"No usable checkpoint for mode {mode!r} ({info.filename}, {checksum}).\n"
         f"Tried:\n{tried}\n"
         "To supply the file by hand, download it on a machine with access from\n"
-        f"  {info.hub_url}\n"
-        f"  {info.release_url}\n"
+        f"{urls}"
         "then pass its path:\n"
-        f"  Remover(mode={mode!r}, ckpt='/path/to/{info.filename}')\n"
+        f"  Remover(model={mode!r}, ckpt='/path/to/{info.filename}')\n"
         f"  or set {ENV_CKPT}=/path/to/{info.filename} (CLI and apps)\n"
-        f"or pre-fill the Hub cache online (`hf download {info.repo_id} {info.filename}`) "
-        "and run with HF_HUB_OFFLINE=1."
+        + hub_hint
+        + "and run with HF_HUB_OFFLINE=1."
     )

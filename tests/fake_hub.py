@@ -18,8 +18,14 @@ Hub: ``HEAD``/``GET /{repo_id}/resolve/{revision}/{filename}`` answer with the
 headers ``hf_hub_download`` needs (``X-Repo-Commit``, ``ETag``,
 ``X-Linked-Etag``, ``X-Linked-Size``, ``Content-Length``). Release:
 ``GET /releases/download/{tag}/{filename}`` redirects (302) to
-``/release-assets/{tag}/{filename}`` as GitHub does. Every request is
-recorded in :attr:`FakeHub.requests`.
+``/release-assets/{tag}/{filename}`` as GitHub does. Google Drive
+(:meth:`FakeHub.serve_drive`): ``GET /uc?export=download&id=ID`` answers with
+Drive's "can't scan for viruses" page in one of its two forms ("form": a
+download form with ``confirm`` and ``uuid`` fields whose action is
+``/drive-usercontent/download``; "cookie": a ``download_warning_*`` cookie
+whose token must come back as ``&confirm=`` with the cookie); only the
+confirmed request gets the file. Every request is recorded in
+:attr:`FakeHub.requests`.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 Behaviour = str | int  # "ok", "corrupt", "truncated" or an HTTP status code
 
@@ -69,6 +75,7 @@ class FakeHub:
         self._files: dict[str, bytes] = {}
         self._behaviour: dict[tuple[str, str], Behaviour] = {}
         self._requests: list[Request] = []
+        self._drive: dict[str, tuple[bytes, str, Behaviour]] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -87,6 +94,12 @@ class FakeHub:
             if not (behaviour in ("ok", "corrupt", "truncated") or isinstance(behaviour, int)):
                 raise ValueError(f"unknown behaviour {behaviour!r}")
             self._behaviour[(source, filename)] = behaviour
+
+    def serve_drive(self, file_id: str, data: bytes | Path, *, confirm: str = "form", behaviour: Behaviour = "ok") -> None:
+        """Serve ``data`` as the Google Drive file ``file_id`` behind the ``confirm`` page variant."""
+        if confirm not in ("form", "cookie"):
+            raise ValueError(f"unknown confirmation variant {confirm!r}")
+        self._drive[file_id] = (Path(data).read_bytes() if isinstance(data, Path) else bytes(data), confirm, behaviour)
 
     def start(self) -> FakeHub:
         handler = type("Handler", (_Handler,), {"hub": self})
@@ -124,7 +137,11 @@ class FakeHub:
 
     def env(self) -> dict[str, str]:
         """Environment variables that send the Hub client and the release download here."""
-        return {"HF_ENDPOINT": self.endpoint, "INSPYRENET_LITE_RELEASE_URL": self.release_url}
+        return {
+            "HF_ENDPOINT": self.endpoint,
+            "INSPYRENET_LITE_RELEASE_URL": self.release_url,
+            "INSPYRENET_LITE_GDRIVE_URL": f"{self.endpoint}/uc",
+        }
 
     # -- what happened ---------------------------------------------------------
 
@@ -168,6 +185,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, send_body: bool) -> None:
         path = unquote(urlsplit(self.path).path)
+        if path in ("/uc", "/drive-usercontent/download"):
+            self.hub._record(Request("drive", self.command, self.path))
+            self._drive(path, send_body)
+            return
         hub_prefix = f"/{self.hub.repo_id}/resolve/"
         release_prefix = f"/releases/download/{RELEASE_TAG}/"
         assets_prefix = f"/release-assets/{RELEASE_TAG}/"
@@ -188,6 +209,53 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.hub._record(Request("other", self.command, path))
             self._send_status(404)
+
+    def _drive(self, path: str, send_body: bool) -> None:
+        query = dict(parse_qsl(urlsplit(self.path).query))
+        found = self.hub._drive.get(query.get("id", ""))
+        if found is None:
+            self._send_status(404)
+            return
+        data, confirm, behaviour = found
+        token = f"tok-{query['id'][:6]}"
+        if confirm == "form":
+            confirmed = path.startswith("/drive-usercontent/") and query.get("confirm") == "t" and query.get("uuid") == "u-1"
+        else:
+            cookie = self.headers.get("Cookie", "")
+            confirmed = path == "/uc" and query.get("confirm") == token and f"download_warning_13={token}" in cookie
+        if not confirmed:
+            if confirm == "form":
+                page = (
+                    "<html><body><p>Google Drive can't scan this file for viruses.</p>"
+                    f'<form id="download-form" action="http://{self.headers["Host"]}/drive-usercontent/download" method="get">'
+                    '<input type="submit" value="Download anyway"/>'
+                    f'<input type="hidden" name="id" value="{query["id"]}"><input type="hidden" name="export" value="download">'
+                    '<input type="hidden" name="confirm" value="t"><input type="hidden" name="uuid" value="u-1"></form>'
+                    "</body></html>"
+                ).encode()
+            else:
+                page = b"<html><body>Google Drive can't scan this file for viruses. <a href='#'>Download anyway</a></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            if confirm == "cookie":
+                self.send_header("Set-Cookie", f"download_warning_13={token}; Domain=127.0.0.1; Path=/; HttpOnly")
+                self.send_header("Set-Cookie", "NID=abc; Path=/")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            if send_body:
+                self.wfile.write(page)
+            return
+        if isinstance(behaviour, int):
+            self._send_status(behaviour)
+            return
+        body = corrupt(data) if behaviour == "corrupt" else data
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Disposition", 'attachment; filename="latest.pth"')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
 
     def _send_status(self, code: int, source: str = "other") -> None:
         self.send_response(code)

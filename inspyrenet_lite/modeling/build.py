@@ -8,16 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..weights import MODES
+from ..registry import MODELS
 from .inspyrenet import InSPyReNet
 
-# The published checkpoints (all SwinB; base sizes from the weights table,
-# INSPYRENET.md section 4) and the paper's backbones at 384.
-MODEL_CONFIGS: dict[str, dict[str, Any]] = {
-    **{mode: {"backbone": "swinb", "base_size": info.base_size} for mode, info in MODES.items()},
-    "swinb": {"backbone": "swinb", "base_size": (384, 384)},
-    "res2net50": {"backbone": "res2net50", "base_size": (384, 384)},
-}
+# Every named model of the registry (``swinb`` and ``res2net50`` are also the
+# paper's architectures at 384, so those names keep building them).
+MODEL_CONFIGS: dict[str, dict[str, Any]] = {name: entry.architecture() for name, entry in MODELS.items()}
 
 
 def _config(name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,126 @@
+"""From what the user named (a registry name, a Hub repo, a folder, a checkpoint file) to a loaded model.
+
+Used by :class:`~inspyrenet_lite.Remover` and the CLI; the registry
+(:mod:`inspyrenet_lite.registry`) says what each name is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .registry import MODELS, ModelEntry
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "fast"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run, with where it came from."""
+
+    model: Any  # InSPyReNet
+    name: str  # registry name, Hub repo id or folder
+    entry: ModelEntry | None  # the registry row, if the name is one
+    source: str  # the checkpoint file, Hub repo or folder it was loaded from
+
+
+def is_hub_or_folder(name: str) -> bool:
+    """True if ``name`` is not a registry name but a folder or an ``owner/repo`` Hub id."""
+    return name not in MODELS and (os.path.isdir(name) or name.count("/") == 1)
+
+
+def pick_name(model: str | None, mode: str | None) -> str:
+    """The model name from ``model=`` or its alias ``mode=`` (the default if neither)."""
+    if model is not None and mode is not None and model != mode:
+        raise ValueError(f"model={model!r} and mode={mode!r} disagree; mode is an alias of model, give one")
+    name = model if model is not None else mode if mode is not None else DEFAULT_MODEL
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model must be a registry name, a Hub repo 'owner/name' or a folder, got {name!r}")
+    return name
+
+
+def load(
+    name: str,
+    ckpt: str | os.PathLike[str] | None = None,
+    base_size: tuple[int, int] | int | None = None,
+    device: torch.device | str = "cpu",
+) -> LoadedModel:
+    """Load the model ``name`` (or the checkpoint ``ckpt`` / ``$INSPYRENET_LITE_CKPT``) onto ``device``."""
+    from .weights import ENV_CKPT, resolve_checkpoint
+
+    local = ckpt is not None or bool(os.environ.get(ENV_CKPT, "").strip())
+    if is_hub_or_folder(name) and not local:
+        from .modeling.inspyrenet import InSPyReNet
+
+        overrides = {"base_size": _pair(base_size)} if base_size is not None else {}
+        model = InSPyReNet.from_pretrained(name, device=device, **overrides)
+        return LoadedModel(model, name, None, name)
+    entry = MODELS.get(name)
+    if entry is None and not local:
+        from .registry import get_entry
+
+        get_entry(name)  # raises, listing the names
+    path = resolve_checkpoint(name if entry else DEFAULT_MODEL, ckpt)
+    model = load_file(path, entry, base_size, device, named=entry is not None and name != DEFAULT_MODEL)
+    return LoadedModel(model, name, entry, str(path))
+
+
+def load_file(
+    path: str | os.PathLike[str],
+    entry: ModelEntry | None = None,
+    base_size: tuple[int, int] | int | None = None,
+    device: torch.device | str = "cpu",
+    named: bool = False,
+):
+    """Build the model of a checkpoint file: backbone from its keys, base size from
+    ``base_size``, the file's metadata, or ``entry`` (the registry row named)."""
+    from .checkpoint import detect_backbone, load_checkpoint
+    from .hub import config_from_metadata, read_safetensors_metadata
+    from .modeling.build import from_config
+
+    state_dict = load_checkpoint(path)
+    backbone = detect_backbone(state_dict)
+    arch = config_from_metadata(read_safetensors_metadata(path))
+    arch["backbone"] = backbone
+    if base_size is not None:
+        arch["base_size"] = _pair(base_size)
+    elif "base_size" not in arch:
+        arch["base_size"] = _base_size_from_registry(path, backbone, entry, named)
+    if entry is not None and entry.backbone != backbone:
+        logger.info("%s holds a %s model, not the %s of %r: building a %s", path, backbone, entry.backbone, entry.name, backbone)
+    try:
+        return from_config(arch, state_dict, device=device)
+    except ValueError as exc:
+        raise ValueError(
+            f"checkpoint {str(path)!r} does not fit a {backbone} InSPyReNet at base size {arch['base_size']}: {exc}"
+        ) from exc
+
+
+def _base_size_from_registry(path: Any, backbone: str, entry: ModelEntry | None, named: bool) -> tuple[int, int]:
+    if entry is not None and entry.backbone == backbone:
+        return entry.base_size
+    sizes = {e.base_size for e in MODELS.values() if e.backbone == backbone}
+    if len(sizes) == 1:
+        return sizes.pop()
+    raise ValueError(
+        f"{path} holds a {backbone} checkpoint but does not say its base size, and "
+        + (f"the model named ({entry.name}) is a {entry.backbone}" if entry and named else "no model was named")
+        + f"; {backbone} models exist at {', '.join('x'.join(map(str, s)) for s in sorted(sizes))}. "
+        "Pass base_size=(H, W) (CLI: --base-size) or the registry name it came from (model=...)."
+    )
+
+
+def _pair(size: tuple[int, int] | int) -> tuple[int, int]:
+    if isinstance(size, int):
+        size = (size, size)
+    h, w = (int(v) for v in size)
+    if h <= 0 or w <= 0 or h % 32 or w % 32:
+        raise ValueError(f"base_size must be positive multiples of 32, got {size!r}")
+    return h, w
