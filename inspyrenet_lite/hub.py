@@ -30,6 +30,7 @@ from huggingface_hub.constants import CONFIG_NAME
 from inspyrenet_lite import __version__
 
 from ._atomic import atomic_write_text
+from .registry import decode_base_size, encode_base_size
 
 logger = logging.getLogger(__name__)
 
@@ -57,25 +58,6 @@ model = InSPyReNet.from_pretrained("{{ repo_id | default('OWNER/REPO', true) }}"
 
 The weights (`model.safetensors`) are in the authors' key layout.
 """
-
-
-def encode_base_size(base_size: tuple[int, int]) -> str:
-    """(H, W) -> "HxW", the form kept in safetensors metadata."""
-    return f"{int(base_size[0])}x{int(base_size[1])}"
-
-
-def decode_base_size(text: str) -> tuple[int, int]:
-    """"HxW" (or "N") -> (H, W); ValueError if it is neither."""
-    parts = str(text).lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) <= 0:
-        raise ValueError(f"base size {text!r} is not of the form 'HxW' (e.g. '384x384')")
-    return values[0], values[1]
 
 
 def architecture_config(model: Any) -> dict[str, Any]:

@@ -88,10 +88,11 @@ class ModelEntry:
     @property
     def inference(self) -> str:
         """The authors' inference setting, in words."""
-        resize = f"dynamic {self.short_side}" if self.resize == "dynamic" or self.hr_blend else "static"
-        if self.resize == "static" and not self.hr_blend:
-            resize = f"static {self.base_size[0]}"
-        return resize + (" + pyramid blending" if self.hr_blend else "")
+        if self.hr_blend:
+            return f"dynamic {self.short_side} + pyramid blending"
+        if self.resize == "dynamic":
+            return f"dynamic {self.short_side}"
+        return f"static {encode_base_size(self.base_size)}"
 
 
 def _drive(
@@ -121,10 +122,10 @@ _ROWS = [
         authors_name="Plus_Ultra (ckpt_base)", saw_test_sets=True,
     ),
     ModelEntry(
-        "base-nightly", "swinb", (1024, 1024), _PLUS_ULTRA,
-        "a newer 1024 SwinB from the authors' package; no published checksum",
+        "base-nightly", "swinb", (1024, 1024), "not published",
+        "a newer 1024 SwinB from the authors' package; training data and checksum not published, "
+        "so not for benchmark numbers either",
         "ckpt_base_nightly.pth", repo_id=HUB_REPO_ID, release=True, authors_name="ckpt_base_nightly",
-        saw_test_sets=True,
     ),
     # The authors' model zoo (Google Drive; TRAINING.md section 4).
     _drive("res2net50", "InSPyReNet_Res2Net50", "res2net50", 384, _DUTS,
@@ -163,6 +164,25 @@ _ROWS = [
 
 #: name -> entry, in the order above (the package's three modes first).
 MODELS: dict[str, ModelEntry] = {row.name: row for row in _ROWS}
+
+
+def encode_base_size(base_size: tuple[int, int]) -> str:
+    """(H, W) -> "HxW", as shown to people and kept in safetensors metadata."""
+    return f"{int(base_size[0])}x{int(base_size[1])}"
+
+
+def decode_base_size(text: str) -> tuple[int, int]:
+    """ "HxW" (or "N") -> (H, W); ValueError if it is neither."""
+    parts = str(text).lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or min(values) <= 0:
+        raise ValueError(f"base size {text!r} is not of the form 'HxW' (e.g. '384x384')")
+    return values[0], values[1]
 
 
 def get_entry(name: str) -> ModelEntry:

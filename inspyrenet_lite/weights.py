@@ -49,6 +49,7 @@ __all__ = [
     "CheckpointInfo",
     "WeightsUnavailableError",
     "cache_dir",
+    "is_cached",
     "resolve_checkpoint",
 ]
 
@@ -116,6 +117,13 @@ def resolve_checkpoint(mode: str, ckpt: str | os.PathLike[str] | None = None) ->
         raise WeightsUnavailableError(_unavailable_message(mode, info, attempts), mode=mode, attempts=attempts)
     logger.info("Using %s weights from %s", mode, found)
     return found
+
+
+def is_cached(info: ModelEntry) -> bool:
+    """True if a copy of the model's file is in the Hub cache or ours (not re-verified; no request)."""
+    if info.repo_id is not None and isinstance(try_to_load_from_cache(info.repo_id, info.filename), str):
+        return True
+    return (cache_dir() / info.filename).is_file()
 
 
 def _mode_info(mode: str) -> ModelEntry:

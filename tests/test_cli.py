@@ -225,7 +225,9 @@ def test_flags_reach_the_remover(tmp_path: Path, monkeypatch, remover, capsys):
     args += ["--max-pixels", "5000", "--type", "white", "--format", "jpg", "--threshold", "0.5", "-q"]
     assert main(args) == 0
     assert seen == {
+        "model": None,
         "mode": "fast",
+        "base_size": None,
         "device": "cpu",
         "ckpt": None,
         "resize": "dynamic",

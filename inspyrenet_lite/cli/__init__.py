@@ -22,6 +22,7 @@ __all__ = ["main", "build_parser", "collect_jobs", "SUBCOMMANDS"]
 #: Sub-command name -> module (in this package) whose ``main(argv)`` runs it.
 SUBCOMMANDS: dict[str, str] = {
     "eval": "eval",
+    "models": "models",
 }
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inspyrenet_lite import __version__
+from inspyrenet_lite.registry import MODELS, decode_base_size
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -41,7 +42,7 @@ IMAGE_SUFFIXES = frozenset(
 )
 FORMATS = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG", "jpeg": "JPEG", "bmp": "BMP", "tiff": "TIFF"}
 _NO_ALPHA_FORMATS = {"JPEG", "BMP"}  # Pillow writes no alpha into these
-MODES = ("fast", "base", "base-nightly")
+MODES = tuple(MODELS)
 
 
 @dataclass
@@ -82,6 +83,13 @@ _positive_int = _int_at_least(1, "a positive integer")
 _pixel_limit = _int_at_least(0, "a pixel count (0 for no limit)")
 
 
+def _base_size(text: str) -> tuple[int, int]:
+    try:
+        return decode_base_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``inspyrenet-lite``."""
     parser = argparse.ArgumentParser(
@@ -108,17 +116,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=_unit_float, default=None, help="hard mask: map values above it are kept")
     parser.add_argument("--reverse", action="store_true", help="keep the background instead of the object")
     parser.add_argument(
-        "--mode", choices=MODES, default="fast", help="checkpoint: fast (384, default), base (1024), base-nightly"
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="a model name (see `inspyrenet-lite models`; default fast), a Hub repo owner/name, "
+        "or a folder saved with save_pretrained",
+    )
+    parser.add_argument("--mode", choices=MODES, default=None, help="a model name (alias of --model)")
+    parser.add_argument(
+        "--base-size", type=_base_size, default=None, metavar="HxW", help="base size of a --ckpt that does not say it"
     )
     parser.add_argument(
         "--hr-blend",
         type=_unit_float,
-        default=0.0,
+        default=None,
         metavar="BETA",
-        help="pyramid blending with a high-resolution pass, strength in [0, 1] (default 0: off)",
+        help="pyramid blending with a high-resolution pass, strength in [0, 1] (default: the model's; 0 = off)",
     )
     parser.add_argument(
-        "--resize", choices=("static", "dynamic"), default="static", help="network input size (default static)"
+        "--resize",
+        choices=("static", "dynamic"),
+        default=None,
+        help="network input size (default: the model's, static for fast and base)",
     )
     parser.add_argument(
         "--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1, mps (default: best available)"
@@ -268,7 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         remover = Remover(
+            model=args.model,
             mode=args.mode,
+            base_size=args.base_size,
             device=args.device,
             ckpt=args.ckpt,
             resize=args.resize,
