@@ -30,13 +30,14 @@ from inspyrenet_lite import Remover, WeightsUnavailableError  # noqa: E402
 from inspyrenet_lite.checks import check_options as check_library_options  # noqa: E402
 from inspyrenet_lite.compositing import parse_colour  # noqa: E402
 from inspyrenet_lite.image_io import ImageLoadError, TooManyPixelsError, load_image, save_image  # noqa: E402
+from inspyrenet_lite.registry import MODELS  # noqa: E402
 
 logger = logging.getLogger("inspyrenet_space")
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "examples"
 
-MODES = ("fast", "base")
+MODES = tuple(MODELS)  # every registry model; `fast` first
 # (label shown on the page, value used by the API)
 OUTPUT_CHOICES: tuple[tuple[str, str], ...] = (
     ("Transparent cut-out", "transparent"),
@@ -316,7 +317,10 @@ def build_demo() -> gr.Blocks:
                         elem_id="photo",
                     )
                 )
-                mode = gr.Radio(list(MODES), value="fast", label="Mode", elem_id="mode")
+                mode = gr.Dropdown(
+                    [(f"{name}: {MODELS[name].summary}", name) for name in MODES],
+                    value="fast", label="Model", elem_id="mode",
+                )
                 threshold = gr.Slider(
                     0.0, 1.0, value=0.0, step=0.01,
                     label="Threshold (0 = soft mask)", elem_id="threshold",
