@@ -42,7 +42,7 @@ from inspyrenet_lite._download import (
     unreachable,
     write_marker,
 )
-from inspyrenet_lite.registry import ENV_RELEASE_URL, HUB_REPO_ID, MODELS, ModelEntry, get_entry
+from inspyrenet_lite.registry import ENV_RELEASE_URL, HUB_REPO_ID, MODELS, ModelEntry, get_entry  # noqa: F401 (re-exported)
 
 __all__ = [
     "MODES",

@@ -100,3 +100,18 @@ def remover(random_checkpoint: Path):
     from inspyrenet_lite.remover import Remover
 
     return Remover(mode="fast", device="cpu", ckpt=random_checkpoint)
+
+
+@pytest.fixture
+def hub():
+    """A started tests/fake_hub.py server (Hub, GitHub release and Google Drive) for one test."""
+    from fake_hub import FakeHub
+
+    with FakeHub() as server:
+        yield server
+
+
+@pytest.fixture
+def env(hub, tmp_path: Path) -> dict[str, str]:
+    """Environment for a subprocess: downloads go to ``hub``, caches under ``tmp_path``."""
+    return {**hub.env(), "HF_HOME": str(tmp_path / "hf"), "INSPYRENET_LITE_CACHE": str(tmp_path / "own")}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_hub import FakeHub, run_python
+from fake_hub import run_python
 
 from inspyrenet_lite.checkpoint import save_checkpoint
 from inspyrenet_lite.modeling.inspyrenet import InSPyReNet
@@ -53,17 +53,6 @@ def tiny_checkpoint(seed: int) -> bytes:
 @pytest.fixture(scope="module")
 def files() -> dict[str, bytes]:
     return {"a": tiny_checkpoint(0), "b": tiny_checkpoint(1)}
-
-
-@pytest.fixture
-def hub():
-    with FakeHub() as server:
-        yield server
-
-
-@pytest.fixture
-def env(hub: FakeHub, tmp_path: Path) -> dict[str, str]:
-    return {**hub.env(), "HF_HOME": str(tmp_path / "hf"), "INSPYRENET_LITE_CACHE": str(tmp_path / "own")}
 
 
 def resolve(env: dict[str, str], name: str = "swinb-dis5k-lr") -> dict:

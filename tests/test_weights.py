@@ -15,7 +15,7 @@ import random
 from pathlib import Path
 
 import pytest
-from fake_hub import FakeHub, corrupt, run_python
+from fake_hub import corrupt, run_python
 
 from inspyrenet_lite.weights import MODES, WeightsUnavailableError, resolve_checkpoint
 
@@ -48,17 +48,6 @@ def resolve(env: dict[str, str], mode: str = "fast", md5s: dict[str, str | None]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["stderr"] = proc.stderr
     return result
-
-
-@pytest.fixture
-def hub():
-    with FakeHub() as server:
-        yield server
-
-
-@pytest.fixture
-def env(hub: FakeHub, tmp_path: Path) -> dict[str, str]:
-    return {**hub.env(), "HF_HOME": str(tmp_path / "hf"), "INSPYRENET_LITE_CACHE": str(tmp_path / "own")}
 
 
 def offline(env: dict[str, str]) -> dict[str, str]:
