@@ -85,7 +85,10 @@ def load_file(
     from .modeling.build import from_config
 
     state_dict = load_checkpoint(path)
-    backbone = detect_backbone(state_dict)
+    try:
+        backbone = detect_backbone(state_dict)
+    except ValueError as exc:
+        raise ValueError(f"checkpoint {str(path)!r}: {exc}") from exc
     arch = config_from_metadata(read_safetensors_metadata(path))
     arch["backbone"] = backbone
     if base_size is not None:
