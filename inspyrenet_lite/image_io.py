@@ -40,13 +40,13 @@ import contextlib
 import io
 import logging
 import os
-import tempfile
+import secrets
 import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -318,31 +318,118 @@ def to_kind(result: Image.Image, kind: InputKind) -> Image.Image | np.ndarray | 
         return np.asarray(result).copy()
     if kind == "bytes":
         buf = io.BytesIO()
-        result.save(buf, format="PNG")
+        result.save(buf, format="PNG", **encode_options(result, "PNG"))
         return buf.getvalue()
     return result
 
 
-def save_image(img: Image.Image, path: str | os.PathLike, format: str | None = None) -> Path:
+#: Formats whose results are lossy unless asked otherwise (JPEG always is).
+LOSSY_FORMATS = frozenset({"JPEG"})
+#: JPEG quality when none is given: high, since results are often edited further.
+DEFAULT_JPEG_QUALITY = 95
+_METADATA_FORMATS = {
+    "PNG": ("icc_profile", "exif", "dpi"),
+    "JPEG": ("icc_profile", "exif", "dpi"),
+    "WEBP": ("icc_profile", "exif"),
+    "TIFF": ("icc_profile", "exif", "dpi"),
+    "BMP": ("dpi",),
+}
+
+
+def carry_metadata(source: Image.Image, result: Image.Image) -> Image.Image:
+    """Copy the ICC profile, DPI and EXIF of ``source`` into ``result.info``.
+
+    The ICC profile is kept only when it describes RGB data and ``result`` is
+    RGB or RGBA (a map or a CMYK profile would be mislabelled). EXIF
+    orientation is not carried: decoding applied it, so it is reset to 1.
+    Returns ``result``.
+    """
+    info = source.info
+    icc = info.get("icc_profile")
+    if icc and len(icc) >= 20 and icc[16:20] == b"RGB " and result.mode in ("RGB", "RGBA"):
+        result.info["icc_profile"] = icc
+    if "dpi" in info:
+        result.info["dpi"] = info["dpi"]
+    exif = source.getexif()
+    if len(exif):
+        if exif.get(_ORIENTATION, 1) != 1:
+            exif[_ORIENTATION] = 1
+        result.info["exif"] = exif.tobytes()
+    return result
+
+
+_ORIENTATION = 0x0112
+
+
+def encode_options(img: Image.Image, fmt: str, quality: int | None = None) -> dict:
+    """Pillow ``save`` options for ``fmt``: metadata from ``img.info`` where the
+    format holds it; WebP lossless unless ``quality`` is given; JPEG at
+    ``quality`` (default :data:`DEFAULT_JPEG_QUALITY`)."""
+    fmt = fmt.upper()
+    if quality is not None and not (isinstance(quality, int) and 1 <= quality <= 100):
+        raise ValueError(f"quality must be an integer in 1..100, got {quality!r}")
+    options = {key: img.info[key] for key in _METADATA_FORMATS.get(fmt, ()) if img.info.get(key)}
+    if fmt == "WEBP":
+        options.update({"lossless": True, "exact": True, "quality": 100, "method": 4} if quality is None else {"quality": quality})
+    elif fmt == "JPEG":
+        options["quality"] = DEFAULT_JPEG_QUALITY if quality is None else quality
+    return options
+
+
+def save_image(
+    img: Image.Image, path: str | os.PathLike, format: str | None = None, quality: int | None = None
+) -> Path:
     """Write ``img`` to ``path`` atomically: encode to a temporary file in the
     same folder, then rename it over ``path``. An interrupted or failed write
-    leaves no partial file behind (and an existing ``path`` untouched)."""
+    leaves no partial file behind (and an existing ``path`` untouched).
+
+    The file gets the user's normal permissions (``0o666 & ~umask``). The ICC
+    profile, DPI and EXIF in ``img.info`` are written where the format can
+    hold them (see :func:`carry_metadata`). WebP is lossless unless
+    ``quality`` (1-100) is given; JPEG, always lossy, uses ``quality``
+    (default 95).
+    """
     path = Path(path)
     fmt = format or Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the image format of {str(path)!r} from its suffix; pass format=")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    options = encode_options(img, fmt, quality)
+    with atomic_write(path) as fh:
+        img.save(fh, format=fmt, **options)
+    logger.debug("wrote %s", path)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Open a temporary file beside ``path`` for writing; on success fsync and
+    rename it to ``path``, on any failure (Ctrl-C included) remove it.
+
+    The temporary name is short and fixed-length (``.inspyrenet-XXXXXXXX.part``)
+    so that a final name of up to the file system's limit still works, and
+    the file is created with mode ``0o666`` so the umask alone decides its
+    permissions, as for any file the user creates.
+    """
+    path = Path(path)
+    fd, tmp_name = _create_temporary(path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format=fmt)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise
-    logger.debug("wrote %s", path)
-    return path
+
+
+def _create_temporary(folder: Path) -> tuple[int, str]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        name = os.path.join(folder, f".inspyrenet-{secrets.token_hex(4)}.part")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {str(folder)!r}")

@@ -28,7 +28,7 @@ from PIL import Image
 
 from .checks import STRIDE, check_options
 from .compositing import OutputSpec, OutputType, apply_threshold_reverse, composite, parse_output_type
-from .image_io import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, load_image, to_kind
+from .image_io import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, carry_metadata, load_image, to_kind
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +329,9 @@ class Remover:
         self, loaded: LoadedImage, pred: np.ndarray, spec: OutputSpec, threshold: float | None, reverse: bool
     ) -> Any:
         alpha = apply_threshold_reverse(pred, threshold, reverse)
-        return to_kind(composite(loaded.rgb, alpha, spec), loaded.kind)
+        # The input's colour profile, DPI and EXIF go with the result, for the file it is saved to.
+        result = carry_metadata(loaded.rgb, composite(loaded.rgb, alpha, spec))
+        return to_kind(result, loaded.kind)
 
     def _network_sizes(self, loaded: LoadedImage, hr_blend: float) -> tuple[tuple[int, int], tuple[int, int] | None]:
         """(size of the main pass, size of the LR pass or None), sizes as (H, W)."""

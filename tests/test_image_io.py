@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -280,3 +282,89 @@ def test_save_image_needs_a_known_format(tmp_path: Path):
     with pytest.raises(ValueError, match="format"):
         save_image(Image.new("RGB", (2, 2)), tmp_path / "out.unknown")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------- writing files (issue 9)
+def test_a_final_name_of_255_bytes_can_be_written(tmp_path: Path):
+    # The temporary name used to be ".<final name>.XXXXXXXX.part": 15 bytes over the limit.
+    target = tmp_path / ("n" * 251 + ".png")
+    save_image(Image.new("RGB", (4, 3), (9, 8, 7)), target)
+    with Image.open(target) as back:
+        assert back.getpixel((0, 0)) == (9, 8, 7)
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_outputs_get_the_user_s_normal_permissions(tmp_path: Path, umask: int):
+    old = os.umask(umask)
+    try:
+        target = save_image(Image.new("RGB", (4, 3)), tmp_path / "out.png")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def _noise(mode: str, size=(64, 48), seed=0) -> Image.Image:
+    channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
+    arr = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], channels), dtype=np.uint8)
+    return Image.fromarray(arr[:, :, 0] if channels == 1 else arr, mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA"])
+def test_webp_is_lossless_by_default(tmp_path: Path, mode: str):
+    img = _noise(mode)
+    save_image(img, tmp_path / "out.webp")
+    with Image.open(tmp_path / "out.webp") as back:
+        assert np.array_equal(np.asarray(back.convert(mode)), np.asarray(img))
+
+
+def test_a_quality_makes_webp_lossy_and_sets_jpeg_quality(tmp_path: Path):
+    img = _noise("RGB")
+    save_image(img, tmp_path / "lossy.webp", quality=50)
+    with Image.open(tmp_path / "lossy.webp") as back:
+        assert not np.array_equal(np.asarray(back.convert("RGB")), np.asarray(img))
+    high = save_image(img, tmp_path / "high.jpg").stat().st_size
+    low = save_image(img, tmp_path / "low.jpg", quality=20).stat().st_size
+    assert low < high / 2
+    with pytest.raises(ValueError, match="quality"):
+        save_image(img, tmp_path / "bad.jpg", quality=0)
+
+
+def _modified_srgb_profile() -> bytes:
+    """An RGB profile that is not Pillow's sRGB: its bytes must come through unchanged."""
+    from PIL import ImageCms
+
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    assert data[16:20] == b"RGB "
+    data[48:52] = b"TEST"  # device model field of the ICC header
+    return bytes(data)
+
+
+@pytest.mark.parametrize("fmt, suffix", [("PNG", "png"), ("WEBP", "webp"), ("TIFF", "tiff"), ("JPEG", "jpg")])
+def test_icc_profile_exif_and_dpi_reach_the_output_file(tmp_path: Path, remover, fmt: str, suffix: str):
+    icc = _modified_srgb_profile()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: decoding applies it
+    exif[0x0132] = "2024:05:06 07:08:09"
+    exif[0x010F] = "TestCam"
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (40, 24), (200, 60, 40)).save(photo, icc_profile=icc, exif=exif.tobytes(), dpi=(300, 300))
+
+    result = remover.process(str(photo), type="white" if fmt == "JPEG" else "rgba")
+    target = save_image(result, tmp_path / f"out.{suffix}", format=fmt)
+    with Image.open(target) as back:
+        assert back.size == (24, 40)  # orientation was applied ...
+        assert back.info.get("icc_profile") == icc
+        written = back.getexif()
+        assert written.get(0x0112, 1) == 1  # ... so it is not applied twice
+        assert written.get(0x0132) == "2024:05:06 07:08:09" and written.get(0x010F) == "TestCam"
+        if fmt != "WEBP":  # WebP has no resolution field
+            assert tuple(round(float(v)) for v in back.info["dpi"]) == (300, 300)
+
+
+def test_a_map_does_not_carry_a_colour_profile(tmp_path: Path, remover):
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (40, 24), (200, 60, 40)).save(photo, icc_profile=_modified_srgb_profile())
+    target = save_image(remover.process(str(photo), type="map"), tmp_path / "map.png")
+    with Image.open(target) as back:
+        assert back.mode == "L" and "icc_profile" not in back.info
