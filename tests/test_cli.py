@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -12,6 +14,7 @@ import pytest
 from PIL import Image
 
 from inspyrenet_lite.cli import collect_jobs, main
+from inspyrenet_lite.cli.manifest import MANIFEST_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,17 +28,20 @@ def _photo(path: Path, size: tuple[int, int], colour=(200, 60, 40)) -> Path:
 
 
 def _files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    """Files under root, the output folder's manifest aside."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
 
 
 class _FakeRemover:
     """Stands in for Remover where only the CLI's plumbing is under test."""
 
     instances: list[dict] = []
+    made: list[_FakeRemover] = []
 
     def __init__(self, **kwargs) -> None:
         self.kwargs = kwargs
         _FakeRemover.instances.append(kwargs)
+        _FakeRemover.made.append(self)
         self.calls: list[str] = []
 
     def process(self, source, type="rgba", threshold=None, hr_blend=0.0, reverse=False):
@@ -49,6 +55,7 @@ class _FakeRemover:
 @pytest.fixture
 def fake_remover(monkeypatch: pytest.MonkeyPatch):
     _FakeRemover.instances = []
+    _FakeRemover.made = []
     monkeypatch.setattr("inspyrenet_lite.remover.Remover", _FakeRemover)
     return _FakeRemover
 
@@ -278,3 +285,227 @@ def test_batch_size_must_be_positive(capsys):
         main(["x.png", "--batch-size", "0"])
     assert info.value.code == 2
     assert "positive integer" in capsys.readouterr().err
+
+
+# ------------------------------------------- hostile but realistic use (issue 9)
+def _stamps(root: Path) -> dict[str, int]:
+    return {name: (root / name).stat().st_mtime_ns for name in _files(root)}
+
+
+def test_a_file_the_tool_did_not_write_is_never_replaced(tmp_path: Path, fake_remover, capsys):
+    photos = tmp_path / "photos"
+    _photo(photos / "a.jpg", (40, 30))
+    _photo(photos / "a.png", (20, 20), colour=(0, 255, 0))  # the user's own picture, not an input
+    own = (photos / "a.png").read_bytes()
+
+    assert main([str(photos / "*.jpg"), "-o", str(photos), "-q"]) == 0
+    assert (photos / "a.png").read_bytes() == own
+    assert _files(photos) == ["a.jpg", "a.png", "a_jpg.png"]
+
+    # The tool's own result is replaced on a rerun; the user's file still is not.
+    assert main([str(photos / "*.jpg"), "-o", str(photos), "-q"]) == 0
+    assert (photos / "a.png").read_bytes() == own
+    assert _files(photos) == ["a.jpg", "a.png", "a_jpg.png"]
+
+
+def test_overwrite_replaces_other_files_but_never_an_input(tmp_path: Path, fake_remover):
+    _photo(tmp_path / "in" / "a.jpg", (40, 30))
+    _photo(tmp_path / "in" / "a.png", (20, 20))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.png").write_bytes(b"old")
+    assert main([str(tmp_path / "in" / "a.jpg"), "-o", str(tmp_path / "out"), "--overwrite", "-q"]) == 0
+    with Image.open(tmp_path / "out" / "a.png") as img:
+        assert img.size == (40, 30)
+    before = (tmp_path / "in" / "a.png").read_bytes()
+    assert main([str(tmp_path / "in"), "-o", str(tmp_path / "in"), "--overwrite", "-q"]) == 0
+    assert (tmp_path / "in" / "a.png").read_bytes() == before
+    assert _files(tmp_path / "in") == ["a.jpg", "a.png", "a_jpg.png", "a_png.png"]
+
+
+def test_on_a_case_insensitive_file_system_the_input_is_not_planned_as_output(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("inspyrenet_lite.cli.remove.probe_folder", lambda folder: True)
+    _photo(tmp_path / "Shot.PNG", (8, 8))
+    (job,) = collect_jobs([str(tmp_path / "Shot.PNG")], tmp_path, ".png")
+    assert job.output.name.lower() != "shot.png"
+
+
+def test_resume_maps_each_input_to_its_own_output(tmp_path: Path, fake_remover, capsys):
+    src, out = tmp_path / "src", tmp_path / "out"
+    _photo(src / "a.png", (40, 30))
+    assert main([str(src), "-o", str(out), "-q"]) == 0
+    assert _files(out) == ["a.png"]
+    first = _stamps(out)
+
+    _photo(src / "a.jpg", (30, 20))  # a new input whose natural name is taken
+    capsys.readouterr()
+    assert main([str(src), "-o", str(out), "--skip-existing", "-q"]) == 0
+    assert "1 done, 1 skipped, 0 failed" in capsys.readouterr().err
+    assert [Path(p).name for p in _FakeRemover.made[-1].calls] == ["a.jpg"]
+    assert _files(out) == ["a.png", "a_jpg.png"]
+    assert _stamps(out)["a.png"] == first["a.png"]  # a.png's result was not redone
+    with Image.open(out / "a_jpg.png") as img:
+        assert img.size == (30, 20)  # and the new photo's result is its own
+
+    # An input changed since its result was made is done again, under the same name.
+    _photo(src / "a.png", (50, 50))
+    assert main([str(src), "-o", str(out), "--skip-existing", "-q"]) == 0
+    assert "1 done, 1 skipped, 0 failed" in capsys.readouterr().err
+    with Image.open(out / "a.png") as img:
+        assert img.size == (50, 50)
+
+
+def test_outputs_are_never_taken_for_inputs(tmp_path: Path, fake_remover, monkeypatch, capsys):
+    _photo(tmp_path / "a.jpg", (40, 30))
+    _photo(tmp_path / "b.jpg", (40, 30))
+    monkeypatch.chdir(tmp_path)
+    for extra in ([], ["--skip-existing"], []):
+        assert main([".", *extra, "-q"]) == 0  # the default -o . on .
+        assert main([str(tmp_path / "*"), "-o", str(tmp_path), *extra, "-q"]) == 0
+        assert _files(tmp_path) == ["a.jpg", "a.png", "b.jpg", "b.png"]
+    # Named explicitly, a result is still not an input.
+    capsys.readouterr()
+    assert main([str(tmp_path / "a.png"), "-o", str(tmp_path), "-q"]) == 2
+    assert "a.png: a result of an earlier run into this output folder" in capsys.readouterr().err
+
+
+class _Killed(BaseException):
+    """What the kernel's OOM killer does to a process, as far as the CLI can tell."""
+
+
+def test_an_input_that_killed_a_run_is_skipped_on_resume_unless_retried(
+    tmp_path: Path, fake_remover, monkeypatch, capsys
+):
+    src, out = tmp_path / "src", tmp_path / "out"
+    for name in ("a.png", "b_huge.png", "c.png"):
+        _photo(src / name, (40, 30))
+    real = _FakeRemover.process
+
+    def killing(self, source, **kwargs):
+        if "huge" in str(source):
+            raise _Killed
+        return real(self, source, **kwargs)
+
+    monkeypatch.setattr(_FakeRemover, "process", killing)
+    with pytest.raises(_Killed):
+        main([str(src), "-o", str(out), "-q"])
+    assert _files(out) == ["a.png"]
+
+    capsys.readouterr()
+    assert main([str(src), "-o", str(out), "--skip-existing", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "b_huge.png" in err and "earlier run stopped while processing it" in err
+    assert "1 done, 1 skipped, 1 failed" in err
+    assert _files(out) == ["a.png", "c.png"]
+
+    monkeypatch.setattr(_FakeRemover, "process", real)
+    assert main([str(src), "-o", str(out), "--skip-existing", "--retry-failed", "-q"]) == 0
+    assert "1 done, 2 skipped, 0 failed" in capsys.readouterr().err
+    assert _files(out) == ["a.png", "b_huge.png", "c.png"]
+
+
+def test_symlink_loops_and_broken_links_are_reported_and_skipped(tmp_path: Path, fake_remover, capsys):
+    src = tmp_path / "src"
+    _photo(src / "good.png", (40, 30))
+    (src / "self.jpg").symlink_to("self.jpg")
+    (src / "dangling.png").symlink_to("missing.png")
+    (src / "again").symlink_to(".")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+
+    assert main([str(src), "-o", str(tmp_path / "loop"), "-q"]) == 2
+    assert "cannot write into -o" in capsys.readouterr().err
+    assert fake_remover.instances == []
+
+    assert main([str(src), "-o", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "self.jpg: a broken or looping symbolic link" in err and "dangling.png" in err
+    assert "1 done, 0 skipped, 2 failed" in err
+    assert _files(tmp_path / "out") == ["good.png"]
+
+
+def test_only_regular_files_are_inputs(tmp_path: Path, fake_remover, capsys):
+    src = tmp_path / "src"
+    _photo(src / "good.png", (40, 30))
+    os.mkfifo(src / "pipe.jpg")  # opening it would wait for a writer forever
+    jobs = {job.source.name: job for job in collect_jobs([str(src)], tmp_path / "out", ".png")}
+    assert jobs["pipe.jpg"].output is None and "not a regular file" in jobs["pipe.jpg"].error
+    assert main([str(src), "-o", str(tmp_path / "out"), "-q"]) == 1
+    assert "1 done, 0 skipped, 1 failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signame, code", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_and_sighup_are_handled_like_ctrl_c(tmp_path: Path, signame: str, code: int):
+    _photo(tmp_path / "in" / "a.png", (40, 30))
+    _photo(tmp_path / "in" / "b.png", (40, 30))
+    script = f"""
+import os, signal, sys, time
+from PIL import Image
+import inspyrenet_lite.remover
+from inspyrenet_lite.cli import main
+
+class Fake:
+    def __init__(self, **kwargs): pass
+    def process(self, source, **kwargs):
+        return Image.new("RGBA", (40, 30), (1, 2, 3, 4))
+
+inspyrenet_lite.remover.Remover = Fake
+real_save, calls = Image.Image.save, []
+def save(self, fp, format=None, **params):
+    calls.append(fp)
+    if len(calls) == 2:  # b.png is half written when the signal comes
+        fp.write(b"half")
+        os.kill(os.getpid(), signal.{signame})
+        time.sleep(5)
+    return real_save(self, fp, format=format, **params)
+Image.Image.save = save
+sys.exit(main([{str(tmp_path / "in")!r}, "-o", {str(tmp_path / "out")!r}, "-q"]))
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == code, run.stderr
+    assert "interrupted: 1 done" in run.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != MANIFEST_NAME) == ["a.png"]
+
+
+def test_a_full_disk_stops_the_run(tmp_path: Path, fake_remover, monkeypatch, capsys):
+    for name in ("a.png", "b.png", "c.png"):
+        _photo(tmp_path / "in" / name, (40, 30))
+    attempts = []
+
+    def full(img, path, format=None, quality=None):
+        attempts.append(path)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("inspyrenet_lite.image_io.save_image", full)
+    assert main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q"]) == 1
+    assert len(attempts) == 1
+    assert "No space left on device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device", ["meta", "no-such-device"])
+def test_a_device_that_cannot_run_is_refused_before_loading_the_model(tmp_path: Path, fake_remover, capsys, device):
+    photo = _photo(tmp_path / "a.png", (40, 30))
+    assert main([str(photo), "-o", str(tmp_path / "out"), "--device", device, "-q"]) == 2
+    assert f"--device {device!r}" in capsys.readouterr().err.replace("--device meta", "--device 'meta'")
+    assert fake_remover.instances == []
+
+
+def test_an_unwritable_output_folder_is_refused_before_loading_the_model(tmp_path: Path, fake_remover, capsys):
+    photo = _photo(tmp_path / "a.png", (40, 30))
+    (tmp_path / "notes.txt").write_text("a file, so nothing can be created under it")
+    assert main([str(photo), "-o", str(tmp_path / "notes.txt" / "out"), "-q"]) == 2
+    assert "cannot write into -o" in capsys.readouterr().err
+    assert fake_remover.instances == []
+
+
+def test_masks_and_cutouts_are_lossless_in_webp_unless_a_quality_is_asked(tmp_path: Path, fake_remover, monkeypatch):
+    photo = _photo(tmp_path / "a.png", (64, 48))
+    noise = np.random.default_rng(1).integers(0, 256, (48, 64, 4), dtype=np.uint8)
+    monkeypatch.setattr(_FakeRemover, "process", lambda self, source, **kw: Image.fromarray(noise, "RGBA"))
+    assert main([str(photo), "-o", str(tmp_path / "lossless"), "--format", "webp", "-q"]) == 0
+    with Image.open(tmp_path / "lossless" / "a.webp") as back:
+        assert np.array_equal(np.asarray(back.convert("RGBA")), noise)
+    assert main([str(photo), "-o", str(tmp_path / "lossy"), "--format", "webp", "--quality", "60", "-q"]) == 0
+    with Image.open(tmp_path / "lossy" / "a.webp") as back:
+        assert not np.array_equal(np.asarray(back.convert("RGBA")), noise)
+    with pytest.raises(SystemExit):
+        main([str(photo), "-o", str(tmp_path / "png"), "--quality", "60"])

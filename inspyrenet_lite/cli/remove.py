@@ -3,15 +3,20 @@
 Inputs are files, folders (searched recursively for images) and glob
 patterns. Each result goes to ``-o DIR`` (default: the current folder) as
 ``<name>.<format>``, keeping the sub-folders of a folder input. Work is never
-lost:
+lost (planning rules in :mod:`inspyrenet_lite.cli.plan`, the output folder's
+record in :mod:`inspyrenet_lite.cli.manifest`):
 
-* an input is never written over: an output name that would hit an input
-  (or another output) becomes ``<name>_<input suffix>.<format>``;
+* no file is written over unless this tool wrote it for the same input
+  (``--overwrite`` lifts that for files that are not inputs);
 * every output is written to a temporary name and renamed when complete, so
-  an interrupted run leaves no half-written file;
-* ``--skip-existing`` skips inputs whose output already exists (resume);
+  an interrupted run (Ctrl-C, SIGTERM, SIGHUP) leaves no half-written file;
+* ``--skip-existing`` resumes: inputs whose recorded output is done and whose
+  file has not changed are skipped, and an input an earlier run died on is
+  reported and skipped (``--retry-failed`` tries it again);
 * a file that fails is reported and counted, the others are still processed,
-  and the exit code is 1 if any failed (2 for bad arguments or no model).
+  and the exit code is 1 if any failed (2 for bad arguments, no model or an
+  unwritable output folder; 128 + the signal's number when stopped by one);
+  a full disk stops the run.
 
 torch is imported only once there is work to do, so ``--help`` stays fast.
 """
@@ -19,39 +24,33 @@ torch is imported only once there is work to do, so ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import glob
+import contextlib
+import errno
 import logging
-import os
+import signal
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inspyrenet_lite import __version__
+from inspyrenet_lite.cli.manifest import Manifest, Record
+from inspyrenet_lite.cli.plan import IMAGE_SUFFIXES, Job, assign_outputs, find_inputs, probe_folder
 from inspyrenet_lite.registry import MODELS, decode_base_size
 
 if TYPE_CHECKING:
     from PIL import Image
 
+__all__ = ["main", "build_parser", "collect_jobs", "Job", "IMAGE_SUFFIXES"]
+
 logger = logging.getLogger(__name__)
 
-#: Suffixes picked up when searching a folder (explicit files may have any suffix).
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".ppm", ".pgm", ".pbm"}
-)
 FORMATS = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG", "jpeg": "JPEG", "bmp": "BMP", "tiff": "TIFF"}
 _NO_ALPHA_FORMATS = {"JPEG", "BMP"}  # Pillow writes no alpha into these
+_QUALITY_FORMATS = {"JPEG", "WEBP"}
 MODES = tuple(MODELS)
-
-
-@dataclass
-class Job:
-    """One input file and where its result goes (``error`` if it cannot be done)."""
-
-    source: Path
-    output: Path | None = None
-    error: str | None = None
+#: Errors after which no further file can be written: the run stops.
+_FATAL_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 def _unit_float(text: str) -> float:
@@ -90,6 +89,13 @@ def _base_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _quality(text: str) -> int:
+    value = _positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..100, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``inspyrenet-lite``."""
     parser = argparse.ArgumentParser(
@@ -100,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  inspyrenet-lite photo.jpg -o out\n"
             "  inspyrenet-lite photos/ -o out --type white --format jpg\n"
             "  inspyrenet-lite 'shots/**/*.png' -o out --skip-existing --hr-blend 1\n"
-            "\nexit status: 0 all done, 1 some inputs failed, 2 bad arguments or no model."
+            "\nexit status: 0 all done, 1 some inputs failed or the disk is full, 2 bad arguments, no model or\n"
+            "an unwritable -o, 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -154,7 +161,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="images per network pass: faster on a GPU (default 1)",
     )
-    parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose output file already exists")
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="resume: skip inputs done by an earlier run into -o (unchanged since), and inputs an earlier run died on",
+    )
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="with --skip-existing: retry the inputs an earlier run died on"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing files this tool did not write when they have an output's name (inputs never are)",
+    )
+    parser.add_argument(
+        "--quality",
+        type=_quality,
+        default=None,
+        metavar="N",
+        help="1-100: jpg quality (default 95); makes webp lossy (default: lossless)",
+    )
     parser.add_argument(
         "--max-pixels",
         type=_pixel_limit,
@@ -172,66 +198,26 @@ def _is_glob(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
 
-def _walk(folder: Path, exclude: Path | None) -> list[tuple[Path, Path]]:
-    """Image files under ``folder`` as (path, path relative to folder), sorted."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        root_path = Path(root)
-        dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and (exclude is None or (root_path / d).resolve() != exclude)
-        )
-        for name in sorted(files):
-            path = root_path / name
-            if not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES:
-                found.append((path, path.relative_to(folder)))
-    return found
+def collect_jobs(
+    inputs: Sequence[str],
+    output_dir: Path,
+    suffix: str,
+    manifest: Manifest | None = None,
+    overwrite: bool = False,
+) -> list[Job]:
+    """Expand inputs and plan an output path for each file (rules in :mod:`inspyrenet_lite.cli.plan`).
 
-
-def collect_jobs(inputs: Sequence[str], output_dir: Path, suffix: str) -> list[Job]:
-    """Expand inputs and plan an output path for each file, never an input's path."""
-    exclude = output_dir.resolve()
-    found: list[tuple[Path, Path]] = []
-    jobs_without_source: list[Job] = []
-    for text in inputs:
-        path = Path(text)
-        if path.is_dir():
-            # An output folder inside the input folder is not searched: its files are results.
-            inner = exclude if exclude != path.resolve() else None
-            found.extend(_walk(path, inner))
-        elif path.is_file():
-            found.append((path, Path(path.name)))
-        elif _is_glob(text):
-            matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
-            if not matches:
-                jobs_without_source.append(Job(path, error="the pattern matches no file"))
-            found.extend((m, Path(m.name)) for m in matches)
-        else:
-            jobs_without_source.append(Job(path, error="no such file or folder"))
-
-    jobs: list[Job] = []
-    seen: set[Path] = set()
-    for path, rel in found:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            jobs.append(Job(path, output=output_dir / rel))
-
-    taken = set(seen)  # every input is off limits
-    for job in jobs:
-        rel = job.output
-        assert rel is not None
-        plain = rel.with_name(rel.stem + suffix)
-        candidates = [plain, rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.') or 'file'}{suffix}")]
-        candidate = next((c for c in candidates if c.resolve() not in taken), None)
-        counter = 2
-        while candidate is None:
-            trial = rel.with_name(f"{rel.stem}_{counter}{suffix}")
-            if trial.resolve() not in taken:
-                candidate = trial
-            counter += 1
-        taken.add(candidate.resolve())
-        job.output = candidate
-    return jobs_without_source + jobs
+    Without ``manifest``, the output folder's own is read (and its file
+    system probed for case-insensitivity where it can be written).
+    """
+    if manifest is None:
+        try:
+            case_insensitive = probe_folder(output_dir)
+        except OSError:
+            case_insensitive = False
+        manifest = Manifest.load(output_dir, case_insensitive)
+    found, problems = find_inputs(inputs, output_dir, manifest)
+    return problems + assign_outputs(found, output_dir, suffix, manifest, overwrite)
 
 
 def _prepare_for_format(img: Image.Image, fmt: str) -> Image.Image:
@@ -239,6 +225,59 @@ def _prepare_for_format(img: Image.Image, fmt: str) -> Image.Image:
     if fmt in _NO_ALPHA_FORMATS and img.mode not in ("RGB", "L"):
         return img.convert("RGB")
     return img
+
+
+def _device_problem(name: str | None) -> str | None:
+    """Why ``--device name`` cannot run a model here (None if it can)."""
+    if name is None:
+        return None
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        return f"--device {name!r} is not a torch device ({exc}); use e.g. cpu, cuda, cuda:1 or mps"
+    if device.type == "meta":
+        return "--device meta holds no data and cannot run a model; use cpu, cuda or mps"
+    try:
+        torch.ones(1, device=device).add(1).cpu()
+    except Exception as exc:  # not compiled in, no such GPU, driver problems...
+        return f"--device {name!r} cannot run here ({str(exc).splitlines()[0]}); use cpu, or omit --device"
+    return None
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled as Ctrl-C is."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _DiskFull(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`_Stopped` while the block runs (main thread only)."""
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {}
+
+    def stop(signum, frame):
+        raise _Stopped(signum)
+
+    try:
+        for name in names:
+            signum = getattr(signal, name)
+            previous[signum] = signal.signal(signum, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -255,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fmt = FORMATS[args.format]
 
     from inspyrenet_lite.compositing import parse_output_type
-    from inspyrenet_lite.image_io import DEFAULT_MAX_PIXELS, save_image
+    from inspyrenet_lite.image_io import DEFAULT_MAX_PIXELS
 
     # --max-pixels is the only pixel limit: 0 lifts it (image_io lifts Pillow's guard to match).
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
@@ -265,20 +304,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if spec.has_alpha and fmt in _NO_ALPHA_FORMATS:
         parser.error(f"--format {args.format} cannot store transparency; use png or webp, or a --type such as white")
+    if args.quality is not None and fmt not in _QUALITY_FORMATS:
+        parser.error(f"--quality applies to jpg and webp; --format {args.format} is always lossless")
 
     output_dir = Path(args.output)
-    if output_dir.exists() and not output_dir.is_dir():
+    if output_dir.is_file():
         parser.error(f"-o {args.output!r} is a file, not a folder")
     if not output_dir.exists() and output_dir.suffix.lower() in IMAGE_SUFFIXES:
         parser.error(
             f"-o takes a folder, and {args.output!r} looks like a file name; "
             f"use -o {str(output_dir.parent / output_dir.stem)!r} (results are named after their inputs)"
         )
-    jobs = collect_jobs(args.inputs, output_dir, "." + args.format)
-    if not any(job.error is None for job in jobs):
+    try:
+        case_insensitive = probe_folder(output_dir)
+    except OSError as exc:
+        print(f"inspyrenet-lite: cannot write into -o {args.output!r}: {exc}", file=sys.stderr)
+        return 2
+    manifest = Manifest.load(output_dir, case_insensitive)
+    jobs = collect_jobs(args.inputs, output_dir, "." + args.format, manifest, args.overwrite)
+    if not any(job.error is None and job.skip is None for job in jobs):
         for job in jobs:
-            print(f"inspyrenet-lite: {job.source}: {job.error}", file=sys.stderr)
+            print(f"inspyrenet-lite: {job.source}: {job.error or job.skip}", file=sys.stderr)
         print("inspyrenet-lite: no input images found", file=sys.stderr)
+        return 2
+    problem = _device_problem(args.device)
+    if problem is not None:
+        print(f"inspyrenet-lite: {problem}", file=sys.stderr)
         return 2
 
     from tqdm.auto import tqdm
@@ -299,14 +350,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RuntimeError, ValueError, OSError) as exc:
         print(f"inspyrenet-lite: cannot load the model: {exc}", file=sys.stderr)
         return 2
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        manifest.compact()
+    except OSError as exc:
+        print(f"inspyrenet-lite: cannot write into -o {args.output!r}: {exc}", file=sys.stderr)
+        return 2
+
+    from inspyrenet_lite.image_io import save_image
 
     done = skipped = failed = 0
     options = {"type": spec, "threshold": args.threshold, "hr_blend": args.hr_blend, "reverse": args.reverse}
 
+    def note(job: Job, status: str, error: str | None = None) -> None:
+        assert job.output_name is not None
+        manifest.record(Record(job.output_name, job.key, job.size, job.mtime_ns, status, error))
+
     def save(job: Job, result: Image.Image) -> None:
         assert job.output is not None
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        save_image(_prepare_for_format(result, fmt), job.output, format=fmt)
+        save_image(_prepare_for_format(result, fmt), job.output, format=fmt, quality=args.quality)
 
     def fail(job: Job, exc: BaseException | str) -> None:
         nonlocal failed
@@ -315,36 +378,77 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.debug("failure on %s", job.source, exc_info=exc)
         tqdm.write(f"failed: {job.source}: {exc}", file=sys.stderr)
 
+    def triage(job: Job) -> bool:
+        """Whether ``job`` is to be processed now (else it was counted)."""
+        nonlocal skipped
+        if job.error is not None:
+            fail(job, job.error)
+            return False
+        if job.skip is not None:
+            skipped += 1
+            tqdm.write(f"skipped: {job.source}: {job.skip}", file=sys.stderr)
+            return False
+        record = manifest.get(job.output_name or "")
+        same = record is not None and (record.input, record.size, record.mtime_ns) == (job.key, job.size, job.mtime_ns)
+        if not (args.skip_existing and same):
+            return True
+        assert record is not None and job.output is not None
+        if record.status == "done" and job.output.exists():
+            skipped += 1
+            return False
+        if record.status == "started" and not args.retry_failed:
+            fail(
+                job,
+                "an earlier run stopped while processing it (killed, perhaps for lack of memory); "
+                "skipped: --retry-failed tries it again, --max-pixels or a smaller image may help",
+            )
+            return False
+        return True
+
     bar = tqdm(total=len(jobs), unit="image", disable=True if args.quiet else None, file=sys.stderr)
+    todo: list[Job] = []
+    finished: set[int] = set()
     try:
-        for start in range(0, len(jobs), args.batch_size):
-            chunk = jobs[start : start + args.batch_size]
-            todo = []
-            for job in chunk:
-                if job.error is not None:
-                    fail(job, job.error)
-                elif args.skip_existing and job.output is not None and job.output.exists():
-                    skipped += 1
-                else:
-                    todo.append(job)
-            results = None
-            if len(todo) > 1:
-                try:
-                    results = remover.process([str(j.source) for j in todo], batch_size=len(todo), **options)
-                except Exception:  # a bad file in the batch: redo it one by one to find it
-                    logger.debug("batch failed; processing its files one at a time", exc_info=True)
-            for i, job in enumerate(todo):
-                try:
-                    save(job, results[i] if results is not None else remover.process(str(job.source), **options))
-                    done += 1
-                except Exception as exc:  # one bad file must not stop the others
-                    fail(job, exc)
-            bar.update(len(chunk))
-    except KeyboardInterrupt:
+        with _signals_as_interrupts():
+            for start in range(0, len(jobs), args.batch_size):
+                chunk = jobs[start : start + args.batch_size]
+                todo = [job for job in chunk if triage(job)]
+                finished = set()
+                for job in todo:  # recorded before the work: a resume knows what killed a run
+                    note(job, "started")
+                results = None
+                if len(todo) > 1:
+                    try:
+                        results = remover.process([str(j.source) for j in todo], batch_size=len(todo), **options)
+                    except Exception:  # a bad file in the batch: redo it one by one to find it
+                        logger.debug("batch failed; processing its files one at a time", exc_info=True)
+                for i, job in enumerate(todo):
+                    try:
+                        save(job, results[i] if results is not None else remover.process(str(job.source), **options))
+                        note(job, "done")
+                        done += 1
+                    except Exception as exc:  # one bad file must not stop the others
+                        note(job, "failed", str(exc))
+                        fail(job, exc)
+                        if isinstance(exc, OSError) and exc.errno in _FATAL_WRITE_ERRORS:
+                            raise _DiskFull(exc) from exc
+                    finished.add(i)
+                bar.update(len(chunk))
+    except KeyboardInterrupt as exc:
         bar.close()
+        for i, job in enumerate(todo):
+            if i not in finished:
+                note(job, "interrupted")
         print(f"inspyrenet-lite: interrupted: {done} done, {skipped} skipped, {failed} failed", file=sys.stderr)
-        return 130
+        return 128 + exc.signum if isinstance(exc, _Stopped) else 130
+    except _DiskFull as exc:
+        bar.close()
+        print(
+            f"inspyrenet-lite: stopped: no more files can be written to {args.output!r} ({exc}); "
+            f"{done} done, {skipped} skipped, {failed} failed; free some space and rerun with --skip-existing",
+            file=sys.stderr,
+        )
+        return 1
     bar.close()
     print(f"inspyrenet-lite: {done} done, {skipped} skipped, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
-

@@ -1,0 +1,211 @@
+"""From the command line's INPUT arguments to jobs: which files, and where each result goes.
+
+Rules (see the README's command-line section):
+
+* only regular files are inputs; FIFOs, devices, broken or looping symbolic
+  links are reported, never opened;
+* results this tool wrote (recorded in the output folder's manifest) are
+  never inputs, whatever the glob or folder;
+* an input keeps the output name the manifest gave it; a new input gets
+  ``<name>.<format>``, else ``<name>_<input suffix>.<format>``, else
+  ``<name>_2.<format>``..., never an input's path, never another input's
+  recorded output, and never an existing file the tool did not write
+  (unless ``overwrite``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import stat
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from inspyrenet_lite.cli.manifest import Manifest
+
+#: Suffixes picked up when searching a folder (explicit files may have any suffix).
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".ppm", ".pgm", ".pbm"}
+)
+
+
+@dataclass
+class Job:
+    """One input file and where its result goes.
+
+    ``error``: it cannot be done (counted as failed); ``skip``: it is not to
+    be done (counted as skipped). ``output_name`` is relative to the output
+    folder; ``key``, ``size`` and ``mtime_ns`` identify the input.
+    """
+
+    source: Path
+    output: Path | None = None
+    error: str | None = None
+    skip: str | None = None
+    output_name: str | None = None
+    key: str = ""
+    size: int = 0
+    mtime_ns: int = 0
+
+
+def probe_folder(folder: Path) -> bool:
+    """Check that files can be created in ``folder`` (or the nearest existing
+    folder above it, where it does not exist yet) and tell whether that file
+    system ignores case. ``OSError`` says why it cannot be written."""
+    folder = Path(os.path.abspath(folder))
+    while not os.path.lexists(folder) and folder.parent != folder:
+        folder = folder.parent
+    if not stat.S_ISDIR(os.stat(folder).st_mode):  # a symlink loop raises here
+        raise NotADirectoryError(f"{str(folder)!r} is not a folder")
+    fd, name = tempfile.mkstemp(prefix=".inspyrenet-probe-", dir=folder)
+    try:
+        os.close(fd)
+        head, tail = os.path.split(name)
+        return os.path.exists(os.path.join(head, tail.swapcase()))
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+def _resolved(path: Path) -> str | None:
+    try:
+        return str(path.resolve(strict=True))
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, before Python 3.13
+        return None
+
+
+def _unusable(path: Path) -> str | None:
+    """Why ``path`` cannot be an input (None if it is a regular file)."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if os.path.islink(path):
+            return f"a broken or looping symbolic link ({exc.strerror}); skipped"
+        return f"it cannot be read ({exc.strerror})"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a FIFO, device or socket); skipped, never opened"
+    return None
+
+
+def find_inputs(inputs: Sequence[str], output_dir: Path, manifest: Manifest) -> tuple[list[tuple[Path, Path]], list[Job]]:
+    """Expand INPUT arguments to (file, path relative to its folder or glob) and jobs for what cannot be done."""
+    written = {manifest.key(str(output_dir / name)) for name in manifest.outputs()}
+    written |= {manifest.key(_resolved(output_dir / name) or "") for name in manifest.outputs()}
+    out_resolved = _resolved(output_dir)
+    found: list[tuple[Path, Path]] = []
+    problems: list[Job] = []
+
+    def add(path: Path, rel: Path, explicit: bool) -> None:
+        reason = _unusable(path)
+        if reason is not None:
+            problems.append(Job(path, error=reason))
+        elif manifest.key(_resolved(path) or "") in written or manifest.key(str(path)) in written:
+            if explicit:
+                problems.append(Job(path, skip="a result of an earlier run into this output folder, not an input"))
+        else:
+            found.append((path, rel))
+
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            # An output folder inside the input folder is not searched: its files are results.
+            inner = out_resolved if out_resolved != _resolved(path) else None
+            for file, rel, problem in _walk(path, inner):
+                if problem:
+                    problems.append(Job(file, error=problem))
+                else:
+                    add(file, rel, explicit=False)
+        elif os.path.lexists(path):
+            add(path, Path(path.name), explicit=True)
+        elif any(ch in text for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
+            if not matches:
+                problems.append(Job(path, error="the pattern matches no file"))
+            for match in matches:
+                add(match, Path(match.name), explicit=False)
+        else:
+            problems.append(Job(path, error="no such file or folder"))
+    return found, problems
+
+
+def _walk(folder: Path, exclude: str | None) -> list[tuple[Path, Path, str | None]]:
+    """Image files under ``folder`` as (path, path relative to folder, problem or None), sorted."""
+    found: list[tuple[Path, Path, str | None]] = []
+
+    def unreadable(exc: OSError) -> None:
+        found.append((Path(exc.filename or folder), Path(), f"the folder cannot be read ({exc.strerror})"))
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable):
+        root_path = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and _resolved(root_path / d) != exclude)
+        for name in sorted(files):
+            path = root_path / name
+            if name.startswith("."):
+                continue
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                found.append((path, path.relative_to(folder), None))
+            elif os.path.islink(path) and not os.path.exists(path):
+                found.append((path, Path(), _unusable(path)))
+    return found
+
+
+def assign_outputs(
+    found: Sequence[tuple[Path, Path]], output_dir: Path, suffix: str, manifest: Manifest, overwrite: bool = False
+) -> list[Job]:
+    """One job per distinct input, with the output name the manifest gave it or a new, safe one."""
+    jobs: list[Job] = []
+    seen: set[str] = set()
+    for path, rel in found:
+        key = _resolved(path)
+        if key is None or manifest.key(key) in seen:
+            continue
+        seen.add(manifest.key(key))
+        info = os.stat(path)
+        jobs.append(Job(path, output_name=rel.as_posix(), key=key, size=info.st_size, mtime_ns=info.st_mtime_ns))
+
+    planned: set[str] = set()
+    for job in jobs:
+        name = manifest.output_for(job.key, suffix)
+        if name is None or not _free(name, job, output_dir, manifest, seen, planned, overwrite):
+            name = _new_name(job, output_dir, suffix, manifest, seen, planned, overwrite)
+        planned.add(manifest.key(name))
+        job.output_name = name
+        job.output = output_dir / name
+    return jobs
+
+
+def _new_name(
+    job: Job, output_dir: Path, suffix: str, manifest: Manifest, inputs: set[str], planned: set[str], overwrite: bool
+) -> str:
+    assert job.output_name is not None
+    rel = Path(job.output_name)
+    stem = rel.with_suffix("").as_posix() if rel.suffix else rel.as_posix()
+    candidates = [stem + suffix, f"{stem}_{rel.suffix.lstrip('.') or 'file'}{suffix}"]
+    counter = 2
+    while True:
+        for name in candidates:
+            if _free(name, job, output_dir, manifest, inputs, planned, overwrite):
+                return name
+        candidates = [f"{stem}_{counter}{suffix}"]
+        counter += 1
+
+
+def _free(
+    name: str, job: Job, output_dir: Path, manifest: Manifest, inputs: set[str], planned: set[str], overwrite: bool
+) -> bool:
+    """Whether ``job`` may write ``name``: not an input, not planned for another
+    input, not another input's result, and not a file the tool did not write
+    (unless ``overwrite``)."""
+    if manifest.key(name) in planned:
+        return False
+    path = output_dir / name
+    target = _resolved(path) or os.path.abspath(path)
+    if manifest.key(target) in inputs:
+        return False
+    record = manifest.get(name)
+    if record is not None:
+        return manifest.key(record.input) == manifest.key(job.key)
+    return overwrite or not os.path.lexists(path)
