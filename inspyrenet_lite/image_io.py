@@ -370,7 +370,9 @@ def encode_options(img: Image.Image, fmt: str, quality: int | None = None) -> di
         raise ValueError(f"quality must be an integer in 1..100, got {quality!r}")
     options = {key: img.info[key] for key in _METADATA_FORMATS.get(fmt, ()) if img.info.get(key)}
     if fmt == "WEBP":
-        options.update({"lossless": True, "exact": True, "quality": 100, "method": 4} if quality is None else {"quality": quality})
+        # "exact" keeps the colour under fully transparent pixels: lossless means every channel.
+        lossless = {"lossless": True, "exact": True, "quality": 100, "method": 4}
+        options.update(lossless if quality is None else {"quality": quality})
     elif fmt == "JPEG":
         options["quality"] = DEFAULT_JPEG_QUALITY if quality is None else quality
     return options

@@ -90,10 +90,15 @@ def _unusable(path: Path) -> str | None:
     return None
 
 
-def find_inputs(inputs: Sequence[str], output_dir: Path, manifest: Manifest) -> tuple[list[tuple[Path, Path]], list[Job]]:
+def find_inputs(
+    inputs: Sequence[str], output_dir: Path, manifest: Manifest
+) -> tuple[list[tuple[Path, Path]], list[Job]]:
     """Expand INPUT arguments to (file, path relative to its folder or glob) and jobs for what cannot be done."""
-    written = {manifest.key(str(output_dir / name)) for name in manifest.outputs()}
-    written |= {manifest.key(_resolved(output_dir / name) or "") for name in manifest.outputs()}
+    written = set()
+    for name in manifest.outputs():
+        for path in (str(output_dir / name), _resolved(output_dir / name)):
+            if path:
+                written.add(manifest.key(path))
     out_resolved = _resolved(output_dir)
     found: list[tuple[Path, Path]] = []
     problems: list[Job] = []
@@ -102,7 +107,7 @@ def find_inputs(inputs: Sequence[str], output_dir: Path, manifest: Manifest) -> 
         reason = _unusable(path)
         if reason is not None:
             problems.append(Job(path, error=reason))
-        elif manifest.key(_resolved(path) or "") in written or manifest.key(str(path)) in written:
+        elif {manifest.key(str(path)), manifest.key(_resolved(path) or str(path))} & written:
             if explicit:
                 problems.append(Job(path, skip="a result of an earlier run into this output folder, not an input"))
         else:
