@@ -1,35 +1,67 @@
 """Write a file atomically: a temporary name in the same folder, fsync, rename.
 
-A reader never sees a half-written file and an interrupted write leaves the
-old file (if any) untouched. The result gets the user's normal permissions
-(0666 & ~umask), not the 0600 of ``tempfile.mkstemp``.
+A reader never sees a half-written file and an interrupted write (Ctrl-C
+included) leaves the old file (if any) untouched and no temporary file. The
+result gets the user's normal permissions (0666 & ~umask): the temporary file
+is created with mode 0666 and the kernel applies the umask, as for any file
+the user creates (no ``os.umask`` round trip, which would race with other
+threads). The temporary name is short and of fixed length
+(``.inspyrenet-XXXXXXXX.part``), so any final name the file system accepts
+works.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
-from collections.abc import Callable
+import secrets
+import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _create_temporary(folder: Path) -> tuple[int, str]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        name = os.path.join(folder, f".inspyrenet-{secrets.token_hex(4)}.part")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {str(folder)!r}")
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file to write ``path``'s new content into; it replaces ``path``
+    when the block ends without an exception, and is removed otherwise."""
+    path = Path(path)
+    fd, tmp = _create_temporary(path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` to produce the file, then move it to ``path`` atomically."""
+    """Call ``write(tmp_path)`` to produce the file, then move it to ``path`` atomically
+    (creating ``path``'s folder if needed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temporary(path.parent)
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)  # 0666 & ~umask, as the kernel applied it
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # some writers (safetensors) make a file of their own at tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

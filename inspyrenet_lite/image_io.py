@@ -40,16 +40,17 @@ import contextlib
 import io
 import logging
 import os
-import secrets
 import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ._atomic import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -396,42 +397,7 @@ def save_image(
     if fmt is None:
         raise ValueError(f"cannot tell the image format of {str(path)!r} from its suffix; pass format=")
     options = encode_options(img, fmt, quality)
-    with atomic_write(path) as fh:
+    with atomic_open(path) as fh:
         img.save(fh, format=fmt, **options)
     logger.debug("wrote %s", path)
     return path
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path`` for writing; on success fsync and
-    rename it to ``path``, on any failure (Ctrl-C included) remove it.
-
-    The temporary name is short and fixed-length (``.inspyrenet-XXXXXXXX.part``)
-    so that a final name of up to the file system's limit still works, and
-    the file is created with mode ``0o666`` so the umask alone decides its
-    permissions, as for any file the user creates.
-    """
-    path = Path(path)
-    fd, tmp_name = _create_temporary(path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-
-
-def _create_temporary(folder: Path) -> tuple[int, str]:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-    for _ in range(100):
-        name = os.path.join(folder, f".inspyrenet-{secrets.token_hex(4)}.part")
-        try:
-            return os.open(name, flags, 0o666), name
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary file in {str(folder)!r}")

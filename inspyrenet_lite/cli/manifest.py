@@ -23,6 +23,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from inspyrenet_lite._atomic import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = ".inspyrenet-lite-manifest.jsonl"
@@ -110,13 +112,8 @@ class Manifest:
 
     def compact(self) -> None:
         """Rewrite the file with one line per output (atomically)."""
-        from inspyrenet_lite.image_io import atomic_write
-
-        if not self._records:
-            return
-        data = "".join(json.dumps(asdict(r)) + "\n" for r in self._records.values()).encode("utf-8")
-        with atomic_write(self.path) as fh:
-            fh.write(data)
+        if self._records:
+            atomic_write_text(self.path, "".join(json.dumps(asdict(r)) + "\n" for r in self._records.values()))
 
     def _remember(self, record: Record) -> None:
         if record.status not in STATUSES:
