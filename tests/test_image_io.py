@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
@@ -330,8 +331,11 @@ def test_a_quality_makes_webp_lossy_and_sets_jpeg_quality(tmp_path: Path):
         save_image(img, tmp_path / "bad.jpg", quality=0)
 
 
+@functools.cache
 def _modified_srgb_profile() -> bytes:
-    """An RGB profile that is not Pillow's sRGB: its bytes must come through unchanged."""
+    """An RGB profile that is not Pillow's sRGB: its bytes must come through unchanged.
+
+    Cached: the header holds its creation time."""
     from PIL import ImageCms
 
     data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
@@ -340,24 +344,33 @@ def _modified_srgb_profile() -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("fmt, suffix", [("PNG", "png"), ("WEBP", "webp"), ("TIFF", "tiff"), ("JPEG", "jpg")])
-def test_icc_profile_exif_and_dpi_reach_the_output_file(tmp_path: Path, remover, fmt: str, suffix: str):
-    icc = _modified_srgb_profile()
+_DATE, _MAKE = "2024:05:06 07:08:09", "TestCam"
+
+
+@pytest.fixture(scope="module")
+def cutout_with_metadata(tmp_path_factory: pytest.TempPathFactory, remover) -> Image.Image:
+    """One network pass on a rotated JPEG with a non-sRGB profile, EXIF and DPI."""
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated: decoding applies it
-    exif[0x0132] = "2024:05:06 07:08:09"
-    exif[0x010F] = "TestCam"
-    photo = tmp_path / "photo.jpg"
-    Image.new("RGB", (40, 24), (200, 60, 40)).save(photo, icc_profile=icc, exif=exif.tobytes(), dpi=(300, 300))
+    exif[0x0132] = _DATE
+    exif[0x010F] = _MAKE
+    photo = tmp_path_factory.mktemp("metadata") / "photo.jpg"
+    Image.new("RGB", (40, 24), (200, 60, 40)).save(
+        photo, icc_profile=_modified_srgb_profile(), exif=exif.tobytes(), dpi=(300, 300)
+    )
+    return remover.process(str(photo))
 
-    result = remover.process(str(photo), type="white" if fmt == "JPEG" else "rgba")
+
+@pytest.mark.parametrize("fmt, suffix", [("PNG", "png"), ("WEBP", "webp"), ("TIFF", "tiff"), ("JPEG", "jpg")])
+def test_icc_profile_exif_and_dpi_reach_the_output_file(tmp_path: Path, cutout_with_metadata, fmt: str, suffix: str):
+    result = cutout_with_metadata.convert("RGB") if fmt == "JPEG" else cutout_with_metadata
     target = save_image(result, tmp_path / f"out.{suffix}", format=fmt)
     with Image.open(target) as back:
         assert back.size == (24, 40)  # orientation was applied ...
-        assert back.info.get("icc_profile") == icc
+        assert back.info.get("icc_profile") == _modified_srgb_profile()
         written = back.getexif()
         assert written.get(0x0112, 1) == 1  # ... so it is not applied twice
-        assert written.get(0x0132) == "2024:05:06 07:08:09" and written.get(0x010F) == "TestCam"
+        assert written.get(0x0132) == _DATE and written.get(0x010F) == _MAKE
         if fmt != "WEBP":  # WebP has no resolution field
             assert tuple(round(float(v)) for v in back.info["dpi"]) == (300, 300)
 
