@@ -194,10 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _is_glob(text: str) -> bool:
-    return any(ch in text for ch in "*?[")
-
-
 def collect_jobs(
     inputs: Sequence[str],
     output_dir: Path,
