@@ -95,12 +95,17 @@ def _autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractC
 
 
 def score_maps(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
-    """Mean MAE and S-measure of (B, 1, H, W) maps in [0, 1] against soft labels (binarised at 0.5 for S)."""
-    from ..metrics import s_measure  # the project's one S-measure
+    """Mean S-measure and MAE (the project's metrics, as the paper scores) of (B, 1, H, W) maps.
 
-    mae = (pred - gt).abs().flatten(1).mean(1)
-    s = [s_measure(p[0].numpy(), g[0].numpy() > 0.5) for p, g in zip(pred, gt)]
-    return {"mae": float(mae.mean()), "s_measure": float(sum(s) / len(s))}
+    Labels count as foreground above 128/255, as a mask PNG would.
+    """
+    from .. import metrics
+
+    pairs = [(p[0].clamp(0, 1).numpy(), g[0].numpy() > 128 / 255) for p, g in zip(pred, gt)]
+    return {
+        "s_measure": sum(metrics.s_measure(p, g) for p, g in pairs) / len(pairs),
+        "mae": sum(metrics.mae(p, g) for p, g in pairs) / len(pairs),
+    }
 
 
 class _Pyramid(nn.Module):
