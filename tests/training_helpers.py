@@ -72,3 +72,20 @@ def write_pairs(folder: Path, n: int, photos, size: int, seed: int, **kwargs) ->
         image.save(folder / "images" / f"{i:04d}.png")
         mask.save(folder / "masks" / f"{i:04d}.png")
     return folder
+
+
+def one_thread():
+    """Context for CPU training tests: one intra-op thread (the 2-core CI shares its cores with
+    pytest's own work; more threads only add contention for these small tensors)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    return ctx()

@@ -343,7 +343,7 @@ class Trainer:
                 with sync:
                     loss = self._loss(net, x, y, guard_x) / cfg.accumulate
                     (scaler.scale(loss) if scaler is not None else loss).backward()
-                running += float(loss)
+                running += float(loss.detach())
                 if not last:
                     continue
                 if scaler is not None:
