@@ -19,16 +19,15 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         x32 = x.float()
-        count = torch.tensor([x.numel() / x.shape[1]], device=x.device)
-        sums = torch.cat([x32.sum(dim=(0, 2, 3)), (x32 * x32).sum(dim=(0, 2, 3)), count])
-        sums = all_reduce(sums)
         c = x.shape[1]
+        count = torch.tensor([x.numel() / c], device=x.device)
+        # Two passes (mean, then squared deviations), as a single BatchNorm computes them:
+        # E[x²] − E[x]² loses most digits when the mean is large against the spread.
+        sums = _all_reduce(torch.cat([x32.sum(dim=(0, 2, 3)), count]))
         n = sums[-1]
         mean = sums[:c] / n
-        var = sums[c : 2 * c] / n - mean * mean
+        var = _all_reduce((x32 - mean.view(1, c, 1, 1)).square().sum(dim=(0, 2, 3))) / n
         with torch.no_grad():
             self.num_batches_tracked += 1
             m = self.momentum
@@ -36,6 +35,17 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
             self.running_var.mul_(1 - m).add_(var.detach() * n / (n - 1), alpha=m)
         y = (x32 - mean.view(1, c, 1, 1)) * torch.rsqrt(var.view(1, c, 1, 1) + self.eps)
         return (y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)).to(x.dtype)
+
+
+def _all_reduce(t: torch.Tensor) -> torch.Tensor:
+    """Sum over processes, differentiable (its backward sums the gradients likewise)."""
+    import warnings
+
+    from torch.distributed.nn.functional import all_reduce
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated name, same autograd-aware op
+        return all_reduce(t)
 
 
 def convert_batchnorm(module: nn.Module) -> nn.Module:
