@@ -121,3 +121,19 @@ def test_a_levels_loss_trains_its_own_laplacian_head_and_the_features_only():
     assert mid["head1"] > 0 and mid["head2"] == 0 and mid["head0"] == 0
     coarse = _grads_of(0)  # loss on d3: only the decoder and the backbone
     assert coarse["decoder"] > 0 and coarse["head2"] == 0 and coarse["head1"] == 0 and coarse["head0"] == 0
+
+
+def test_gradient_checkpointing_changes_no_gradient():
+    x = torch.randn(2, 3, 64, 64)
+    y = torch.rand(2, 1, 64, 64)
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_model(seed=2).train()
+        model.backbone.set_drop_path(0.2)  # recomputation must redraw the same stochastic depth
+        model.set_grad_checkpointing(checkpointing)
+        torch.manual_seed(5)
+        pyramid_loss(model.pyramid(x)[0], y).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)

@@ -24,11 +24,19 @@ def load_start(
 
         size = base_size if base_size is not None else 384
         return InSPyReNet(backbone=init[len(FRESH_PREFIX) :], base_size=size).to(device), False
-    from .. import model_source
+    from ..modeling.inspyrenet import InSPyReNet
 
-    if Path(init).is_file():
-        return model_source.load_file(init, base_size=base_size, device=device), True
-    return model_source.load(init, base_size=base_size, device=device).model, True
+    overrides = {"base_size": base_size} if base_size is not None else {}
+    path = Path(init)
+    if path.is_dir() or (init.count("/") == 1 and not path.exists()):  # save_pretrained folder or Hub repo
+        return InSPyReNet.from_pretrained(init, **overrides).to(device), True
+    from ..checkpoint import load_checkpoint
+    from ..modeling.build import load_model
+    from ..weights import resolve_checkpoint
+
+    if path.is_file():  # a checkpoint in the authors' layout (SwinB; give the base size if not 384)
+        return load_model("swinb", load_checkpoint(path), device, **overrides), True
+    return load_model(init, load_checkpoint(resolve_checkpoint(init)), device, **overrides), True
 
 
 def export_model(model: Any, folder: str | os.PathLike[str], config: dict[str, Any] | None = None) -> None:
