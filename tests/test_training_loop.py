@@ -33,9 +33,8 @@ def small_data(tmp_path_factory, images_dir: Path) -> Path:
 
 def _trainer(data: Path, out: Path, **overrides) -> Trainer:
     samples, _ = find_samples(data)
-    config = TrainConfig(
-        epochs=2, batch_size=2, size=64, lr=1e-3, warmup=3, checkpoint_every=2, metric="mae", **overrides
-    )
+    settings = dict(epochs=2, batch_size=2, size=64, lr=1e-3, warmup=3, checkpoint_every=2, metric="mae")
+    config = TrainConfig(**{**settings, **overrides})
     val = PairDataset(samples[:2], 64, augment=False)
     return Trainer(tiny_model(seed=3), PairDataset(samples, 64, seed=5), out, config, val_set=val, guard=True)
 
@@ -140,3 +139,22 @@ def test_rgba_cutouts_train_on_their_alpha(tmp_path):
     assert [s.image.name for s in samples] == ["a.png"] and [b.path.name for b in bad] == ["no_alpha.jpg"]
     _, y = PairDataset(samples, 64, augment=False)[0]
     np.testing.assert_allclose(y[0].numpy(), alpha / 255.0, atol=1e-6)
+
+
+def test_bf16_autocast_trains_and_fp16_needs_cuda(small_data, tmp_path):
+    trainer = _trainer(small_data, tmp_path / "bf16", precision="bf16", max_steps=2)
+    start = trainer.model.attention0.conv_out4.conv.weight.detach().clone()
+    trainer.fit()
+    weight = trainer.model.attention0.conv_out4.conv.weight
+    assert weight.dtype == torch.float32 and torch.isfinite(weight).all() and not torch.equal(weight, start)
+    with pytest.raises(ValueError, match="CUDA"):
+        TrainConfig(precision="fp16", device="cpu").check()
+
+
+def test_frozen_backbone_stays_put_and_accumulation_counts_steps(small_data, tmp_path):
+    trainer = _trainer(small_data, tmp_path, freeze_backbone=True, accumulate=2, epochs=1)
+    before = {k: v.clone() for k, v in trainer.model.backbone.state_dict().items()}
+    result = trainer.fit()
+    assert result.step == 2  # 8 samples / (batch 2 x 2 accumulated)
+    for key, value in trainer.model.backbone.state_dict().items():
+        assert torch.equal(value, before[key]), key
