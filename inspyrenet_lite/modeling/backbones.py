@@ -150,8 +150,15 @@ class _PadFirstSwinBlock(SwinTransformerBlock):
         return windows.reshape(-1, c).index_select(0, scatter).view(b, h, w, c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # timm's block (no drop path at inference) with the residual sums in place.
         b, h, w, c = x.shape
+        if self.training and torch.is_grad_enabled():
+            # timm's block as written, with stochastic depth (TRAINING.md 1: active in
+            # training); no in-place sums, so autograd keeps what it needs.
+            x = x + self.drop_path1(self._attn(self.norm1(x)))
+            x = x.reshape(b, -1, c)
+            x = x + self.drop_path2(self.mlp(self.norm2(x)))
+            return x.reshape(b, h, w, c)
+        # timm's block (no drop path at inference) with the residual sums in place.
         x = _add(self._attn(self.norm1(x)), x).reshape(b, -1, c)
         return _add(self.mlp(self.norm2(x)), x).reshape(b, h, w, c)
 
@@ -192,6 +199,24 @@ class SwinBackbone(nn.Module):
         for i, width in enumerate(widths):
             self.add_module(f"norm{i}", nn.LayerNorm(width))
         self.out_channels = [embed_dim] + widths
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint every Swin block in training (timm's per-stage flag); off by default."""
+        for stage in self.layers:
+            stage.grad_checkpointing = enable
+
+    def set_drop_path(self, rate: float) -> None:
+        """Stochastic depth rising linearly from 0 to ``rate`` over the blocks (timm's rule).
+
+        Only active in training mode; the authors train SwinB with 0.2.
+        """
+        from timm.layers import DropPath
+
+        blocks = [block for stage in self.layers for block in stage.blocks]
+        for i, block in enumerate(blocks):
+            p = rate * i / max(len(blocks) - 1, 1)
+            block.drop_path1 = DropPath(p) if p > 0 else nn.Identity()
+            block.drop_path2 = DropPath(p) if p > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.patch_embed(x)  # (B, H/4, W/4, C)

@@ -1,0 +1,72 @@
+"""``inspyrenet-lite train`` end to end on a reduced model, and the full-size SwinB smoke run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from inspyrenet_lite import InSPyReNet
+from inspyrenet_lite.cli import main
+from training_helpers import one_thread, photo_crops, tiny_model, write_pairs
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
+
+
+def test_train_command_from_a_saved_reduced_model_to_a_loadable_best_model(tmp_path, images_dir):
+    data = write_pairs(tmp_path / "data", 10, photo_crops(images_dir), 64, seed=0)
+    start = tmp_path / "start"
+    tiny_model(seed=0).save_pretrained(start)
+    out = tmp_path / "out"
+    code = main(["train", "--data", str(data), "--init", str(start), "--epochs", "2", "--batch-size", "2",
+                 "--lr", "1e-3", "--val-fraction", "0.2", "-o", str(out), "-q"])
+    assert code == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if "val_s_measure" in r]
+    assert len(epochs) == 2 and all("agreement" in r for r in epochs)  # guard on: trained weights given
+    best = InSPyReNet.from_pretrained(out)
+    assert best.base_size == (64, 64)
+    best_epoch = max(epochs, key=lambda r: r["val_s_measure"])["epoch"]
+    state = torch.load(out / "checkpoints" / f"epoch{best_epoch:03d}.pt", weights_only=False)["model"]
+    for key, value in best.state_dict().items():
+        torch.testing.assert_close(value, state[key], msg=key)  # the best epoch's weights were exported
+    from inspyrenet_lite.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "model.pth").keys() == load_checkpoint(out / "model.safetensors").keys()
+
+
+def test_train_command_refuses_a_broken_resume_file_with_exit_status_2(tmp_path, images_dir, capsys):
+    data = write_pairs(tmp_path / "data", 4, photo_crops(images_dir), 64, seed=0)
+    start = tmp_path / "start"
+    tiny_model().save_pretrained(start)
+    broken = tmp_path / "last.pt"
+    broken.write_bytes(b"PK\x03\x04 half a zip")
+    code = main(["train", "--data", str(data), "--init", str(start), "--resume", str(broken),
+                 "--batch-size", "2", "-o", str(tmp_path / "out"), "-q"])
+    assert code == 2
+    assert "corrupted or half-written" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_full_size_swinb_takes_two_optimiser_steps_at_384_on_the_cpu(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from inspyrenet_lite.modeling.build import build_model
+    from inspyrenet_lite.training import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    model = build_model("fast")
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(2, 3, 384, 384, generator=g), torch.rand(2, 1, 384, 384, generator=g))
+    before = model.attention0.conv_out4.conv.weight.detach().clone()
+    config = TrainConfig(epochs=1, batch_size=1, size=384, lr=1e-5, warmup=0)
+    result = Trainer(model, data, tmp_path, config).fit()
+    assert result.step == 2 and result.epoch == 1
+    assert torch.isfinite(model.attention0.conv_out4.conv.weight).all()
+    assert not torch.equal(model.attention0.conv_out4.conv.weight, before)

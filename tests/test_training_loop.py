@@ -1,0 +1,160 @@
+"""The training loop: resume equals an uninterrupted run, broken checkpoints are refused, data handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inspyrenet_lite.training import (
+    CheckpointError,
+    PairDataset,
+    TrainConfig,
+    Trainer,
+    find_samples,
+    lr_at,
+)
+from training_helpers import one_thread, photo_crops, tiny_model, write_pairs
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory, images_dir: Path) -> Path:
+    return write_pairs(tmp_path_factory.mktemp("pairs"), 8, photo_crops(images_dir), 64, seed=0)
+
+
+def _trainer(data: Path, out: Path, **overrides) -> Trainer:
+    samples, _ = find_samples(data)
+    settings = dict(epochs=2, batch_size=2, size=64, lr=1e-3, warmup=3, checkpoint_every=2, metric="mae")
+    config = TrainConfig(**{**settings, **overrides})
+    val = PairDataset(samples[:2], 64, augment=False)
+    return Trainer(tiny_model(seed=3), PairDataset(samples, 64, seed=5), out, config, val_set=val, guard=True)
+
+
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(small_data, tmp_path):
+    """Stochastic depth, augmentation, shuffling and the guard all draw the same numbers after a
+    resume (RNG states are restored; augmentation is seeded per sample and epoch), and the CPU
+    kernels are deterministic on one thread: the weights are bitwise equal."""
+    whole = _trainer(small_data, tmp_path / "whole")
+    whole.fit()
+    cut = _trainer(small_data, tmp_path / "cut", max_steps=3)  # stops mid-epoch 1 (4 steps an epoch)
+    assert cut.fit().interrupted
+    resumed = _trainer(small_data, tmp_path / "cut")
+    result = resumed.fit(resume=tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert result.step == 8 and result.epoch == 2
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # The run did move the weights, so the equality says something.
+    start = tiny_model(seed=3).state_dict()
+    assert not torch.equal(a["attention0.conv_out4.conv.weight"], start["attention0.conv_out4.conv.weight"])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "weights"])
+def test_a_broken_checkpoint_is_refused_on_resume_with_a_clear_error(small_data, tmp_path, damage):
+    path = tmp_path / "last.pt"
+    if damage == "weights":  # a model file, not a training state
+        torch.save(tiny_model().state_dict(), path)
+        message = "not an inspyrenet-lite training checkpoint"
+    else:
+        _trainer(small_data, tmp_path / "run", max_steps=1).fit()
+        data = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+        path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" * 100)
+        message = "corrupted or half-written"
+    trainer = _trainer(small_data, tmp_path / "again")
+    with pytest.raises(CheckpointError, match=message):
+        trainer.fit(resume=path)
+
+
+def test_checkpoints_leave_no_temporary_files_and_the_log_has_every_epoch(small_data, tmp_path):
+    _trainer(small_data, tmp_path).fit()
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["epoch001.pt", "epoch002.pt", "last.pt"]
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if "val_mae" in r]
+    assert [r["epoch"] for r in epochs] == [1, 2] and all("agreement" in r for r in epochs)
+    assert all(r["lr"] > 0 and r["loss"] > 0 for r in records if "loss" in r)
+
+
+def test_schedule_is_poly_with_warm_up_from_a_tenth():
+    base, max_it, warmup = 1e-4, 1000, 100
+    assert lr_at(0, base, max_it, warmup) == pytest.approx(1e-5)
+    assert lr_at(50, base, max_it, warmup) == pytest.approx(base * (0.1 + 0.9 * 0.5))
+    assert lr_at(500, base, max_it, warmup) == pytest.approx((base - 1e-7) * 0.5**0.9 + 1e-7)
+    assert lr_at(1000, base, max_it, warmup) == pytest.approx(1e-7)
+    # Late in a short run the poly decay is below the warm-up line: the smaller wins.
+    assert lr_at(99, base, 100, 12000) == pytest.approx((base - 1e-7) * 0.01**0.9 + 1e-7)
+
+
+def test_optimizer_gives_the_backbone_a_tenth_of_the_rate(tmp_path, small_data):
+    from inspyrenet_lite.training import build_optimizer
+
+    model = tiny_model()
+    opt = build_optimizer(model, 1e-4, 1e-5)
+    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert lrs == {"decoder": 1e-4, "backbone": 1e-5}
+    backbone = {id(p) for p in model.backbone.parameters()}
+    assert {id(p) for p in opt.param_groups[1]["params"]} == backbone
+    assert all(g["weight_decay"] == 0 for g in opt.param_groups)
+
+
+def test_bad_pairs_are_listed_and_skipped_labels_stay_soft(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "images" / "good.jpg")
+    soft = np.tile(np.arange(40, dtype=np.uint8) * 6, (30, 1))  # a ramp 0..234
+    Image.fromarray(soft).save(tmp_path / "masks" / "good.png")
+    Image.new("RGB", (40, 30)).save(tmp_path / "images" / "lonely.jpg")
+    Image.new("RGB", (40, 30)).save(tmp_path / "images" / "wrong.png")
+    Image.new("L", (41, 30)).save(tmp_path / "masks" / "wrong.png")
+    (tmp_path / "images" / "broken.png").write_bytes(b"not an image")
+    Image.new("L", (40, 30)).save(tmp_path / "masks" / "broken.png")
+    samples, bad = find_samples(tmp_path)
+    assert [s.image.name for s in samples] == ["good.jpg"]
+    reasons = {b.path.name: b.reason for b in bad}
+    assert set(reasons) == {"lonely.jpg", "wrong.png", "broken.png"}
+    assert "no mask" in reasons["lonely.jpg"] and "41x30" in reasons["wrong.png"] and "unreadable" in reasons["broken.png"]
+    _, y = PairDataset(samples, 64, augment=False)[0]
+    values = torch.unique(y)
+    assert len(values) > 20 and 0 < float(values[len(values) // 2]) < 1  # soft, not binarised
+
+
+def test_rgba_cutouts_train_on_their_alpha(tmp_path):
+    alpha = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (64, 1))
+    rgba = np.dstack([np.full((64, 64, 3), 90, np.uint8), alpha])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    Image.new("RGB", (64, 64)).save(tmp_path / "no_alpha.jpg")
+    samples, bad = find_samples(tmp_path)
+    assert [s.image.name for s in samples] == ["a.png"] and [b.path.name for b in bad] == ["no_alpha.jpg"]
+    _, y = PairDataset(samples, 64, augment=False)[0]
+    np.testing.assert_allclose(y[0].numpy(), alpha / 255.0, atol=1e-6)
+
+
+def test_bf16_autocast_trains_and_fp16_needs_cuda(small_data, tmp_path):
+    trainer = _trainer(small_data, tmp_path / "bf16", precision="bf16", max_steps=2)
+    start = trainer.model.attention0.conv_out4.conv.weight.detach().clone()
+    trainer.fit()
+    weight = trainer.model.attention0.conv_out4.conv.weight
+    assert weight.dtype == torch.float32 and torch.isfinite(weight).all() and not torch.equal(weight, start)
+    with pytest.raises(ValueError, match="CUDA"):
+        TrainConfig(precision="fp16", device="cpu").check()
+
+
+def test_frozen_backbone_stays_put_and_accumulation_counts_steps(small_data, tmp_path):
+    trainer = _trainer(small_data, tmp_path, freeze_backbone=True, accumulate=2, epochs=1)
+    before = {k: v.clone() for k, v in trainer.model.backbone.state_dict().items()}
+    result = trainer.fit()
+    assert result.step == 2  # 8 samples / (batch 2 x 2 accumulated)
+    for key, value in trainer.model.backbone.state_dict().items():
+        assert torch.equal(value, before[key]), key
