@@ -15,6 +15,8 @@ import torch
 from timm.models.swin_transformer import SwinTransformerBlock, WindowAttention
 from torch import nn
 
+from .layers import is_tracing
+
 
 def _add(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """fresh + other, written into ``fresh`` (a temporary) when that keeps the result's dtype.
@@ -43,7 +45,7 @@ def _plain_tensors() -> contextlib.AbstractContextManager:
 def _relative_position_bias(attn: WindowAttention) -> torch.Tensor:
     """timm's bias gather, kept between calls while the table is unchanged and no gradient is wanted."""
     table = attn.relative_position_bias_table
-    if torch.is_grad_enabled() or table.is_inference():  # inference tensors have no version counter
+    if torch.is_grad_enabled() or is_tracing() or table.is_inference():  # inference tensors have no version counter
         return attn._get_rel_pos_bias()
     key = (table.data_ptr(), table._version, table.device)
     cached = attn.__dict__.get("_bias_cache")
@@ -87,6 +89,8 @@ class _PadFirstSwinBlock(SwinTransformerBlock):
     """
 
     def _cached(self, key: tuple, build: Any) -> Any:
+        if is_tracing():  # a traced graph computes its own constants
+            return build()
         cache: dict = self.__dict__.setdefault("_size_cache", {})
         value = cache.get(key)
         if value is None:
@@ -105,26 +109,30 @@ class _PadFirstSwinBlock(SwinTransformerBlock):
         """(gather, padding, scatter) row indices for a (b, h, w, C) map flattened to rows.
 
         gather: for each row of the windowed, padded, shifted layout, its source row
-        (padding rows point anywhere and are zeroed afterwards); padding: those rows,
-        or None; scatter: for each source row, where it sits in the windowed layout.
+        (padding rows point anywhere and are zeroed afterwards); padding: a (rows, 1)
+        mask of those rows, or None; scatter: for each source row, where it sits in
+        the windowed layout. Closed-form index arithmetic only (no boolean indexing),
+        so the same code traces to a graph of static shapes.
         """
         wh, ww = self.window_size
+        sh, sw = self.shift_size
         hp, wp = h + (-h) % wh, w + (-w) % ww
         # torch.roll(x, -s)[i] == x[(i + s) % n]
-        rows = (torch.arange(hp) + self.shift_size[0]) % hp
-        cols = (torch.arange(wp) + self.shift_size[1]) % wp
+        rows = (torch.arange(hp) + sh) % hp
+        cols = (torch.arange(wp) + sw) % wp
         rows = rows.view(hp // wh, 1, wh, 1).expand(hp // wh, wp // ww, wh, ww).reshape(-1)
         cols = cols.view(1, wp // ww, 1, ww).expand(hp // wh, wp // ww, wh, ww).reshape(-1)
         inside = (rows < h) & (cols < w)
         source = torch.where(inside, rows * w + cols, 0)
-        offsets = torch.arange(b).view(b, 1)
-        gather = (source.view(1, -1) + offsets * (h * w)).reshape(-1)
+        gather = (source.view(1, -1) + torch.arange(b).view(b, 1) * (h * w)).reshape(-1)
         padding = None
-        if not bool(inside.all()):
-            padding = (torch.nonzero(~inside).view(1, -1) + offsets * (hp * wp)).reshape(-1)
-        scatter = torch.empty(h * w, dtype=torch.long)
-        scatter[source[inside]] = torch.nonzero(inside).view(-1)
-        scatter = (scatter.view(1, -1) + offsets * (hp * wp)).reshape(-1)
+        if hp != h or wp != w:  # some windows hold padding rows
+            padding = (~inside).view(1, -1, 1).expand(b, -1, 1).reshape(-1, 1)
+        # Source (i, j) sits at padded, shifted position ((i - sh) % hp, (j - sw) % wp).
+        i = ((torch.arange(h) - sh) % hp).view(h, 1)
+        j = ((torch.arange(w) - sw) % wp).view(1, w)
+        position = ((i // wh) * (wp // ww) + j // ww) * (wh * ww) + (i % wh) * ww + j % ww
+        scatter = (position.view(1, -1) + torch.arange(b).view(b, 1) * (hp * wp)).reshape(-1)
         return (
             gather.to(device),
             None if padding is None else padding.to(device),
@@ -140,7 +148,7 @@ class _PadFirstSwinBlock(SwinTransformerBlock):
         )
         windows = x.reshape(b * h * w, c).index_select(0, gather)
         if padding is not None:
-            windows.index_fill_(0, padding, 0)
+            windows.masked_fill_(padding, 0)
         mask = None
         if any(self.shift_size):
             mask = self._cached(
