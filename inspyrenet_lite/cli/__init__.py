@@ -23,6 +23,7 @@ __all__ = ["main", "build_parser", "collect_jobs", "SUBCOMMANDS"]
 SUBCOMMANDS: dict[str, str] = {
     "eval": "eval",
     "models": "models",
+    "export": "export",
 }
 
 
