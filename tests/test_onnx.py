@@ -159,7 +159,7 @@ def test_passes_onnx_does_not_cover_run_in_pytorch_and_say_why_once(
         assert torch.equal(blended, model.predict(io["input.hr"], x_lr=io["input.lr"], hr_blend=1.0))
         other = backend.predict(io["input.nonsquare"])  # not the base size: dynamic resizing
         assert torch.equal(other, model.predict(io["input.nonsquare"]))
-    reasons = [r.getMessage() for r in caplog.records]
+    reasons = [r.getMessage() for r in caplog.records if r.name.startswith("inspyrenet_lite.backends")]
     assert len(reasons) == 2 and "pyramid blending" in reasons[0] and "320x480" in reasons[1]
     assert backend._sessions == {}  # nothing was exported for them
 
@@ -173,7 +173,7 @@ def test_auto_without_onnxruntime_uses_torch_with_one_log_line(
     caplog.set_level(logging.INFO, logger="inspyrenet_lite.backends")
     remover = Remover(mode="fast", device="cpu", ckpt=random_checkpoint, backend="auto")
     assert isinstance(remover.backend, TorchBackend)
-    lines = [r.getMessage() for r in caplog.records]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("inspyrenet_lite.backends")]
     assert len(lines) == 1 and "onnxruntime is not installed" in lines[0] and "[onnx]" in lines[0]
     with pytest.raises(ValueError, match=r"inspyrenet-lite\[onnx\]"):
         create_backend("onnxruntime", remover.model, device=torch.device("cpu"), precision="fp32",
@@ -197,3 +197,18 @@ def test_full_size_fast_model_in_onnxruntime_gives_pytorch_maps_on_photos(
         assert np.abs(ours - expected).max() <= MAP_ATOL
         grey = np.asarray(remover.process(photo, type="map"), dtype=np.int16)
         assert np.abs(np.asarray(got, dtype=np.int16) - grey).max() <= 1
+
+
+@torch.inference_mode()
+def test_onednn_linear_is_as_close_to_float64_as_the_blas_path():
+    from inspyrenet_lite.modeling import backbones
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(512, 1536)
+    x = torch.randn(4, 576, 512)
+    assert backbones._onednn_linear_applies(layer, x) == torch.backends.mkldnn.is_available()
+    exact = torch.nn.functional.linear(x.double(), layer.weight.double(), layer.bias.double())
+    blas_error = (layer(x).double() - exact).abs().max()
+    ours = backbones._linear(layer, x)
+    assert ours.shape == (4, 576, 1536)
+    assert (ours.double() - exact).abs().max() <= 4 * blas_error + 1e-6

@@ -141,7 +141,7 @@ def export_onnx(
     """
     size = (int(size[0]), int(size[1])) if size is not None else tuple(model.base_size)
     model.eval()
-    example = probe_input(size, batch=1)
+    example = probe_input(size, batch=2)  # not 1: torch.export specialises size-1 axes
     model.check_input(example)
     wrapper = _PredictGraph(model).eval()
 

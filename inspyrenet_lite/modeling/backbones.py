@@ -7,6 +7,7 @@ published checkpoints expect and which timm settings reproduce it.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,36 @@ def _add(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     if fresh.dtype == torch.result_type(fresh, other):
         return fresh.add_(other)
     return fresh + other
+
+
+def _onednn_linear_applies(layer: nn.Linear, x: torch.Tensor) -> bool:
+    """oneDNN for float32 Linear layers in eager CPU inference (not while tracing or training).
+
+    PyTorch's float32 matrix products go through MKL, which is slow on AMD CPUs;
+    oneDNN's kernels gave about 1.6-2x on the Swin blocks' Linear shapes there
+    (see README), with results within float32 rounding of the BLAS path.
+    """
+    return (
+        _ONEDNN_LINEAR
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and layer.weight.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and not is_tracing()
+    )
+
+
+def _linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)``, through oneDNN where :func:`_onednn_linear_applies`."""
+    if not _onednn_linear_applies(layer, x):
+        return layer(x)
+    flat = x.reshape(-1, x.shape[-1])
+    out = torch.ops.mkldnn._linear_pointwise(flat, layer.weight, layer.bias, "none", [], "")
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
+_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and os.environ.get("INSPYRENET_LITE_ONEDNN_LINEAR", "1") != "0"
 
 
 def _plain_tensors() -> contextlib.AbstractContextManager:
@@ -65,7 +96,7 @@ def _window_attention(attn: WindowAttention, x: torch.Tensor, mask: torch.Tensor
     """
     b, n, c = x.shape
     heads = attn.num_heads
-    q, k, v = attn.qkv(x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+    q, k, v = _linear(attn.qkv, x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
     scores = (q * attn.scale) @ k.transpose(-2, -1)
     scores = _add(scores, _relative_position_bias(attn))
     if mask is not None:
@@ -73,7 +104,7 @@ def _window_attention(attn: WindowAttention, x: torch.Tensor, mask: torch.Tensor
         grouped = scores.view(-1, windows, heads, n, n)
         scores = _add(grouped, mask.unsqueeze(1).unsqueeze(0)).view(-1, heads, n, n)
     out = attn.softmax(scores) @ v
-    return attn.proj(out.transpose(1, 2).reshape(b, n, -1))
+    return _linear(attn.proj, out.transpose(1, 2).reshape(b, n, -1))
 
 
 class _PadFirstSwinBlock(SwinTransformerBlock):
@@ -161,7 +192,14 @@ class _PadFirstSwinBlock(SwinTransformerBlock):
         # timm's block (no drop path at inference) with the residual sums in place.
         b, h, w, c = x.shape
         x = _add(self._attn(self.norm1(x)), x).reshape(b, -1, c)
-        return _add(self.mlp(self.norm2(x)), x).reshape(b, h, w, c)
+        return _add(self._mlp(self.norm2(x)), x).reshape(b, h, w, c)
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        # timm's Mlp at inference (its dropouts are identities then) with oneDNN Linear layers.
+        mlp = self.mlp
+        if mlp.training:
+            return mlp(x)
+        return _linear(mlp.fc2, mlp.norm(mlp.act(_linear(mlp.fc1, x))))
 
 
 class SwinBackbone(nn.Module):
