@@ -60,7 +60,7 @@ def create_backend(
     *,
     device: torch.device,
     precision: str,
-    checkpoint_path: Path,
+    checkpoint_path: Path | None,
 ) -> Backend:
     """The backend ``name`` ('torch', 'onnxruntime' or 'auto') for a loaded model.
 
@@ -76,6 +76,8 @@ def create_backend(
         reason = f"the ONNX Runtime backend runs on the CPU, not on {device.type}"
     elif precision != "fp32":
         reason = f"the ONNX Runtime backend runs in fp32, not {precision}"
+    elif checkpoint_path is None:
+        reason = "the model has no checkpoint file to key the ONNX graph cache on"
     else:
         reason = onnxruntime_missing()
     if reason is not None:
