@@ -193,4 +193,28 @@ class LiteAdapter(Adapter):
         return [_grey(out) for out in self.remover.process(list(images), type="map", batch_size=batch_size)]
 
 
-ADAPTERS: dict[str, type[Adapter]] = {"tb": ReferenceAdapter, "lite": LiteAdapter}
+class LiteOrtAdapter(LiteAdapter):
+    """inspyrenet-lite on its ONNX Runtime backend (graph exported once, cached beside the checkpoint)."""
+
+    label = "inspyrenet-lite (ORT)"
+
+    def import_libraries(self) -> None:
+        super().import_libraries()
+        import onnxruntime  # noqa: F401
+
+        import inspyrenet_lite.backends.ort  # noqa: F401
+
+    def load(self, mode: str, ckpt: Path, device: str, precision: str) -> None:
+        from inspyrenet_lite import Remover
+
+        if device != "cpu" or precision != "fp32":
+            raise NotAvailable("the ONNX Runtime backend is CPU float32 only")
+        self.device, self.mode, self.precision = device, mode, precision
+        self.remover = Remover(mode="fast" if mode == "pb" else mode, ckpt=str(ckpt), device=device, backend="onnxruntime")
+        self.model = self.remover.model
+        self._process_params = inspect.signature(self.remover.process).parameters
+        # Export (or open the cached graph) now, so that latency is inference only.
+        self.remover.backend.session(self.remover.base_size)
+
+
+ADAPTERS: dict[str, type[Adapter]] = {"tb": ReferenceAdapter, "lite": LiteAdapter, "ort": LiteOrtAdapter}

@@ -109,6 +109,10 @@ class Remover:
         hr_blend: default pyramid-blending strength of ``process``/``predict``;
             ``None``: the model's default (the authors' setting).
         base_size: (H, W) of a ``ckpt`` that does not say it.
+        backend: ``"torch"``, ``"onnxruntime"`` (CPU, fp32: the network exported
+            to ONNX on first use, verified and cached beside the weights; about
+            twice as fast) or ``"auto"`` (onnxruntime when it applies and is
+            installed). See :mod:`inspyrenet_lite.backends`.
 
     Each registry model brings the authors' inference defaults (resize,
     pyramid blending); arguments given here or to ``process`` override them.
@@ -129,6 +133,7 @@ class Remover:
         mode: str | None = None,
         hr_blend: float | None = None,
         base_size: tuple[int, int] | int | None = None,
+        backend: Literal["torch", "onnxruntime", "auto"] = "torch",
     ) -> None:
         from . import model_source
 
@@ -173,6 +178,11 @@ class Remover:
         model = loaded.model
         self.model = model.eval()
         self.base_size: tuple[int, int] = tuple(model.base_size)  # (H, W)
+        from .backends import create_backend
+
+        self.backend = create_backend(
+            backend, self.model, device=self.device, precision=precision, checkpoint_path=self.checkpoint_path
+        )
         self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
         logger.info("Remover ready: model=%s device=%s source=%s", name, self.device, loaded.source)
@@ -180,7 +190,7 @@ class Remover:
     def __repr__(self) -> str:
         return (
             f"Remover(model={self.mode!r}, device={str(self.device)!r}, resize={self.resize!r}, "
-            f"precision={self.precision!r})"
+            f"precision={self.precision!r}, backend={self.backend.name!r})"
         )
 
     # ----------------------------------------------------------------- public
@@ -362,10 +372,7 @@ class Remover:
             if lr_size is not None:
                 x_lr = torch.stack([self._to_tensor(item.rgb, lr_size) for item in batch]).to(self.device)
             with torch.inference_mode(), self._autocast():
-                if x_lr is None:
-                    pred = self.model.predict(x)
-                else:
-                    pred = self.model.predict(x, x_lr=x_lr, hr_blend=hr_blend)
+                pred = self.backend.predict(x, x_lr=x_lr, hr_blend=hr_blend)
                 pred = pred.float()
                 if not bool(torch.isfinite(pred).all()):
                     raise RuntimeError(

@@ -24,7 +24,7 @@ def test_windows_are_padded_rolled_and_partitioned(shifted, size):
     gather, padding, scatter = block._window_indices(b, h, w, x.device)
     windows = x.reshape(-1, c).index_select(0, gather)
     if padding is not None:
-        windows.index_fill_(0, padding, 0)
+        windows.masked_fill_(padding, 0)
 
     # The reference order of operations: zero-pad bottom/right, roll by -shift, partition.
     ws = block.window_size

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "eval": "eval",
     "models": "models",
     "train": "train",
+    "export": "export",
 }
 
 

@@ -151,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="inference precision")
     parser.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime", "auto"),
+        default="torch",
+        help="torch, or onnxruntime (CPU fp32, about 2x faster; exported once, needs the [onnx] extra), "
+        "or auto (onnxruntime when it applies)",
+    )
+    parser.add_argument(
         "--ckpt", default=None, metavar="PATH", help="local checkpoint (.pth or .safetensors) instead of the download"
     )
     parser.add_argument("--format", choices=sorted(FORMATS), default="png", help="output format (default png)")
@@ -342,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             resize=args.resize,
             precision=args.precision,
             max_pixels=max_pixels,
+            backend=args.backend,
         )
     except (RuntimeError, ValueError, OSError) as exc:
         print(f"inspyrenet-lite: cannot load the model: {exc}", file=sys.stderr)

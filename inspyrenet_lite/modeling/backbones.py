@@ -7,6 +7,7 @@ published checkpoints expect and which timm settings reproduce it.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,8 @@ import timm
 import torch
 from timm.models.swin_transformer import SwinTransformerBlock, WindowAttention
 from torch import nn
+
+from .layers import is_tracing
 
 
 def _add(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
@@ -26,6 +29,37 @@ def _add(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     if fresh.dtype == torch.result_type(fresh, other):
         return fresh.add_(other)
     return fresh + other
+
+
+def _onednn_linear_applies(layer: nn.Linear, x: torch.Tensor) -> bool:
+    """oneDNN for float32 Linear layers in eager CPU inference (not while tracing or training).
+
+    PyTorch's float32 matrix products go through MKL, which is slow on AMD CPUs;
+    oneDNN's kernels gave about 1.6-2x on the Swin blocks' Linear shapes there
+    (see README), with results within float32 rounding of the BLAS path.
+    """
+    return (
+        _ONEDNN_LINEAR
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and layer.weight.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and not is_tracing()
+    )
+
+
+def _linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)``, through oneDNN where :func:`_onednn_linear_applies`."""
+    if not _onednn_linear_applies(layer, x):
+        return layer(x)
+    flat = x.reshape(-1, x.shape[-1])
+    out = torch.ops.mkldnn._linear_pointwise(flat, layer.weight, layer.bias, "none", [], "")
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
+# Opt-in until the end-to-end gain and the parity suite have been measured with it on.
+_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and os.environ.get("INSPYRENET_LITE_ONEDNN_LINEAR", "0") == "1"
 
 
 def _plain_tensors() -> contextlib.AbstractContextManager:
@@ -43,7 +77,7 @@ def _plain_tensors() -> contextlib.AbstractContextManager:
 def _relative_position_bias(attn: WindowAttention) -> torch.Tensor:
     """timm's bias gather, kept between calls while the table is unchanged and no gradient is wanted."""
     table = attn.relative_position_bias_table
-    if torch.is_grad_enabled() or table.is_inference():  # inference tensors have no version counter
+    if torch.is_grad_enabled() or is_tracing() or table.is_inference():  # inference tensors have no version counter
         return attn._get_rel_pos_bias()
     key = (table.data_ptr(), table._version, table.device)
     cached = attn.__dict__.get("_bias_cache")
@@ -63,7 +97,7 @@ def _window_attention(attn: WindowAttention, x: torch.Tensor, mask: torch.Tensor
     """
     b, n, c = x.shape
     heads = attn.num_heads
-    q, k, v = attn.qkv(x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+    q, k, v = _linear(attn.qkv, x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
     scores = (q * attn.scale) @ k.transpose(-2, -1)
     scores = _add(scores, _relative_position_bias(attn))
     if mask is not None:
@@ -71,7 +105,7 @@ def _window_attention(attn: WindowAttention, x: torch.Tensor, mask: torch.Tensor
         grouped = scores.view(-1, windows, heads, n, n)
         scores = _add(grouped, mask.unsqueeze(1).unsqueeze(0)).view(-1, heads, n, n)
     out = attn.softmax(scores) @ v
-    return attn.proj(out.transpose(1, 2).reshape(b, n, -1))
+    return _linear(attn.proj, out.transpose(1, 2).reshape(b, n, -1))
 
 
 class _PadFirstSwinBlock(SwinTransformerBlock):
@@ -87,6 +121,8 @@ class _PadFirstSwinBlock(SwinTransformerBlock):
     """
 
     def _cached(self, key: tuple, build: Any) -> Any:
+        if is_tracing():  # a traced graph computes its own constants
+            return build()
         cache: dict = self.__dict__.setdefault("_size_cache", {})
         value = cache.get(key)
         if value is None:
@@ -105,26 +141,30 @@ class _PadFirstSwinBlock(SwinTransformerBlock):
         """(gather, padding, scatter) row indices for a (b, h, w, C) map flattened to rows.
 
         gather: for each row of the windowed, padded, shifted layout, its source row
-        (padding rows point anywhere and are zeroed afterwards); padding: those rows,
-        or None; scatter: for each source row, where it sits in the windowed layout.
+        (padding rows point anywhere and are zeroed afterwards); padding: a (rows, 1)
+        mask of those rows, or None; scatter: for each source row, where it sits in
+        the windowed layout. Closed-form index arithmetic only (no boolean indexing),
+        so the same code traces to a graph of static shapes.
         """
         wh, ww = self.window_size
+        sh, sw = self.shift_size
         hp, wp = h + (-h) % wh, w + (-w) % ww
         # torch.roll(x, -s)[i] == x[(i + s) % n]
-        rows = (torch.arange(hp) + self.shift_size[0]) % hp
-        cols = (torch.arange(wp) + self.shift_size[1]) % wp
+        rows = (torch.arange(hp) + sh) % hp
+        cols = (torch.arange(wp) + sw) % wp
         rows = rows.view(hp // wh, 1, wh, 1).expand(hp // wh, wp // ww, wh, ww).reshape(-1)
         cols = cols.view(1, wp // ww, 1, ww).expand(hp // wh, wp // ww, wh, ww).reshape(-1)
         inside = (rows < h) & (cols < w)
         source = torch.where(inside, rows * w + cols, 0)
-        offsets = torch.arange(b).view(b, 1)
-        gather = (source.view(1, -1) + offsets * (h * w)).reshape(-1)
+        gather = (source.view(1, -1) + torch.arange(b).view(b, 1) * (h * w)).reshape(-1)
         padding = None
-        if not bool(inside.all()):
-            padding = (torch.nonzero(~inside).view(1, -1) + offsets * (hp * wp)).reshape(-1)
-        scatter = torch.empty(h * w, dtype=torch.long)
-        scatter[source[inside]] = torch.nonzero(inside).view(-1)
-        scatter = (scatter.view(1, -1) + offsets * (hp * wp)).reshape(-1)
+        if hp != h or wp != w:  # some windows hold padding rows
+            padding = (~inside).view(1, -1, 1).expand(b, -1, 1).reshape(-1, 1)
+        # Source (i, j) sits at padded, shifted position ((i - sh) % hp, (j - sw) % wp).
+        i = ((torch.arange(h) - sh) % hp).view(h, 1)
+        j = ((torch.arange(w) - sw) % wp).view(1, w)
+        position = ((i // wh) * (wp // ww) + j // ww) * (wh * ww) + (i % wh) * ww + j % ww
+        scatter = (position.view(1, -1) + torch.arange(b).view(b, 1) * (hp * wp)).reshape(-1)
         return (
             gather.to(device),
             None if padding is None else padding.to(device),
@@ -140,7 +180,7 @@ class _PadFirstSwinBlock(SwinTransformerBlock):
         )
         windows = x.reshape(b * h * w, c).index_select(0, gather)
         if padding is not None:
-            windows.index_fill_(0, padding, 0)
+            windows.masked_fill_(padding, 0)
         mask = None
         if any(self.shift_size):
             mask = self._cached(
@@ -160,7 +200,14 @@ class _PadFirstSwinBlock(SwinTransformerBlock):
             return x.reshape(b, h, w, c)
         # timm's block (no drop path at inference) with the residual sums in place.
         x = _add(self._attn(self.norm1(x)), x).reshape(b, -1, c)
-        return _add(self.mlp(self.norm2(x)), x).reshape(b, h, w, c)
+        return _add(self._mlp(self.norm2(x)), x).reshape(b, h, w, c)
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        # timm's Mlp at inference (its dropouts are identities then) with oneDNN Linear layers.
+        mlp = self.mlp
+        if mlp.training:
+            return mlp(x)
+        return _linear(mlp.fc2, mlp.norm(mlp.act(_linear(mlp.fc1, x))))
 
 
 class SwinBackbone(nn.Module):

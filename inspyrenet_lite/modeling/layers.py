@@ -14,6 +14,17 @@ def float32_region(like: torch.Tensor) -> torch.autocast:
     return torch.autocast(device_type=like.device.type, enabled=False)
 
 
+def is_tracing() -> bool:
+    """True while torch.export / dynamo, TorchScript tracing or the ONNX exporter records the model.
+
+    Caches and the CPU row bands are eager-only: a traced graph must not hold a
+    cached tensor's ``data_ptr`` or writes into a preallocated output.
+    """
+    return bool(
+        torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    )
+
+
 def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """Bilinear resize (align_corners=False), skipped when x already has that size."""
     if tuple(x.shape[-2:]) == tuple(size):
@@ -126,10 +137,11 @@ _BAND_ELEMENTS = 2**20
 
 
 def _use_bands(module: ConvBN, inputs: tuple[torch.Tensor, ...]) -> bool:
-    """Bands only for inference on the CPU, with the conv's stride 1, on big maps."""
+    """Bands only for eager inference on the CPU, with the conv's stride 1, on big maps."""
     x = inputs[0]
     return (
         x.device.type == "cpu"
+        and not is_tracing()
         and not module.training
         and not torch.is_grad_enabled()
         and module.conv.stride == (1, 1)

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .layers import float32_region
+from .layers import float32_region, is_tracing
 
 # 1-D Gaussian (sigma = 1, 7 taps, normalised); the 2-D kernel is its outer product.
 _GAUSS_1D = (0.00443305, 0.05400558, 0.24203623, 0.39905028, 0.24203623, 0.05400558, 0.00443305)
@@ -25,7 +25,9 @@ def _blur(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Reflect-pad by 3 and convolve every channel with ``scale`` * G."""
     b, c, h, w = x.shape
     dtype = torch.promote_types(x.dtype, torch.float32)  # saliency logits stay float32 under autocast
-    kernel = _gaussian_2d(x.device, dtype)
+    # While tracing, build the kernel afresh: a cached tensor made under the tracer's
+    # fake-tensor mode would poison every later eager call.
+    kernel = _gaussian_2d.__wrapped__(x.device, dtype) if is_tracing() else _gaussian_2d(x.device, dtype)
     if scale != 1.0:
         kernel = kernel * scale
     with float32_region(x):

@@ -1,0 +1,112 @@
+"""Inference backends behind one contract: ``predict(x, x_lr=None, hr_blend=0.0) -> map``.
+
+``x`` is an ImageNet-normalised float32 batch (B, 3, H, W); the result is the
+network's map (B, 1, H, W) in [0, 1], as :meth:`InSPyReNet.predict` returns it.
+
+- ``torch``: the PyTorch model itself (every device, precision and path).
+- ``onnxruntime``: the network exported to ONNX once per model and input size,
+  run by ONNX Runtime on the CPU; passes it does not cover run in PyTorch.
+- ``auto``: ``onnxruntime`` on the CPU in float32 when it is installed, else ``torch``.
+
+Nothing heavy is imported here; onnxruntime and the exporter load on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime", "auto")
+
+
+class Backend(Protocol):
+    name: str
+
+    def predict(self, x: torch.Tensor, x_lr: torch.Tensor | None = None, hr_blend: float = 0.0) -> torch.Tensor:
+        """The map (B, 1, H, W) in [0, 1] for a normalised batch, as ``InSPyReNet.predict``."""
+
+
+class TorchBackend:
+    """The PyTorch model as it is."""
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    def predict(self, x: torch.Tensor, x_lr: torch.Tensor | None = None, hr_blend: float = 0.0) -> torch.Tensor:
+        if x_lr is None:
+            return self.model.predict(x)
+        return self.model.predict(x, x_lr=x_lr, hr_blend=hr_blend)
+
+
+def onnxruntime_missing() -> str | None:
+    """None when onnxruntime imports, else why not (with the extra to install)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        return f"onnxruntime is not installed ({exc}); pip install 'inspyrenet-lite[onnx]'"
+    return None
+
+
+def create_backend(
+    name: str,
+    model: torch.nn.Module,
+    *,
+    device: torch.device,
+    precision: str,
+    checkpoint_path: Path | None,
+) -> Backend:
+    """The backend ``name`` ('torch', 'onnxruntime' or 'auto') for a loaded model.
+
+    Raises ValueError for an unknown name, or for 'onnxruntime' off the CPU, in
+    another precision than fp32, or without onnxruntime installed.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if name == "torch":
+        return TorchBackend(model)
+    reason = None
+    if device.type != "cpu":
+        reason = f"the ONNX Runtime backend runs on the CPU, not on {device.type}"
+    elif precision != "fp32":
+        reason = f"the ONNX Runtime backend runs in fp32, not {precision}"
+    elif checkpoint_path is None:
+        reason = "the model has no checkpoint file to key the ONNX graph cache on"
+    else:
+        reason = onnxruntime_missing()
+    if reason is not None:
+        if name == "onnxruntime":
+            raise ValueError(f"backend='onnxruntime' is not available: {reason}; use backend='torch' or 'auto'")
+        logger.info("backend='auto' uses torch: %s", reason)
+        return TorchBackend(model)
+    from .ort import OrtBackend
+
+    return OrtBackend(model, checkpoint_path, strict=name == "onnxruntime")
+
+
+def __getattr__(name: str):
+    # The export API without importing the exporter at package import.
+    if name in ("export_onnx", "verify_onnx", "OnnxVerificationError", "GRAPH_INPUT", "GRAPH_OUTPUT"):
+        from . import onnx_export
+
+        return getattr(onnx_export, name)
+    raise AttributeError(name)
+
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "TorchBackend",
+    "create_backend",
+    "export_onnx",
+    "verify_onnx",
+    "OnnxVerificationError",
+    "GRAPH_INPUT",
+    "GRAPH_OUTPUT",
+]

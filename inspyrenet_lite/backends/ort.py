@@ -1,0 +1,148 @@
+"""The ONNX Runtime backend: export once per model and size, cache, verify, run."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import __version__
+from .._atomic import atomic_write_text
+from . import TorchBackend
+from .onnx_export import export_onnx, load_session, run_session
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_cache_dir(checkpoint_path: Path) -> Path:
+    """``$INSPYRENET_LITE_ONNX_DIR``, else beside the weights, else ~/.cache/inspyrenet_lite/onnx."""
+    env = os.environ.get("INSPYRENET_LITE_ONNX_DIR")
+    if env:
+        return Path(env)
+    folder = Path(checkpoint_path).parent
+    if os.access(folder, os.W_OK):
+        return folder
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "inspyrenet_lite" / "onnx"
+
+
+class OrtBackend:
+    """Runs the network's base-size pass in ONNX Runtime; other passes in PyTorch.
+
+    The graph for a size is exported on first use, verified against PyTorch and
+    cached as ``<checkpoint>.<sha256[:16]>.<H>x<W>.lite<v>.torch<v>.ort<v>.onnx``
+    with a ``.sha256`` file beside it; a cached graph whose digest does not
+    match, or that ONNX Runtime cannot load, is rebuilt. With ``strict`` an
+    export failure raises, else the backend falls back to PyTorch and logs why.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self, model: nn.Module, checkpoint_path: str | os.PathLike, strict: bool = True, cache_dir: Path | None = None
+    ) -> None:
+        self.model = model
+        self.checkpoint_path = Path(checkpoint_path)
+        self.strict = strict
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(self.checkpoint_path)
+        self._torch = TorchBackend(model)
+        self._sessions: dict[tuple[int, int], object | None] = {}
+        self._checkpoint_digest: str | None = None
+        self._logged: set[str] = set()
+
+    def predict(self, x: torch.Tensor, x_lr: torch.Tensor | None = None, hr_blend: float = 0.0) -> torch.Tensor:
+        if x_lr is not None:
+            return self._fallback(
+                "pyramid blending (hr_blend > 0) runs in PyTorch: its high-resolution pass has a different size per image",
+                x, x_lr, hr_blend,
+            )
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        if size != tuple(self.model.base_size):
+            return self._fallback(
+                f"a {size[0]}x{size[1]} pass runs in PyTorch: ONNX graphs are exported at the base size only "
+                "(dynamic resizing gives every image its own size)",
+                x,
+            )
+        session = self.session(size)
+        if session is None:
+            return self._torch.predict(x)
+        return run_session(session, x)
+
+    # ------------------------------------------------------------------ cache
+    def cache_path(self, size: tuple[int, int]) -> Path:
+        """Where the graph for ``size`` is cached (keyed by checkpoint, size and versions)."""
+        import onnxruntime
+
+        if self._checkpoint_digest is None:
+            self._checkpoint_digest = sha256_file(self.checkpoint_path)
+        stem = self.checkpoint_path.name.split(".")[0]
+        name = (
+            f"{stem}.{self._checkpoint_digest[:16]}.{size[0]}x{size[1]}"
+            f".lite{__version__}.torch{torch.__version__}.ort{onnxruntime.__version__}.onnx"
+        )
+        return self.cache_dir / name
+
+    def session(self, size: tuple[int, int]):
+        """The ONNX Runtime session for ``size`` (None: this size runs in PyTorch)."""
+        if size not in self._sessions:
+            try:
+                self._sessions[size] = self._open_or_export(size)
+            except Exception as exc:
+                if self.strict:
+                    raise
+                self._sessions[size] = None
+                logger.warning("ONNX Runtime backend unavailable at %dx%d, using PyTorch: %s", size[0], size[1], exc)
+        return self._sessions[size]
+
+    def _open_or_export(self, size: tuple[int, int]):
+        path = self.cache_path(size)
+        digest_path = path.with_name(path.name + ".sha256")
+        if path.is_file():
+            session = self._open_cached(path, digest_path)
+            if session is not None:
+                return session
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        logger.info("exporting the network to ONNX at %dx%d (once; cached in %s)", size[0], size[1], path)
+        export_onnx(self.model, path, size)
+        atomic_write_text(digest_path, sha256_file(path) + "\n")
+        return load_session(path)
+
+    def _open_cached(self, path: Path, digest_path: Path):
+        """A session on the cached graph, or None (and the file removed) if it does not check out."""
+        try:
+            expected = digest_path.read_text().strip()
+        except OSError:
+            expected = None
+        if expected is not None and sha256_file(path) == expected:
+            try:
+                session = load_session(path)
+                logger.debug("using the cached ONNX graph %s", path)
+                return session
+            except Exception as exc:  # a file that passed its digest but does not load
+                reason = f"ONNX Runtime cannot load it ({exc})"
+        else:
+            reason = "its checksum does not match" if expected is not None else "its checksum file is missing"
+        logger.warning("rebuilding the cached ONNX graph %s: %s", path, reason)
+        path.unlink(missing_ok=True)
+        digest_path.unlink(missing_ok=True)
+        return None
+
+    def _fallback(self, reason: str, *args) -> torch.Tensor:
+        if reason not in self._logged:
+            self._logged.add(reason)
+            logger.info(reason)
+        return self._torch.predict(*args)

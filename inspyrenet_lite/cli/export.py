@@ -1,0 +1,73 @@
+"""``inspyrenet-lite export --format onnx``: the network as an ONNX graph for deployment.
+
+The graph takes ``image``, float32 (batch, 3, H, W): RGB scaled to [0, 1] and
+normalised with the ImageNet mean and std; it returns ``map``, float32
+(batch, 1, H, W) in [0, 1], min-max normalised per image. H and W are fixed
+at export (default: the mode's base size); the batch is dynamic. The graph is
+checked against PyTorch on probe images before the file is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _multiple_of_32(text: str) -> int:
+    value = int(text)
+    if value < 32 or value % 32:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive multiple of 32")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from inspyrenet_lite.weights import MODES
+
+    parser = argparse.ArgumentParser(
+        prog="inspyrenet-lite export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--format", choices=("onnx",), default="onnx", help="graph format (onnx)")
+    parser.add_argument("--mode", choices=MODES, default="fast", help="checkpoint (default fast)")
+    parser.add_argument("--ckpt", default=None, metavar="PATH", help="local checkpoint instead of the download")
+    parser.add_argument(
+        "--size", type=_multiple_of_32, nargs=2, metavar=("H", "W"), default=None, help="input size (default: base size)"
+    )
+    parser.add_argument("-o", "--output", type=Path, default=None, help="file to write (default inspyrenet-MODE-HxW.onnx)")
+    parser.add_argument("--atol", type=float, default=None, help="largest map difference accepted by the check")
+    parser.add_argument("--no-verify", action="store_true", help="skip the check against PyTorch")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from inspyrenet_lite.backends import onnxruntime_missing
+
+    missing = onnxruntime_missing()
+    if missing is not None:
+        print(f"inspyrenet-lite export: {missing}", file=sys.stderr)
+        return 2
+    from inspyrenet_lite.backends.onnx_export import DEFAULT_ATOL, OnnxVerificationError, export_onnx
+    from inspyrenet_lite.checkpoint import load_checkpoint
+    from inspyrenet_lite.modeling.build import load_model
+    from inspyrenet_lite.weights import resolve_checkpoint
+
+    try:
+        model = load_model(args.mode, load_checkpoint(resolve_checkpoint(args.mode, args.ckpt)))
+    except (RuntimeError, ValueError, OSError) as exc:
+        print(f"inspyrenet-lite export: cannot load the model: {exc}", file=sys.stderr)
+        return 2
+    size = tuple(args.size) if args.size else tuple(model.base_size)
+    output = args.output or Path(f"inspyrenet-{args.mode}-{size[0]}x{size[1]}.onnx")
+    try:
+        export_onnx(model, output, size, verify=not args.no_verify, atol=args.atol or DEFAULT_ATOL)
+    except OnnxVerificationError as exc:
+        print(f"inspyrenet-lite export: {exc}", file=sys.stderr)
+        return 1
+    checked = "not verified" if args.no_verify else "verified against PyTorch"
+    print(f"wrote {output} (input 'image' float32 [batch, 3, {size[0]}, {size[1]}], output 'map'; {checked})")
+    return 0
