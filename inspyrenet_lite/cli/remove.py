@@ -23,12 +23,13 @@ import glob
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inspyrenet_lite import __version__
+from inspyrenet_lite.cli import video as video_cli
 from inspyrenet_lite.registry import MODELS, decode_base_size
 
 if TYPE_CHECKING:
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="refuse images with more pixels (default 100000000; 0: no limit, Pillow's own guard included)",
     )
+    video_cli.add_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -182,13 +184,16 @@ def _walk(folder: Path, exclude: Path | None) -> list[tuple[Path, Path]]:
         )
         for name in sorted(files):
             path = root_path / name
-            if not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES:
+            if not name.startswith(".") and (path.suffix.lower() in IMAGE_SUFFIXES or video_cli.is_video(path)):
                 found.append((path, path.relative_to(folder)))
     return found
 
 
-def collect_jobs(inputs: Sequence[str], output_dir: Path, suffix: str) -> list[Job]:
-    """Expand inputs and plan an output path for each file, never an input's path."""
+def collect_jobs(inputs: Sequence[str], output_dir: Path, suffix: str | Callable[[Path], str]) -> list[Job]:
+    """Expand inputs and plan an output path for each file, never an input's path.
+
+    ``suffix`` is the output suffix, or a function of the input path giving it.
+    """
     exclude = output_dir.resolve()
     found: list[tuple[Path, Path]] = []
     jobs_without_source: list[Job] = []
@@ -217,15 +222,18 @@ def collect_jobs(inputs: Sequence[str], output_dir: Path, suffix: str) -> list[J
             jobs.append(Job(path, output=output_dir / rel))
 
     taken = set(seen)  # every input is off limits
+    fixed = suffix
+    suffix_of = suffix if callable(suffix) else lambda _path: fixed
     for job in jobs:
         rel = job.output
         assert rel is not None
-        plain = rel.with_name(rel.stem + suffix)
-        candidates = [plain, rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.') or 'file'}{suffix}")]
+        out_suffix = suffix_of(job.source)
+        plain = rel.with_name(rel.stem + out_suffix)
+        candidates = [plain, rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.') or 'file'}{out_suffix}")]
         candidate = next((c for c in candidates if c.resolve() not in taken), None)
         counter = 2
         while candidate is None:
-            trial = rel.with_name(f"{rel.stem}_{counter}{suffix}")
+            trial = rel.with_name(f"{rel.stem}_{counter}{out_suffix}")
             if trial.resolve() not in taken:
                 candidate = trial
             counter += 1
@@ -259,22 +267,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # --max-pixels is the only pixel limit: 0 lifts it (image_io lifts Pillow's guard to match).
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
-    try:
-        spec = parse_output_type(args.type, max_pixels=max_pixels)
-    except ValueError as exc:
-        parser.error(str(exc))
-    if spec.has_alpha and fmt in _NO_ALPHA_FORMATS:
+    spec = None  # a background video (--type clip.mp4) is read by the video pipeline
+    if not (video_cli.is_video(args.type) and Path(args.type).is_file()):
+        try:
+            spec = parse_output_type(args.type, max_pixels=max_pixels)
+        except ValueError as exc:
+            parser.error(str(exc))
+    video_cli.check_arguments(parser, args)
+    if spec is not None and spec.has_alpha and fmt in _NO_ALPHA_FORMATS:
         parser.error(f"--format {args.format} cannot store transparency; use png or webp, or a --type such as white")
 
     output_dir = Path(args.output)
     if output_dir.exists() and not output_dir.is_dir():
         parser.error(f"-o {args.output!r} is a file, not a folder")
-    if not output_dir.exists() and output_dir.suffix.lower() in IMAGE_SUFFIXES:
+    if not output_dir.exists() and (output_dir.suffix.lower() in IMAGE_SUFFIXES or video_cli.is_video(output_dir)):
         parser.error(
             f"-o takes a folder, and {args.output!r} looks like a file name; "
             f"use -o {str(output_dir.parent / output_dir.stem)!r} (results are named after their inputs)"
         )
-    jobs = collect_jobs(args.inputs, output_dir, "." + args.format)
+    jobs = collect_jobs(args.inputs, output_dir, video_cli.output_suffix(args, "." + args.format))
     if not any(job.error is None for job in jobs):
         for job in jobs:
             print(f"inspyrenet-lite: {job.source}: {job.error}", file=sys.stderr)
@@ -300,7 +311,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"inspyrenet-lite: cannot load the model: {exc}", file=sys.stderr)
         return 2
 
+    video_jobs = [job for job in jobs if job.error is None and video_cli.is_video(job.source)]
+    jobs = [job for job in jobs if job not in video_jobs]
+    for job in jobs:
+        if spec is None and job.error is None:
+            job.error = "a background video (--type) applies to video inputs only"
     done = skipped = failed = 0
+    if video_jobs:
+        try:
+            done, skipped, failed = video_cli.run_jobs(remover, video_jobs, args, spec)
+        except KeyboardInterrupt:
+            print("inspyrenet-lite: interrupted", file=sys.stderr)
+            return 130
     options = {"type": spec, "threshold": args.threshold, "hr_blend": args.hr_blend, "reverse": args.reverse}
 
     def save(job: Job, result: Image.Image) -> None:

@@ -11,21 +11,29 @@ package stays cheap.
 
 from __future__ import annotations
 
-from .io import OUTPUT_FORMATS, VIDEO_SUFFIXES, VideoInfo, VideoLoadError, probe_video, read_frames
-from .pipeline import VideoResult, output_suffix, process_video
-from .stability import Stabilizer, flicker, lag
+import importlib
+from typing import Any
 
-__all__ = [
-    "OUTPUT_FORMATS",
-    "VIDEO_SUFFIXES",
-    "Stabilizer",
-    "VideoInfo",
-    "VideoLoadError",
-    "VideoResult",
-    "flicker",
-    "lag",
-    "output_suffix",
-    "probe_video",
-    "process_video",
-    "read_frames",
-]
+from .formats import DEFAULT_CRF, OUTPUT_FORMATS, VIDEO_SUFFIXES
+
+# Everything else is imported on first use, so the CLI can read the constants cheaply.
+_LAZY = {
+    "VideoInfo": "io",
+    "VideoLoadError": "io",
+    "probe_video": "io",
+    "read_frames": "io",
+    "VideoResult": "pipeline",
+    "output_suffix": "pipeline",
+    "process_video": "pipeline",
+    "Stabilizer": "stability",
+    "flicker": "stability",
+    "lag": "stability",
+}
+
+__all__ = ["DEFAULT_CRF", "OUTPUT_FORMATS", "VIDEO_SUFFIXES", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

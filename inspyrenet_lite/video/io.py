@@ -35,14 +35,9 @@ from typing import Any
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from .formats import DEFAULT_CRF, OUTPUT_FORMATS
 
-#: Suffixes recognised as video inputs.
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"})
-#: Output formats: name -> container (``None``: a folder of PNG files).
-OUTPUT_FORMATS: dict[str, str | None] = {"webm": "webm", "mov": "mov", "mp4": "mp4", "png": None}
-#: Default constant-rate factor per codec (lower is better quality, bigger files).
-DEFAULT_CRF = {"mp4": 18, "webm": 30}
+logger = logging.getLogger(__name__)
 
 # Audio codecs each container takes as they are; others are re-encoded to the first codec named.
 _AUDIO_COPY = {
@@ -128,7 +123,9 @@ class VideoReader:
         self._video = container.streams.video[0]
         ctx = self._video.codec_context
         if ctx is None or not ctx.codec.is_decoder:
-            raise VideoLoadError(self.name, f"unsupported video codec {self._video.codec_context}")
+            raise VideoLoadError(
+                self.name, "unsupported video codec (this FFmpeg build has no decoder for it); convert it to H.264 first"
+            )
         self._video.thread_type = "AUTO"
         width, height = ctx.width, ctx.height
         if width <= 0 or height <= 0:

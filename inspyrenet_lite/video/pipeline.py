@@ -23,7 +23,8 @@ from PIL import Image
 
 from inspyrenet_lite.compositing import OutputSpec, apply_threshold_reverse, composite, parse_output_type
 
-from .io import OUTPUT_FORMATS, VIDEO_SUFFIXES, Frame, VideoReader, open_writer
+from .formats import OUTPUT_FORMATS, VIDEO_SUFFIXES
+from .io import Frame, VideoReader, open_writer
 from .stability import Stabilizer
 
 if TYPE_CHECKING:
