@@ -89,6 +89,38 @@ def worker(args: argparse.Namespace) -> dict:
     return {"seconds": seconds, "fps": args.frames / seconds, "peak_rss_mib": peak_rss_mib(), "outputs": [p.name for p in outputs]}
 
 
+def stability_table(ckpt: Path, args: argparse.Namespace) -> list[str]:
+    """Flicker and lag with stability off and on, on a noisy still shot, a pan and a zoom (160x96)."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from inspyrenet_lite import Remover
+    from inspyrenet_lite.video import Stabilizer, flicker, lag
+    from video_clips import make_clip
+
+    remover = Remover(mode="fast", ckpt=ckpt, device=args.device)
+    lines = [
+        f"Stability ({args.stability_frames} frames per clip at 160x96, random calibrated weights; "
+        "map units x 255 = grey levels):",
+        "",
+        "| clip | flicker off | flicker on | lag off | lag on |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    with tempfile.TemporaryDirectory() as tmp, Image.open(args.photo) as photo:
+        for kind in ("still", "pan", "zoom"):
+            path = Path(tmp) / f"{kind}.mp4"
+            make_clip(path, photo.convert("RGB"), kind=kind, frames=args.stability_frames, noise=4.0, audio=False)
+            with av.open(str(path)) as container:
+                frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            raw = [m.astype(np.float32) / 255 for m in remover.process(frames, type="map", batch_size=2)]
+            stabilizer = Stabilizer()
+            steady = [stabilizer(f, m) for f, m in zip(frames, raw)]
+            cells = [flicker(raw, frames), flicker(steady, frames), lag(raw, raw, frames), lag(steady, raw, frames)]
+            lines.append(f"| {kind} | " + " | ".join(f"{255 * c:.2f}" for c in cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=12)
@@ -97,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--photo", default=str(REPO.parent / "shared" / "images" / "coffee.png"))
     parser.add_argument("--out", default=str(HERE / "results" / "video.md"))
+    parser.add_argument(
+        "--stability-frames", type=int, default=8, help="frames per clip of the flicker/lag table (0: skip it)"
+    )
     parser.add_argument("--worker", choices=("tb", "lite"), help=argparse.SUPPRESS)
     parser.add_argument("--type", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
@@ -152,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         ratio = f"{r['fps'] / ref['fps']:.2f}x" if ref else "n/a"
         lines.append(f"| {name} ({r['type']}) | {out} | {r['fps']:.3f} | {ratio} | {r['peak_rss_mib'] / 1024:.2f} GiB |")
+    if args.stability_frames:
+        lines += ["", *stability_table(ckpt, args)]
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)

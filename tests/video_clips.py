@@ -98,6 +98,38 @@ def make_clip(
     return times
 
 
+def retime_clip(src: Path, dst: Path, rotation: int = 0, vfr: bool = False) -> list[float]:
+    """Copy ``src``'s packets into ``dst`` (Matroska) with display rotation
+    and/or variable frame timing (frames lasting 40 and 80 ms in turn), so
+    the decoded pixels stay exactly those of ``src``. Returns the frame times
+    as PyAV decodes them from ``dst`` (Matroska shifts them by the audio's
+    priming delay, which MP4 hides in an edit list).
+
+    ``src`` must have no B-frames (``make_clip``'s ultrafast preset has none).
+    """
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="matroska") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        if rotation:
+            vout.set_display_rotation(rotation)
+        streams = {vin.index: vout}
+        if inp.streams.audio:
+            streams[inp.streams.audio[0].index] = out.add_stream_from_template(inp.streams.audio[0])
+        index, ms = 0, 0
+        for packet in inp.demux():
+            if packet.size == 0:
+                continue
+            if packet.stream.index == vin.index and vfr:
+                packet.time_base = Fraction(1, 1000)
+                packet.pts = packet.dts = ms
+                packet.duration = 40 if index % 2 == 0 else 80
+                ms += packet.duration
+                index += 1
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return stream_facts(dst)["times"]
+
+
 def stream_facts(path: Path) -> dict:
     """Frame count, size, frame times, rotation, durations and audio facts of a file, decoded back."""
     with av.open(str(path)) as container:
