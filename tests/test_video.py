@@ -50,6 +50,16 @@ class MemoRemover:
         return [self.cache[k] for k in keys]
 
 
+class GreyRemover:
+    """Stands in for the network (instant maps) so a long clip runs in seconds:
+    what is measured here is the pipeline's buffering, not the model."""
+
+    max_pixels = None
+
+    def process(self, images, **kwargs):
+        return [np.asarray(i, dtype=np.uint8)[:, :, 1].copy() for i in images]
+
+
 @pytest.fixture(scope="module")
 def maps(remover) -> MemoRemover:
     return MemoRemover(remover)
@@ -198,7 +208,7 @@ def test_stability_does_not_ghost_on_motion(tmp_path, clips, maps, clip):
 
 # --------------------------------------------------------- never lose work
 @pytest.mark.parametrize("name", ["cut.webm", "cut_frames"])
-def test_interrupted_run_leaves_nothing(tmp_path, clips, maps, name):
+def test_interrupted_run_leaves_nothing(tmp_path, clips, name):
     src, _ = clips["pan"]
     seen = []
 
@@ -208,15 +218,15 @@ def test_interrupted_run_leaves_nothing(tmp_path, clips, maps, name):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        process_video(maps, src, tmp_path / name, progress=progress)
+        process_video(GreyRemover(), src, tmp_path / name, progress=progress)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_existing_output_replaced_only_when_complete(tmp_path, clips, maps):
+def test_existing_output_replaced_only_when_complete(tmp_path, clips):
     src, _ = clips["pan"]
     (tmp_path / "cut_frames").mkdir()
     (tmp_path / "cut_frames" / "old.txt").write_text("previous run")
-    process_video(maps, src, tmp_path / "cut_frames")
+    process_video(GreyRemover(), src, tmp_path / "cut_frames")
     assert not (tmp_path / "cut_frames" / "old.txt").exists()
     assert len(list((tmp_path / "cut_frames").glob("frame_*.png"))) == FRAMES
     assert [p.name for p in tmp_path.iterdir()] == ["cut_frames"]
@@ -260,19 +270,20 @@ def _unknown_codec(path: Path, photo: Image.Image) -> None:
     ],
     ids=["missing", "text", "audio-only", "zero-frames", "unknown-codec"],
 )
-def test_bad_inputs_give_one_clear_error(tmp_path, maps, photo, make, reason):
+def test_bad_inputs_give_one_clear_error(tmp_path, photo, make, reason):
     src = tmp_path / "input.mp4"
     if make is not None:
         make(src, photo)
     before = set(tmp_path.iterdir())
     with pytest.raises(VideoLoadError, match=reason) as info:
-        process_video(maps, src, tmp_path / "out.webm")
+        process_video(GreyRemover(), src, tmp_path / "out.webm")
     assert "input.mp4" in str(info.value)
     assert set(tmp_path.iterdir()) == before  # nothing written
 
 
-def test_bad_arguments_fail_before_work(tmp_path, clips, maps):
+def test_bad_arguments_fail_before_work(tmp_path, clips):
     src, _ = clips["pan"]
+    maps = GreyRemover()
     with pytest.raises(ValueError, match="cannot store transparency"):
         process_video(maps, src, tmp_path / "cut.mp4", type="rgba")
     with pytest.raises(ValueError, match="crf"):
@@ -285,16 +296,6 @@ def test_bad_arguments_fail_before_work(tmp_path, clips, maps):
 
 
 # ------------------------------------------------------------------ memory
-class GreyRemover:
-    """Stands in for the network (instant maps) so a long clip runs in seconds:
-    what is measured here is the pipeline's buffering, not the model."""
-
-    max_pixels = None
-
-    def process(self, images, **kwargs):
-        return [np.asarray(i, dtype=np.uint8)[:, :, 1].copy() for i in images]
-
-
 def test_memory_stays_bounded_on_a_long_clip(tmp_path, photo):
     frames, size = 400, (96, 64)
     src = tmp_path / "long.mp4"

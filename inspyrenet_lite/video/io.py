@@ -7,9 +7,9 @@ into the output without a second pass. Anything that cannot be read raises
 :class:`VideoLoadError`, a ``ValueError`` that names the file.
 
 Writing: :func:`open_writer` returns a writer for one of
-:data:`OUTPUT_FORMATS`. Every output is written under a temporary name in
-the destination folder and renamed when complete (a PNG sequence goes into a
-temporary folder), so an interrupted run leaves nothing that looks finished.
+:data:`OUTPUT_FORMATS`, into a temporary name that the caller renames when
+complete (:func:`inspyrenet_lite._atomic.atomic_write`; :func:`atomic_folder`
+for a PNG sequence), so an interrupted run leaves nothing that looks finished.
 
 ========  =========================================  ===============================
 format    with alpha (``type="rgba"``)                without alpha (maps, composites)
@@ -27,13 +27,15 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from inspyrenet_lite._atomic import _umask
 
 from .formats import DEFAULT_CRF, OUTPUT_FORMATS
 
@@ -229,57 +231,27 @@ def read_frames(path: str | os.PathLike, format: str = "rgb24") -> Iterator[tupl
 
 
 # ------------------------------------------------------------------- writing
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def atomic_folder(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_folder)`` to fill a temporary folder beside ``path``,
+    then swap it in for ``path`` (an older folder there is removed only once
+    the new one is complete). The folder's counterpart of
+    :func:`inspyrenet_lite._atomic.atomic_write`."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class _AtomicFile:
-    """A temporary file beside ``path``, renamed over it by :meth:`commit`."""
-
-    def __init__(self, path: Path) -> None:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-        self.path = path
-        self.tmp = Path(name)
-
-    def commit(self) -> None:
-        _fsync_path(self.tmp)
-        os.chmod(self.tmp, 0o666 & ~_umask())
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        self.tmp.unlink(missing_ok=True)
-
-
-class _AtomicFolder:
-    """A temporary folder beside ``path``, swapped in for it by :meth:`commit`."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-
-    def commit(self) -> None:
-        os.chmod(self.tmp, 0o777 & ~_umask())
+        write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())
         old = None
-        if self.path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".old", dir=self.path.parent))
-            os.replace(self.path, old / "previous")
-        os.replace(self.tmp, self.path)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / "previous")
+        os.replace(tmp, path)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-
-    def discard(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
 
 
 class _AudioSink:
@@ -337,13 +309,12 @@ class ContainerWriter:
         self, path: Path, fmt: str, info: VideoInfo, alpha: bool, grey: bool, crf: int | None, audio: Any
     ) -> None:
         self._av = av = require_av()
-        self._file = _AtomicFile(path)
         self._alpha = alpha
         self._even = fmt == "mp4"  # H.264 4:2:0 needs even sides: the last row/column is repeated
         self._grey = grey
         # MP4 and MOV: the index goes first, so players and browsers start before the end has loaded.
         options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
-        self._out = av.open(str(self._file.tmp), "w", format=OUTPUT_FORMATS[fmt], container_options=options)
+        self._out = av.open(str(path), "w", format=OUTPUT_FORMATS[fmt], container_options=options)
         try:
             self._stream = self._add_video(fmt, info, crf)
             self._audio = _AudioSink(av, self._out, fmt, audio) if audio is not None else None
@@ -398,19 +369,19 @@ class ContainerWriter:
         if self._audio is not None:
             self._audio.write(packet)
 
-    def commit(self) -> None:
+    def close(self) -> None:
+        """Flush the encoders and finish the file."""
         self._out.mux(self._stream.encode(None))
         if self._audio is not None:
             self._audio.flush()
         self._out.close()
-        self._file.commit()
 
     def abort(self) -> None:
+        """Close without finishing (the caller removes the file)."""
         try:
             self._out.close()
         except Exception:  # noqa: BLE001 - nothing useful to do with a half-written file
             logger.debug("closing an aborted output failed", exc_info=True)
-        self._file.discard()
 
 
 class PngSequenceWriter:
@@ -420,11 +391,11 @@ class PngSequenceWriter:
 
     def __init__(self, path: Path, info: VideoInfo, audio: Any) -> None:
         self._av = require_av()
-        self._folder = _AtomicFolder(path)
+        self._folder = path
         self._times: list[str] = []
         self._audio_out = None
         if audio is not None:
-            self._audio_out = self._av.open(str(self._folder.tmp / "audio.mka"), "w", format="matroska")
+            self._audio_out = self._av.open(str(self._folder / "audio.mka"), "w", format="matroska")
             self._audio_stream = self._audio_out.add_stream_from_template(audio)
 
     def write(self, image: np.ndarray, frame: Frame) -> None:
@@ -433,7 +404,7 @@ class PngSequenceWriter:
         from inspyrenet_lite.image_io import save_image
 
         name = f"frame_{len(self._times):06d}.png"
-        save_image(Image.fromarray(image), self._folder.tmp / name, format="PNG")
+        save_image(Image.fromarray(image), self._folder / name, format="PNG")
         self._times.append(f"{name} {frame.time:.6f}\n")
 
     def write_audio(self, packet: Any) -> None:
@@ -441,11 +412,10 @@ class PngSequenceWriter:
             packet.stream = self._audio_stream
             self._audio_out.mux(packet)
 
-    def commit(self) -> None:
-        (self._folder.tmp / "timestamps.txt").write_text("".join(self._times))
+    def close(self) -> None:
+        (self._folder / "timestamps.txt").write_text("".join(self._times))
         if self._audio_out is not None:
             self._audio_out.close()
-        self._folder.commit()
 
     def abort(self) -> None:
         if self._audio_out is not None:
@@ -453,7 +423,6 @@ class PngSequenceWriter:
                 self._audio_out.close()
             except Exception:  # noqa: BLE001
                 logger.debug("closing an aborted audio file failed", exc_info=True)
-        self._folder.discard()
 
 
 def open_writer(
@@ -466,11 +435,12 @@ def open_writer(
     crf: int | None = None,
     audio: Any = None,
 ) -> ContainerWriter | PngSequenceWriter:
-    """A writer for ``fmt`` (one of :data:`OUTPUT_FORMATS`) at ``path``.
+    """A writer for ``fmt`` (one of :data:`OUTPUT_FORMATS`) into ``path``
+    (a file, or an existing folder for ``png``): meant to be a temporary name
+    of :func:`~inspyrenet_lite._atomic.atomic_write` / :func:`atomic_folder`.
 
     Call ``write(image, frame)`` per frame, ``write_audio(packet)`` for
-    audio packets, then ``commit()`` to move the result into place, or
-    ``abort()`` to leave nothing behind.
+    audio packets, then ``close()`` to finish, or ``abort()`` on failure.
     """
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"unknown video format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")

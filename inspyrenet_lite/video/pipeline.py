@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from inspyrenet_lite._atomic import atomic_write
 from inspyrenet_lite.compositing import OutputSpec, apply_threshold_reverse, composite, parse_output_type
 
 from .formats import OUTPUT_FORMATS, VIDEO_SUFFIXES
-from .io import Frame, VideoReader, open_writer
+from .io import Frame, VideoInfo, VideoReader, atomic_folder, open_writer
 from .stability import Stabilizer
 
 if TYPE_CHECKING:
@@ -327,44 +328,50 @@ class _Run:
         self._raise_errors()
 
     def _encode(self) -> None:
-        writer = None
-        early_audio: list = []
-        try:
-            while True:
-                item, saliency = self._get(self.outbox)
-                if item is _END:
-                    break
-                if saliency is None:  # an audio packet
-                    if writer is None:
-                        early_audio.append(item)
-                    else:
-                        writer.write_audio(item)
-                    continue
-                if writer is None:
-                    writer = open_writer(
-                        self.dst,
-                        self.fmt,
-                        replace(self.reader.info, rotation=item.rotation),
-                        alpha=self.spec.has_alpha,
-                        grey=self.spec.kind == "map",
-                        crf=self.crf,
-                        audio=self.reader.audio_stream,
-                    )
-                    for packet in early_audio:
-                        writer.write_audio(packet)
-                    early_audio.clear()
-                writer.write(self._composite(item, saliency), item)
-                self._count(-1)
-                self.written += 1
-                if self.progress is not None:
-                    self.progress(1)
-            if writer is None:  # pragma: no cover - the reader raises on zero frames
+        early_audio: list = []  # audio packets demuxed before the first frame
+        while True:
+            item, saliency = self._get(self.outbox)
+            if item is _END:  # pragma: no cover - the reader raises on zero frames
                 raise RuntimeError("no frame was decoded")
-            writer.commit()
-            writer = None
-        finally:
-            if writer is not None:
-                writer.abort()
+            if saliency is not None:
+                break
+            early_audio.append(item)
+        # The first frame tells the display rotation; then everything goes under a temporary name.
+        info = replace(self.reader.info, rotation=item.rotation)
+        first = (item, saliency)
+        if self.fmt == "png":
+            atomic_folder(self.dst, lambda tmp: self._encode_into(Path(tmp), info, early_audio, first))
+        else:
+            atomic_write(self.dst, lambda tmp: self._encode_into(Path(tmp), info, early_audio, first))
+
+    def _encode_into(self, path: Path, info: VideoInfo, early_audio: list, first: tuple) -> None:
+        writer = open_writer(
+            path,
+            self.fmt,
+            info,
+            alpha=self.spec.has_alpha,
+            grey=self.spec.kind == "map",
+            crf=self.crf,
+            audio=self.reader.audio_stream,
+        )
+        try:
+            for packet in early_audio:
+                writer.write_audio(packet)
+            item, saliency = first
+            while item is not _END:
+                if saliency is None:  # an audio packet
+                    writer.write_audio(item)
+                else:
+                    writer.write(self._composite(item, saliency), item)
+                    self._count(-1)
+                    self.written += 1
+                    if self.progress is not None:
+                        self.progress(1)
+                item, saliency = self._get(self.outbox)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
 
     def _composite(self, frame: Frame, saliency: np.ndarray) -> np.ndarray:
         alpha = apply_threshold_reverse(saliency, self.threshold, self.reverse)
