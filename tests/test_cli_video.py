@@ -35,7 +35,7 @@ def cli_remover(monkeypatch, memo):
 def clip(tmp_path_factory, images_dir: Path) -> Path:
     folder = tmp_path_factory.mktemp("cli_clips")
     with Image.open(images_dir / "cat.png") as photo:
-        make_clip(folder / "clip.mp4", photo.convert("RGB"), kind="pan", frames=3)
+        make_clip(folder / "clip.mp4", photo.convert("RGB"), kind="pan", frames=4)  # the frames of test_video's pan clip: maps remembered
     return folder / "clip.mp4"
 
 
@@ -55,7 +55,7 @@ def test_video_input_gives_webm_with_alpha_then_skips(tmp_path, clip, cli_remove
     out = tmp_path / "out"
     assert main([str(clip), "-o", str(out), "-q"]) == 0
     frames = _decode(out / "clip.webm", "rgba")
-    assert len(frames) == 3 and frames[0].shape == (96, 160, 4)
+    assert len(frames) == 4 and frames[0].shape == (96, 160, 4)
     assert frames[0][:, :, 3].std() > 10  # the map, not an opaque frame
     assert "1 done, 0 skipped, 0 failed" in capsys.readouterr().err
     before = (out / "clip.webm").stat().st_mtime_ns
@@ -86,7 +86,7 @@ def test_folder_run_counts_a_broken_video_and_keeps_going(tmp_path, clip, cli_re
     assert "broken.mov" in err and "cannot read video" in err
     assert "1 done, 0 skipped, 1 failed" in err
     assert sorted(p.name for p in out.iterdir()) == ["clip_frames"]
-    assert len(list((out / "clip_frames").glob("frame_*.png"))) == 3
+    assert len(list((out / "clip_frames").glob("frame_*.png"))) == 4
 
 
 def test_alpha_in_mp4_is_refused_before_work(tmp_path, clip, cli_remover, capsys):

@@ -29,12 +29,12 @@ def photo(images_dir: Path) -> Image.Image:
 def test_video_tab_gives_a_webm_with_alpha_and_sound(tmp_path, photo, remover, monkeypatch):
     monkeypatch.setattr(video_tab, "RESULT_DIR", tmp_path / "results")
     clip = tmp_path / "clip.mp4"
-    make_clip(clip, photo, kind="pan", frames=3)
+    make_clip(clip, photo, kind="pan", frames=4)  # the frames of test_video's pan clip: maps remembered
     memo = MemoRemover(remover)
     path, status = video_tab.remove_video_background(
         str(clip), "fast", "rgba", True, get_remover=lambda mode: memo, progress=lambda *a, **k: None
     )
-    assert path.endswith(".webm") and "3 frames" in status and "sound kept" in status
+    assert path.endswith(".webm") and "4 frames" in status and "sound kept" in status
     with av.open(path) as container:
         assert container.streams.video[0].metadata.get("alpha_mode") == "1"
         assert container.streams.audio[0].codec_context.name == "opus"

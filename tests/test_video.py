@@ -24,7 +24,7 @@ from inspyrenet_lite.video import VideoLoadError, flicker, lag, process_video
 from inspyrenet_lite.video.io import read_frames
 
 SIZE = (160, 96)
-FRAMES = 6
+FRAMES = 4  # the network costs seconds per frame on a CPU
 
 
 class MemoRemover:
@@ -74,7 +74,7 @@ def photo(images_dir: Path) -> Image.Image:
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory, photo) -> dict[str, tuple[Path, list[float]]]:
     folder = tmp_path_factory.mktemp("clips")
-    specs = {"pan": dict(kind="pan"), "still": dict(kind="still", frames=8, noise=4.0), "zoom": dict(kind="zoom")}
+    specs = {"pan": dict(kind="pan"), "still": dict(kind="still", frames=6, noise=4.0), "zoom": dict(kind="zoom")}
     out = {}
     for name, kw in specs.items():
         kw.setdefault("frames", FRAMES)
@@ -135,7 +135,7 @@ def test_rotation_and_variable_frame_rate_kept(tmp_path, clips, maps, clip):
     if clip == "rotated":
         assert facts["rotation"] == 90
     else:
-        assert np.diff(facts["times"]) == pytest.approx([0.04, 0.08, 0.04, 0.08, 0.04], abs=1e-3)
+        assert np.diff(facts["times"]) == pytest.approx([0.04 if i % 2 == 0 else 0.08 for i in range(FRAMES - 1)], abs=1e-3)
 
 
 @pytest.mark.parametrize(("name", "tolerance"), [("cut.webm", 6.0), ("cut.mov", 1.0), ("cut_frames", 0.0)])

@@ -222,9 +222,10 @@ def read_frames(path: str | os.PathLike, format: str = "rgb24") -> Iterator[tupl
         if format == "rgba" and stream.codec_context.name == "vp9":
             decoder = av.CodecContext.create("libvpx-vp9", "r")
         for packet in container.demux(stream):
-            frames = decoder.decode(packet) if decoder is not None else packet.decode()
-            if decoder is not None and packet.size == 0:
-                frames = decoder.decode(None)
+            if decoder is None:
+                frames = packet.decode()
+            else:  # the demuxer ends with an empty packet: flush the decoder once
+                frames = decoder.decode(packet if packet.size else None)
             for frame in frames:
                 time = float(frame.pts * stream.time_base) if frame.pts is not None else float("nan")
                 yield frame.to_ndarray(format=format), time
