@@ -5,7 +5,11 @@ sensor noise and compression of every frame, so the edges of a still subject
 shimmer. :class:`Stabilizer` smooths the map over time only where the image
 did not change: per pixel, an exponential average whose weight on the past
 is ``smoothing`` where the frame is still and falls to zero where it moved,
-so moving parts follow the per-frame map exactly (no trail behind them).
+so moving parts follow the per-frame map exactly (no trail behind them). A
+pixel whose map jumps by more than ``small_jump`` (map units) is followed
+more closely too, fully from ``big_jump``: flicker is a small wobble, a jump
+that size is a real change (the subject moving over a flat area, where the
+picture itself barely changes).
 
 "Changed" is measured on a small grey copy of the frames (block means, then
 a 5x5 box blur), which averages the noise away: a pixel whose blurred grey
@@ -66,14 +70,25 @@ class Stabilizer:
         moving: change at or above which a pixel follows the new map alone.
     """
 
-    def __init__(self, smoothing: float = 0.8, still: float = 2.0, moving: float = 8.0) -> None:
+    def __init__(
+        self,
+        smoothing: float = 0.8,
+        still: float = 2.0,
+        moving: float = 8.0,
+        small_jump: float = 0.08,
+        big_jump: float = 0.25,
+    ) -> None:
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
         if not 0.0 <= still < moving:
             raise ValueError(f"need 0 <= still < moving, got still={still!r}, moving={moving!r}")
+        if not 0.0 <= small_jump < big_jump:
+            raise ValueError(f"need 0 <= small_jump < big_jump, got {small_jump!r}, {big_jump!r}")
         self.smoothing = float(smoothing)
         self.still = float(still)
         self.moving = float(moving)
+        self.small_jump = float(small_jump)
+        self.big_jump = float(big_jump)
         self.reset()
 
     def reset(self) -> None:
@@ -90,6 +105,10 @@ class Stabilizer:
             return self._state.copy()
         moved = change(self._grey, grey, saliency.shape)
         gate = np.clip((moved - self.still) / (self.moving - self.still), 0.0, 1.0)
+        # A big jump of the map is a real change even where the picture looks the
+        # same (a flat area the subject's map moved over): follow it too.
+        jump = np.abs(saliency - self._state)
+        np.maximum(gate, np.clip((jump - self.small_jump) / (self.big_jump - self.small_jump), 0.0, 1.0), out=gate)
         # Weight of the new map: 1 - smoothing where still, 1 where moving.
         weight = (1.0 - self.smoothing) + self.smoothing * gate
         self._state += weight * (saliency - self._state)
