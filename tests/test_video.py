@@ -143,7 +143,7 @@ def test_alpha_equals_the_per_frame_map(tmp_path, clips, maps, name, tolerance):
     src, _ = clips["pan"]
     process_video(maps, src, tmp_path / name, stability=False)
     # Remover.process(frame, type="map") on each decoded source frame (remembered by ``maps``).
-    expected = [m.astype(np.float32) for m in maps.process(decoded_rgb(src), type="map", hr_blend=0.0, batch_size=1)]
+    expected = [m.astype(np.float32) for m in maps.process(decoded_rgb(src), type="map", hr_blend=None, batch_size=1)]
     if name.endswith("_frames"):
         decoded = png_sequence(tmp_path / name)
         assert (tmp_path / name / "audio.mka").is_file()
@@ -168,7 +168,7 @@ def test_background_video_composite(tmp_path, clips, maps):
     # Where the map is 0 the output shows the background video's frame.
     cut = [f for f, _ in read_frames(tmp_path / "over.mp4")]
     back = decoded_rgb(background)
-    matte = [np.asarray(m) for m in maps.process(decoded_rgb(src), type="map", hr_blend=0.0, batch_size=1)]
+    matte = [np.asarray(m) for m in maps.process(decoded_rgb(src), type="map", hr_blend=None, batch_size=1)]
     for out, bg, m in zip(cut, back, matte):
         clear = m < 8
         assert clear.sum() > 50

@@ -119,7 +119,7 @@ def process_video(
     type: Any = "rgba",
     format: str | None = None,
     threshold: float | None = None,
-    hr_blend: float = 0.0,
+    hr_blend: float | None = None,
     reverse: bool = False,
     batch_size: int = 1,
     stability: bool = True,
@@ -137,7 +137,7 @@ def process_video(
         type: as in ``Remover.process`` (``rgba``, ``map``, ``green``, ...,
             a background image), or the path of a background video (looped).
         format: ``webm``, ``mov``, ``mp4`` or ``png``, overriding ``dst``'s suffix.
-        threshold, hr_blend, reverse: as in ``Remover.process``.
+        threshold, hr_blend, reverse: as in ``Remover.process`` (``hr_blend=None``: the Remover's own).
         batch_size: frames per network pass.
         stability: smooth the map over time on still parts (:class:`Stabilizer`).
         crf: quality for ``mp4`` (H.264, default 18) and ``webm`` (VP9, default 30).
@@ -162,7 +162,7 @@ def process_video(
         raise ValueError("mp4 (H.264) cannot store transparency; use webm or mov for type='rgba', or a composited type")
     if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-    if not 0.0 <= float(hr_blend) <= 1.0:
+    if hr_blend is not None and not 0.0 <= float(hr_blend) <= 1.0:
         raise ValueError(f"hr_blend must be in [0, 1], got {hr_blend!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
