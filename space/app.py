@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +32,9 @@ from inspyrenet_lite.checks import check_options as check_library_options  # noq
 from inspyrenet_lite.compositing import parse_colour  # noqa: E402
 from inspyrenet_lite.image_io import ImageLoadError, TooManyPixelsError, load_image, save_image  # noqa: E402
 from inspyrenet_lite.registry import MODELS  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # space/video_tab.py, also when imported by path
+import video_tab  # noqa: E402
 
 logger = logging.getLogger("inspyrenet_space")
 
@@ -353,6 +357,7 @@ def build_demo() -> gr.Blocks:
                 status = gr.Markdown(elem_id="status")
                 gr.Markdown(SLIDER_HELP)
         gr.Examples(example_photos(), inputs=image, label="Sample photos")
+        video_tab.build(get_remover, MODES)  # the video tab (space/video_tab.py)
 
         output.change(
             lambda choice: (

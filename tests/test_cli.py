@@ -240,6 +240,7 @@ def test_flags_reach_the_remover(tmp_path: Path, monkeypatch, remover, capsys):
         "resize": "dynamic",
         "precision": "fp32",
         "max_pixels": 5000,
+        "backend": "torch",
     }
     with Image.open(tmp_path / "out" / "a.jpg") as img:
         assert img.format == "JPEG" and img.mode == "RGB" and img.size == (64, 48)

@@ -20,11 +20,12 @@ import glob
 import os
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from inspyrenet_lite.cli.manifest import Manifest
+from inspyrenet_lite.video.formats import VIDEO_SUFFIXES
 
 #: Suffixes picked up when searching a folder (explicit files may have any suffix).
 IMAGE_SUFFIXES = frozenset(
@@ -137,7 +138,7 @@ def find_inputs(
 
 
 def _walk(folder: Path, exclude: str | None) -> list[tuple[Path, Path, str | None]]:
-    """Image files under ``folder`` as (path, path relative to folder, problem or None), sorted."""
+    """Image and video files under ``folder`` as (path, path relative to folder, problem or None), sorted."""
     found: list[tuple[Path, Path, str | None]] = []
 
     def unreadable(exc: OSError) -> None:
@@ -150,7 +151,7 @@ def _walk(folder: Path, exclude: str | None) -> list[tuple[Path, Path, str | Non
             path = root_path / name
             if name.startswith("."):
                 continue
-            if path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() in VIDEO_SUFFIXES:
                 found.append((path, path.relative_to(folder), None))
             elif os.path.islink(path) and not os.path.exists(path):
                 found.append((path, Path(), _unusable(path)))
@@ -158,9 +159,16 @@ def _walk(folder: Path, exclude: str | None) -> list[tuple[Path, Path, str | Non
 
 
 def assign_outputs(
-    found: Sequence[tuple[Path, Path]], output_dir: Path, suffix: str, manifest: Manifest, overwrite: bool = False
+    found: Sequence[tuple[Path, Path]],
+    output_dir: Path,
+    suffix: str | Callable[[Path], str],
+    manifest: Manifest,
+    overwrite: bool = False,
 ) -> list[Job]:
-    """One job per distinct input, with the output name the manifest gave it or a new, safe one."""
+    """One job per distinct input, with the output name the manifest gave it or a new, safe one.
+
+    ``suffix`` is the outputs' suffix, or a function of the input path giving it
+    (videos and images get different ones)."""
     jobs: list[Job] = []
     seen: set[str] = set()
     for path, rel in found:
@@ -173,9 +181,10 @@ def assign_outputs(
 
     planned: set[str] = set()
     for job in jobs:
-        name = manifest.output_for(job.key, suffix)
+        job_suffix = suffix(job.source) if callable(suffix) else suffix
+        name = manifest.output_for(job.key, job_suffix)
         if name is None or not _free(name, job, output_dir, manifest, seen, planned, overwrite):
-            name = _new_name(job, output_dir, suffix, manifest, seen, planned, overwrite)
+            name = _new_name(job, output_dir, job_suffix, manifest, seen, planned, overwrite)
         planned.add(manifest.key(name))
         job.output_name = name
         job.output = output_dir / name

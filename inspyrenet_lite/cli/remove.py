@@ -29,13 +29,14 @@ import errno
 import logging
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inspyrenet_lite import __version__
 from inspyrenet_lite.cli.manifest import Manifest, Record
 from inspyrenet_lite.cli.plan import IMAGE_SUFFIXES, Job, assign_outputs, find_inputs, probe_folder
+from inspyrenet_lite.cli import video as video_cli
 from inspyrenet_lite.registry import MODELS, decode_base_size
 
 if TYPE_CHECKING:
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="refuse images with more pixels (default 100000000; 0: no limit, Pillow's own guard included)",
     )
+    video_cli.add_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -204,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 def collect_jobs(
     inputs: Sequence[str],
     output_dir: Path,
-    suffix: str,
+    suffix: str | Callable[[Path], str],
     manifest: Manifest | None = None,
     overwrite: bool = False,
 ) -> list[Job]:
@@ -301,11 +303,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # --max-pixels is the only pixel limit: 0 lifts it (image_io lifts Pillow's guard to match).
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
-    try:
-        spec = parse_output_type(args.type, max_pixels=max_pixels)
-    except ValueError as exc:
-        parser.error(str(exc))
-    if spec.has_alpha and fmt in _NO_ALPHA_FORMATS:
+    spec = None  # a background video (--type clip.mp4) is read by the video pipeline
+    if not (video_cli.is_video(args.type) and Path(args.type).is_file()):
+        try:
+            spec = parse_output_type(args.type, max_pixels=max_pixels)
+        except ValueError as exc:
+            parser.error(str(exc))
+    video_cli.check_arguments(parser, args)
+    if spec is not None and spec.has_alpha and fmt in _NO_ALPHA_FORMATS:
         parser.error(f"--format {args.format} cannot store transparency; use png or webp, or a --type such as white")
     if args.quality is not None and fmt not in _QUALITY_FORMATS:
         parser.error(f"--quality applies to jpg and webp; --format {args.format} is always lossless")
@@ -313,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output_dir = Path(args.output)
     if output_dir.is_file():
         parser.error(f"-o {args.output!r} is a file, not a folder")
-    if not output_dir.exists() and output_dir.suffix.lower() in IMAGE_SUFFIXES:
+    if not output_dir.exists() and (output_dir.suffix.lower() in IMAGE_SUFFIXES or video_cli.is_video(output_dir)):
         parser.error(
             f"-o takes a folder, and {args.output!r} looks like a file name; "
             f"use -o {str(output_dir.parent / output_dir.stem)!r} (results are named after their inputs)"
@@ -324,7 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"inspyrenet-lite: cannot write into -o {args.output!r}: {exc}", file=sys.stderr)
         return 2
     manifest = Manifest.load(output_dir, case_insensitive)
-    jobs = collect_jobs(args.inputs, output_dir, "." + args.format, manifest, args.overwrite)
+    jobs = collect_jobs(
+        args.inputs, output_dir, video_cli.output_suffix(args, "." + args.format), manifest, args.overwrite
+    )
     if not any(job.error is None and job.skip is None for job in jobs):
         for job in jobs:
             print(f"inspyrenet-lite: {job.source}: {job.error or job.skip}", file=sys.stderr)
@@ -363,6 +370,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from inspyrenet_lite.image_io import save_image
 
+    video_jobs = [job for job in jobs if job.error is None and video_cli.is_video(job.source)]
+    jobs = [job for job in jobs if job not in video_jobs]
+    for job in jobs:
+        if spec is None and job.error is None:
+            job.error = "a background video (--type) applies to video inputs only"
     done = skipped = failed = 0
     options = {"type": spec, "threshold": args.threshold, "hr_blend": args.hr_blend, "reverse": args.reverse}
 
@@ -414,6 +426,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     finished: set[int] = set()
     try:
         with _signals_as_interrupts():
+            for job in video_jobs:  # one at a time; frames are batched inside
+                todo, finished = ([job], set()) if triage(job) else ([], set())
+                if not todo:
+                    continue
+                note(job, "started")
+                try:
+                    video_cli.run_one(remover, job, args, spec)
+                    note(job, "done")
+                    done += 1
+                except Exception as exc:  # one bad video must not stop the others
+                    note(job, "failed", str(exc))
+                    fail(job, exc)
+                finished.add(0)
             for start in range(0, len(jobs), args.batch_size):
                 chunk = jobs[start : start + args.batch_size]
                 todo = [job for job in chunk if triage(job)]

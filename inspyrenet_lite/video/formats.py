@@ -1,0 +1,10 @@
+"""Names the CLI needs without importing numpy or PyAV."""
+
+from __future__ import annotations
+
+#: Suffixes recognised as video inputs.
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"})
+#: Output formats: name -> FFmpeg container (``None``: a folder of PNG files).
+OUTPUT_FORMATS: dict[str, str | None] = {"webm": "webm", "mov": "mov", "mp4": "mp4", "png": None}
+#: Default constant-rate factor per codec (lower is better quality, bigger files).
+DEFAULT_CRF = {"mp4": 18, "webm": 30}

@@ -1,0 +1,315 @@
+"""Video: every output format decodes back right, alpha equals the map,
+sound kept, stability measured, no half outputs, clear errors, bounded memory.
+
+Clips are made here with PyAV (tests/video_clips.py) from the shared photos
+and processed with the full-size random checkpoint (conftest ``remover``) at
+160x96. The network sees 384x384 whatever the clip size, so frames cost
+seconds on a CPU: ``maps`` below remembers the map of each distinct decoded
+frame, and the same frames (the pan clip) serve several formats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tracemalloc
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+from video_clips import AUDIO_RATE, make_clip, retime_clip, stream_facts
+
+from inspyrenet_lite.video import VideoLoadError, flicker, lag, process_video
+from inspyrenet_lite.video.io import read_frames
+
+SIZE = (160, 96)
+FRAMES = 4  # the network costs seconds per frame on a CPU
+
+
+class MemoRemover:
+    """A Remover whose ``process`` remembers the map of each distinct frame
+    (shared by every MemoRemover of the same Remover in the test session)."""
+
+    _caches: dict[int, dict[bytes, np.ndarray]] = {}
+
+    def __init__(self, remover) -> None:
+        self.remover = remover
+        self.max_pixels = remover.max_pixels
+        self.cache = self._caches.setdefault(id(remover), {})
+        self.calls = 0
+
+    def process(self, images, **kwargs):
+        keys = [hashlib.sha1(np.ascontiguousarray(i).tobytes()).digest() + repr(sorted(kwargs.items())).encode()
+                for i in images]
+        todo = [(k, i) for k, i in zip(keys, images) if k not in self.cache]
+        if todo:
+            self.calls += len(todo)
+            for (k, _), out in zip(todo, self.remover.process([i for _, i in todo], **kwargs)):
+                self.cache[k] = out
+        return [self.cache[k] for k in keys]
+
+
+class GreyRemover:
+    """Stands in for the network (instant maps) so a long clip runs in seconds:
+    what is measured here is the pipeline's buffering, not the model."""
+
+    max_pixels = None
+
+    def process(self, images, **kwargs):
+        return [np.asarray(i, dtype=np.uint8)[:, :, 1].copy() for i in images]
+
+
+@pytest.fixture(scope="module")
+def maps(remover) -> MemoRemover:
+    return MemoRemover(remover)
+
+
+@pytest.fixture(scope="module")
+def photo(images_dir: Path) -> Image.Image:
+    with Image.open(images_dir / "cat.png") as img:
+        return img.convert("RGB")
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, photo) -> dict[str, tuple[Path, list[float]]]:
+    folder = tmp_path_factory.mktemp("clips")
+    specs = {"pan": dict(kind="pan"), "still": dict(kind="still", frames=6, noise=4.0), "zoom": dict(kind="zoom")}
+    out = {}
+    for name, kw in specs.items():
+        kw.setdefault("frames", FRAMES)
+        out[name] = (folder / f"{name}.mp4", make_clip(folder / f"{name}.mp4", photo, size=SIZE, **kw))
+    # The same frames (same pixels, so the maps are computed once) with rotation or variable timing.
+    pan = out["pan"][0]
+    out["rotated"] = (folder / "rotated.mkv", retime_clip(pan, folder / "rotated.mkv", rotation=90))
+    out["vfr"] = (folder / "vfr.mkv", retime_clip(pan, folder / "vfr.mkv", vfr=True))
+    return out
+
+
+def decoded_rgb(path: Path) -> list[np.ndarray]:
+    """The source frames as PyAV decodes them (what the pipeline sees)."""
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def png_sequence(folder: Path) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p)) for p in sorted(folder.glob("frame_*.png"))]
+
+
+def assert_same_timing(out: Path, src: Path, times: list[float]) -> dict:
+    facts, source = stream_facts(out), stream_facts(src)
+    assert facts["frames"] == len(times)
+    assert facts["size"] == SIZE
+    assert facts["times"] == pytest.approx(times, abs=1e-3)
+    assert facts["rotation"] == source["rotation"]
+    # Audio: present, as long as the source's (within one Opus/AAC frame of padding).
+    assert facts["audio_seconds"] == pytest.approx(source["audio_seconds"], abs=0.03)
+    assert facts["container_seconds"] == pytest.approx(source["container_seconds"], abs=0.05)
+    return facts
+
+
+# ------------------------------------------------------------------ formats
+@pytest.mark.parametrize(
+    ("name", "type", "codec", "audio"),
+    [
+        ("cut.webm", "rgba", "vp9", "opus"),  # AAC cannot go in WebM: re-encoded
+        ("cut.mov", "rgba", "prores", "aac"),  # copied
+        ("green.mp4", "green", "h264", "aac"),
+        ("matte.mp4", "map", "h264", "aac"),
+    ],
+)
+def test_container_formats_decode_back(tmp_path, clips, maps, name, type, codec, audio):
+    src, times = clips["pan"]
+    result = process_video(maps, src, tmp_path / name, type=type)
+    facts = assert_same_timing(tmp_path / name, src, times)
+    assert (facts["video_codec"], facts["audio_codec"]) == (codec, audio)
+    assert result.frames == FRAMES and result.audio
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary left
+
+
+@pytest.mark.parametrize("clip", ["rotated", "vfr"])
+def test_rotation_and_variable_frame_rate_kept(tmp_path, clips, maps, clip):
+    src, times = clips[clip]
+    process_video(maps, src, tmp_path / "cut.webm")
+    facts = assert_same_timing(tmp_path / "cut.webm", src, times)
+    if clip == "rotated":
+        assert facts["rotation"] == 90
+    else:
+        assert np.diff(facts["times"]) == pytest.approx([0.04 if i % 2 == 0 else 0.08 for i in range(FRAMES - 1)], abs=1e-3)
+
+
+@pytest.mark.parametrize(("name", "tolerance"), [("cut.webm", 6.0), ("cut.mov", 1.0), ("cut_frames", 0.0)])
+def test_alpha_equals_the_per_frame_map(tmp_path, clips, maps, name, tolerance):
+    src, _ = clips["pan"]
+    process_video(maps, src, tmp_path / name, stability=False)
+    # Remover.process(frame, type="map") on each decoded source frame (remembered by ``maps``).
+    expected = [m.astype(np.float32) for m in maps.process(decoded_rgb(src), type="map", hr_blend=None, batch_size=1)]
+    if name.endswith("_frames"):
+        decoded = png_sequence(tmp_path / name)
+        assert (tmp_path / name / "audio.mka").is_file()
+        lines = (tmp_path / name / "timestamps.txt").read_text().splitlines()
+        assert [float(line.split()[1]) for line in lines] == pytest.approx(clips["pan"][1], abs=1e-6)
+    else:
+        decoded = [f for f, _ in read_frames(tmp_path / name, format="rgba")]
+    assert len(decoded) == FRAMES
+    for frame, want in zip(decoded, expected):
+        assert frame.shape == (SIZE[1], SIZE[0], 4)
+        alpha = frame[:, :, 3].astype(np.float32)
+        assert alpha.std() > 3  # a real map, not a constant (random weights: low contrast on some frames)
+        # Mean error in grey levels: VP9 codes alpha lossily (crf 30), ProRes in 10 bits, PNG exactly.
+        assert np.abs(alpha - want).mean() <= tolerance
+
+
+def test_background_video_composite(tmp_path, clips, maps):
+    src, times = clips["pan"]
+    background, _ = clips["zoom"]
+    process_video(maps, src, tmp_path / "over.mp4", type=str(background), stability=False)
+    assert_same_timing(tmp_path / "over.mp4", src, times)
+    # Where the map is 0 the output shows the background video's frame.
+    cut = [f for f, _ in read_frames(tmp_path / "over.mp4")]
+    back = decoded_rgb(background)
+    matte = [np.asarray(m) for m in maps.process(decoded_rgb(src), type="map", hr_blend=None, batch_size=1)]
+    for out, bg, m in zip(cut, back, matte):
+        clear = m < 8
+        assert clear.sum() > 50
+        assert np.abs(out[clear].astype(float) - bg[clear]).mean() < 12
+
+
+# ---------------------------------------------------------------- stability
+def _maps_of(folder: Path) -> list[np.ndarray]:
+    return [m.astype(np.float32) / 255.0 for m in png_sequence(folder)]
+
+
+def test_stability_removes_flicker_on_a_still_shot(tmp_path, clips, maps):
+    src, _ = clips["still"]
+    frames = decoded_rgb(src)
+    process_video(maps, src, tmp_path / "on_frames", type="map", stability=True)
+    process_video(maps, src, tmp_path / "off_frames", type="map", stability=False)
+    on, off = flicker(_maps_of(tmp_path / "on_frames"), frames), flicker(_maps_of(tmp_path / "off_frames"), frames)
+    print(f"still: flicker off {255 * off:.2f}, on {255 * on:.2f} grey levels")
+    assert off > 0.002  # the noisy still shot does flicker frame by frame
+    assert on < 0.5 * off
+
+
+@pytest.mark.parametrize("clip", ["pan", "zoom"])
+def test_stability_does_not_ghost_on_motion(tmp_path, clips, maps, clip):
+    src, _ = clips[clip]
+    frames = decoded_rgb(src)
+    process_video(maps, src, tmp_path / "on_frames", type="map", stability=True)
+    process_video(maps, src, tmp_path / "off_frames", type="map", stability=False)
+    on, off = _maps_of(tmp_path / "on_frames"), _maps_of(tmp_path / "off_frames")
+    # Stated bound: where the image moved, the stabilised map trails the
+    # per-frame map by at most 10 grey levels (4 %) on average.
+    print(f"{clip}: flicker off {255 * flicker(off, frames):.2f}, on {255 * flicker(on, frames):.2f}; "
+          f"lag on {255 * lag(on, off, frames):.2f} grey levels")
+    assert lag(on, off, frames) <= 10 / 255
+    assert lag(off, off, frames) == 0.0
+
+
+# --------------------------------------------------------- never lose work
+@pytest.mark.parametrize("name", ["cut.webm", "cut_frames"])
+def test_interrupted_run_leaves_nothing(tmp_path, clips, name):
+    src, _ = clips["pan"]
+    seen = []
+
+    def progress(n: int) -> None:
+        seen.append(n)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        process_video(GreyRemover(), src, tmp_path / name, progress=progress)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_replaced_only_when_complete(tmp_path, clips):
+    src, _ = clips["pan"]
+    (tmp_path / "cut_frames").mkdir()
+    (tmp_path / "cut_frames" / "old.txt").write_text("previous run")
+    process_video(GreyRemover(), src, tmp_path / "cut_frames")
+    assert not (tmp_path / "cut_frames" / "old.txt").exists()
+    assert len(list((tmp_path / "cut_frames").glob("frame_*.png"))) == FRAMES
+    assert [p.name for p in tmp_path.iterdir()] == ["cut_frames"]
+
+
+# ------------------------------------------------------------- bad inputs
+def _no_frames(path: Path) -> None:
+    with av.open(str(path), "w", format="matroska") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
+        _tone(out)
+
+
+def _tone(out) -> None:
+    audio = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+    frame.sample_rate, frame.pts = AUDIO_RATE, 0
+    out.mux(audio.encode(frame))
+    out.mux(audio.encode(None))
+
+
+def _audio_only(path: Path) -> None:
+    with av.open(str(path), "w", format="mp4") as out:
+        _tone(out)
+
+
+def _unknown_codec(path: Path, photo: Image.Image) -> None:
+    make_clip(path, photo, frames=2, audio=False, container_format="matroska")
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_QQQQQ/ISO/AVC"))  # a codec id nobody decodes
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (None, "no such file"),
+        (lambda p, photo: p.write_text("not a video at all\n" * 50), "not a video FFmpeg can read"),
+        (lambda p, photo: _audio_only(p), "has no video stream"),
+        (lambda p, photo: _no_frames(p), "has no frames"),
+        (_unknown_codec, "unsupported video codec"),
+    ],
+    ids=["missing", "text", "audio-only", "zero-frames", "unknown-codec"],
+)
+def test_bad_inputs_give_one_clear_error(tmp_path, photo, make, reason):
+    src = tmp_path / "input.mp4"
+    if make is not None:
+        make(src, photo)
+    before = set(tmp_path.iterdir())
+    with pytest.raises(VideoLoadError, match=reason) as info:
+        process_video(GreyRemover(), src, tmp_path / "out.webm")
+    assert "input.mp4" in str(info.value)
+    assert set(tmp_path.iterdir()) == before  # nothing written
+
+
+def test_bad_arguments_fail_before_work(tmp_path, clips):
+    src, _ = clips["pan"]
+    maps = GreyRemover()
+    with pytest.raises(ValueError, match="cannot store transparency"):
+        process_video(maps, src, tmp_path / "cut.mp4", type="rgba")
+    with pytest.raises(ValueError, match="crf"):
+        process_video(maps, src, tmp_path / "cut.mp4", type="white", crf=70)
+    with pytest.raises(ValueError, match="video format"):
+        process_video(maps, src, tmp_path / "cut.avi")
+    with pytest.raises(ValueError, match="unknown output type"):
+        process_video(maps, src, tmp_path / "cut.mp4", type="purple-ish")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ memory
+def test_memory_stays_bounded_on_a_long_clip(tmp_path, photo):
+    frames, size = 400, (96, 64)
+    src = tmp_path / "long.mp4"
+    make_clip(src, photo, kind="pan", frames=frames, size=size, audio=True, noise=0.0)
+    one_frame = size[0] * size[1] * 3
+    tracemalloc.start()
+    try:
+        result = process_video(GreyRemover(), src, tmp_path / "long.webm", batch_size=4)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.frames == frames
+    # Queues hold 2 batches each: at most 2*8 + 4 frames plus the two in the threads' hands.
+    assert result.peak_frames_in_flight <= 22
+    # Holding every decoded frame would take 400 frames' worth of pixels (and
+    # as much again in maps); the run peaks at frames in flight plus scratch.
+    assert peak < 120 * one_frame, peak / one_frame

@@ -1,0 +1,160 @@
+"""Small test clips made with PyAV from the shared photos.
+
+``make_clip`` renders a still shot (per-frame sensor noise, then H.264
+compression), a pan or a zoom over a photo, optionally with a sine-tone audio
+track, display-rotation metadata or a variable frame rate. Frame times are
+returned so tests compare against what was written, not what was read.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+TONE_HZ = 440.0
+AUDIO_RATE = 48000
+
+
+def render_frames(photo: Image.Image, kind: str, frames: int, size: tuple[int, int], noise: float, seed: int = 0):
+    """``frames`` HxWx3 uint8 arrays of ``photo`` (``size`` is (W, H))."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    src_w, src_h = photo.size
+    out = []
+    for t in range(frames):
+        if kind == "still":
+            box = (0, 0, src_w, src_h)
+        elif kind == "pan":  # a window 70 % wide sliding left to right
+            win = int(src_w * 0.7)
+            x0 = round((src_w - win) * t / max(1, frames - 1))
+            box = (x0, 0, x0 + win, src_h)
+        elif kind == "zoom":  # closing in on the centre to half the field
+            f = 1.0 - 0.5 * t / max(1, frames - 1)
+            w, h = src_w * f, src_h * f
+            box = ((src_w - w) / 2, (src_h - h) / 2, (src_w + w) / 2, (src_h + h) / 2)
+        else:
+            raise ValueError(kind)
+        img = np.asarray(photo.resize(size, Image.Resampling.BILINEAR, box=box), dtype=np.float32)
+        if noise:
+            img = img + rng.normal(0.0, noise, img.shape)
+        out.append(np.clip(np.rint(img), 0, 255).astype(np.uint8))
+    assert out[0].shape == (height, width, 3)
+    return out
+
+
+def make_clip(
+    path: Path,
+    photo: Image.Image,
+    kind: str = "still",
+    frames: int = 6,
+    size: tuple[int, int] = (160, 96),
+    fps: int = 25,
+    audio: bool = True,
+    rotation: int = 0,
+    vfr: bool = False,
+    noise: float = 3.0,
+    container_format: str | None = None,
+) -> list[float]:
+    """Write the clip (H.264 yuv420p, crf 23; AAC tone) and return its frame times in seconds.
+
+    With ``vfr`` frames last alternately 40 and 80 ms (time base 1/1000).
+    """
+    images = render_frames(photo, kind, frames, size, noise)
+    times = []
+    with av.open(str(path), "w", format=container_format) as out:
+        tb = Fraction(1, 1000) if vfr else Fraction(1, fps)
+        stream = out.add_stream("libx264", rate=fps, time_base=tb)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "23", "preset": "ultrafast"}
+        if rotation:
+            stream.set_display_rotation(rotation)
+        astream = out.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio else None
+        pts = 0
+        for i, img in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            step = (40 if i % 2 == 0 else 80) if vfr else 1
+            frame.pts, frame.time_base, frame.duration = pts, tb, step
+            times.append(float(pts * tb))
+            out.mux(stream.encode(frame))
+            pts += step
+        out.mux(stream.encode(None))
+        if astream is not None:
+            seconds = float(pts * tb)
+            n = int(round(seconds * AUDIO_RATE))
+            tone = (0.3 * np.sin(2 * np.pi * TONE_HZ * np.arange(n) / AUDIO_RATE)).astype(np.float32)
+            step = 1024
+            for start in range(0, n, step):
+                chunk = tone[start : start + step]
+                frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+                frame.sample_rate = AUDIO_RATE
+                frame.pts = start
+                out.mux(astream.encode(frame))
+            out.mux(astream.encode(None))
+    return times
+
+
+def retime_clip(src: Path, dst: Path, rotation: int = 0, vfr: bool = False) -> list[float]:
+    """Copy ``src``'s packets into ``dst`` (Matroska) with display rotation
+    and/or variable frame timing (frames lasting 40 and 80 ms in turn), so
+    the decoded pixels stay exactly those of ``src``. Returns the frame times
+    as PyAV decodes them from ``dst`` (Matroska shifts them by the audio's
+    priming delay, which MP4 hides in an edit list).
+
+    ``src`` must have no B-frames (``make_clip``'s ultrafast preset has none).
+    """
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="matroska") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        if rotation:
+            vout.set_display_rotation(rotation)
+        streams = {vin.index: vout}
+        if inp.streams.audio:
+            streams[inp.streams.audio[0].index] = out.add_stream_from_template(inp.streams.audio[0])
+        index, ms = 0, 0
+        for packet in inp.demux():
+            if packet.size == 0:
+                continue
+            if packet.stream.index == vin.index and vfr:
+                packet.time_base = Fraction(1, 1000)
+                packet.pts = packet.dts = ms
+                packet.duration = 40 if index % 2 == 0 else 80
+                ms += packet.duration
+                index += 1
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return stream_facts(dst)["times"]
+
+
+def stream_facts(path: Path) -> dict:
+    """Frame count, size, frame times, rotation, durations and audio facts of a file, decoded back."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        times, rotation, size = [], None, None
+        for frame in container.decode(video):
+            times.append(float(frame.pts * video.time_base))
+            rotation = frame.rotation if rotation is None else rotation
+            size = (frame.width, frame.height)
+        facts = {
+            "frames": len(times),
+            "times": times,
+            "size": size,
+            "rotation": rotation,
+            "video_codec": video.codec_context.name,
+            "audio_codec": None,
+            "audio_seconds": None,
+            "container_seconds": container.duration / 1e6 if container.duration else None,
+        }
+    with av.open(str(path)) as container:
+        if container.streams.audio:
+            astream = container.streams.audio[0]
+            samples, rate = 0, astream.codec_context.sample_rate
+            for frame in container.decode(astream):
+                samples += frame.samples
+            facts["audio_codec"] = astream.codec_context.name
+            facts["audio_seconds"] = samples / rate
+    return facts
