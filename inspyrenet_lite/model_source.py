@@ -42,6 +42,10 @@ def pick_name(model: str | None, mode: str | None) -> str:
     name = model if model is not None else mode if mode is not None else DEFAULT_MODEL
     if not isinstance(name, str) or not name:
         raise ValueError(f"model must be a registry name, a Hub repo 'owner/name' or a folder, got {name!r}")
+    if name not in MODELS and not is_hub_or_folder(name):
+        from .registry import get_entry
+
+        get_entry(name)  # a typo is refused before anything is loaded; the error lists the names
     return name
 
 

@@ -114,3 +114,16 @@ def test_transition_handles_images_smaller_than_the_kernel():
     logits = torch.tensor([[[[-5.0, 5.0, -5.0], [5.0, -5.0, 5.0]]]], dtype=torch.float64)
     ours = transition(logits, 17)[0, 0].numpy()
     np.testing.assert_array_equal(ours, _transition_brute_force(logits[0, 0].numpy(), 17))
+
+
+def test_pyramid_ops_train_after_a_first_call_under_inference_mode():
+    """The blur kernel is cached on first use; inference (Remover) often comes first,
+    and a cached inference tensor would make every later training step fail."""
+    from inspyrenet_lite.modeling import pyramid
+
+    pyramid._gaussian_2d.cache_clear()
+    with torch.inference_mode():
+        pyramid.reduce(torch.rand(1, 1, 16, 16))
+    x = torch.rand(1, 1, 16, 16, requires_grad=True)
+    pyramid.expand(pyramid.reduce(x)).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -45,7 +45,7 @@ BAD_CALL_OPTIONS = [
     ({"threshold": True}, "threshold must be a number"),
     ({"threshold": math.nan}, "threshold must be a finite number"),
     ({"threshold": "0.5"}, "threshold must be a number"),
-    ({"hr_blend": None}, "hr_blend must be a number"),
+    ({"hr_blend": None}, None),  # allowed: the Remover's default (the model's, from the registry)
     ({"hr_blend": [1.0]}, "hr_blend must be a number"),
     ({"hr_blend": math.inf}, "hr_blend must be a finite number"),
     ({"hr_blend": -0.1}, r"hr_blend must be in \[0, 1\]"),
@@ -68,7 +68,7 @@ def test_single_and_list_calls_refuse_bad_options_with_a_value_error(remover, st
     assert stand_in.calls == []
 
 
-@pytest.mark.parametrize("hr_blend", [None, "1", [0.5], math.nan, True])
+@pytest.mark.parametrize("hr_blend", ["1", [0.5], math.nan, True])  # None: the Remover's default
 def test_predict_refuses_bad_hr_blend_with_a_value_error(remover, stand_in, hr_blend, tmp_path):
     with pytest.raises(ValueError, match="hr_blend"):
         remover.predict(tmp_path / "missing.png", hr_blend=hr_blend)
@@ -90,9 +90,9 @@ def test_good_options_of_other_numeric_types_are_accepted(remover, stand_in):
         ({"hr_short_side": 16}, "hr_short_side must be an integer of at least 32"),
         ({"hr_long_side": "2048"}, "hr_long_side must be an integer"),
         ({"hr_max_pixels": None}, "hr_max_pixels must be an integer"),
-        ({"resize": None}, "resize must be one of"),
+        ({"resize": "big"}, "resize must be one of"),  # None: the model's default
         ({"precision": ["fp32"]}, "precision must be one of"),
-        ({"mode": None}, "unknown mode"),
+        ({"mode": "nope"}, "Unknown model .nope."),
     ],
 )
 def test_the_constructor_refuses_bad_options_before_loading_anything(kwargs, message, tmp_path):

@@ -17,8 +17,11 @@ _PAD = 3
 
 @functools.lru_cache(maxsize=32)
 def _gaussian_2d(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    g = torch.tensor(_GAUSS_1D, dtype=torch.float64)
-    return torch.outer(g, g).to(device=device, dtype=dtype)[None, None]
+    # An ordinary tensor even when first asked for under inference_mode: a cached
+    # inference tensor would break every later training step ("cannot be saved for backward").
+    with torch.inference_mode(False):
+        g = torch.tensor(_GAUSS_1D, dtype=torch.float64)
+        return torch.outer(g, g).to(device=device, dtype=dtype)[None, None]
 
 
 def _blur(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
