@@ -427,9 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _signals_as_interrupts():
             for job in video_jobs:  # one at a time; frames are batched inside
-                todo, finished = ([job], set()) if triage(job) else ([], set())
-                if not todo:
+                if not triage(job):
                     continue
+                todo, finished = [job], set()  # what the interrupt handler marks "interrupted"
                 note(job, "started")
                 try:
                     video_cli.run_one(remover, job, args, spec)
