@@ -226,6 +226,7 @@ class InSPyReNetHubMixin(
         arch = {k: v for k, v in arch.items() if k in ARCH_FIELDS}
         logger.info("Loading %s (%s, base size %s) from %s", model_id, arch["backbone"], arch["base_size"], weights)
         model = from_config(arch, load_checkpoint(weights), device=map_location or device)
+        model.weights_file = str(weights)  # what a derived artefact (the ONNX cache) is keyed on
         if config:
             model._hub_mixin_config = dict(config)  # keeps informational fields for a later save
         return model

@@ -28,6 +28,7 @@ class LoadedModel:
     name: str  # registry name, Hub repo id or folder
     entry: ModelEntry | None  # the registry row, if the name is one
     source: str  # the checkpoint file, Hub repo or folder it was loaded from
+    weights_file: str | None = None  # the local file the weights were read from (cache keys hash it)
 
 
 def is_hub_or_folder(name: str) -> bool:
@@ -64,7 +65,7 @@ def load(
 
         overrides = {"base_size": _pair(base_size)} if base_size is not None else {}
         model = InSPyReNet.from_pretrained(name, device=device, **overrides)
-        return LoadedModel(model, name, None, name)
+        return LoadedModel(model, name, None, name, getattr(model, "weights_file", None))
     entry = MODELS.get(name)
     if entry is None and not local:
         from .registry import get_entry
@@ -72,7 +73,7 @@ def load(
         get_entry(name)  # raises, listing the names
     path = resolve_checkpoint(name if entry else DEFAULT_MODEL, ckpt)
     model = load_file(path, entry, base_size, device, named=entry is not None and name != DEFAULT_MODEL)
-    return LoadedModel(model, name, entry, str(path))
+    return LoadedModel(model, name, entry, str(path), str(path))
 
 
 def load_file(

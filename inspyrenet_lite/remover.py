@@ -174,7 +174,7 @@ class Remover:
         self.device = device
 
         loaded = model_source.load(name, ckpt=ckpt, base_size=base_size, device=self.device)
-        self.checkpoint_path = Path(loaded.source) if os.path.exists(loaded.source) else None
+        self.checkpoint_path = Path(loaded.weights_file) if loaded.weights_file else None
         model = loaded.model
         self.model = model.eval()
         self.base_size: tuple[int, int] = tuple(model.base_size)  # (H, W)

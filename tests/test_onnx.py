@@ -1,12 +1,19 @@
-"""The ONNX export and the ONNX Runtime backend: PyTorch's maps, exported once, cached, verified."""
+"""The ONNX export and the ONNX Runtime backend: PyTorch's maps, exported once, cached, verified.
+
+Outside truths: ONNX Runtime running the exported file, PyTorch's own maps,
+and the authors' maps in the parity fixtures.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from PIL import Image
@@ -22,13 +29,19 @@ from inspyrenet_lite.backends.onnx_export import (
     run_session,
 )
 from inspyrenet_lite.backends.ort import OrtBackend
+from inspyrenet_lite.cli import main as cli_main
 from parity_cases import build_case_model, case_io, manifest, parity_dir
 
-MAP_ATOL = 1e-4  # full-size fast model against PyTorch (issue 10's measured agreement)
-# The reduced parity models' finest level is ill-conditioned (see README, parity at base 1024):
-# ORT differed from PyTorch by up to 4e-4 on swin_small_lr's square input. Their bound is
-# the export's own verification tolerance.
-SMALL_ATOL = 1e-3
+MAP_ATOL = 1e-4  # issue 10: ORT's maps within 1e-4 of PyTorch's (the full-size model, on photos)
+# The reduced parity models (random weights) sit at float32's noise floor: PyTorch's own
+# map of swin_small_lr's square input moves 7.1e-5 between a batch of one and of two,
+# and ORT is 1.0e-4 from it (measured). Their bound is a sixteenth of a grey level.
+REDUCED_ATOL = 2.5e-4
+GREY_LEVEL = 1 / 255
+# Passes whose finest pyramid level is ill-conditioned (see test_parity.py): PyTorch's
+# own map moves more between 1 and 2 threads (res2net square 6.5e-4, swin_small_hr
+# 1.2e-2, measured) than ORT differs from it, so they are compared pixel-wise.
+ILL_CONDITIONED = {("res2net_small_lr", "square"), ("swin_small_hr", "square")}
 
 
 class _CountingExport:
@@ -50,7 +63,7 @@ def swin_case():
 
 @pytest.fixture(scope="module")
 def swin_cache(swin_case, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache folder holding the reduced Swin model's graph, exported by the backend's first use."""
+    """A cache folder holding the reduced Swin model's graph, exported (and verified) by the backend's first use."""
     model, io = swin_case
     cache = tmp_path_factory.mktemp("onnx-cache")
     backend = OrtBackend(model, _weights("swin_small_lr"), cache_dir=cache)
@@ -68,6 +81,14 @@ def _graph(cache: Path) -> Path:
     return path
 
 
+def _assert_maps_agree(got: torch.Tensor, expected: torch.Tensor, ill_conditioned: bool, what: str) -> None:
+    err = (got - expected).abs()
+    if ill_conditioned:
+        assert (err <= GREY_LEVEL).float().mean().item() >= 0.999, f"{what}: max {err.max().item():.3g}"
+    else:
+        assert err.max().item() <= REDUCED_ATOL, f"{what}: max {err.max().item():.3g}"
+
+
 @torch.inference_mode()
 def test_reduced_swin_graph_gives_pytorch_and_reference_maps_for_a_batch(swin_case, swin_cache):
     model, io = swin_case
@@ -76,25 +97,35 @@ def test_reduced_swin_graph_gives_pytorch_and_reference_maps_for_a_batch(swin_ca
     session = load_session(path)
     assert [i.name for i in session.get_inputs()] == [GRAPH_INPUT]
     assert [o.name for o in session.get_outputs()] == [GRAPH_OUTPUT]
-    x = io["input.square"]
-    batch = torch.cat([x, x.flip(-1)])  # a batch of two different images
+    batch = torch.cat([io["input.square"], io["input.lr"]])  # the fixtures' two 384x384 inputs
     got = run_session(session, batch)
     assert got.shape == (2, 1, 384, 384)
-    assert (got - model.predict(batch)).abs().max() <= SMALL_ATOL
-    # The authors' map for this input (an outside truth), and batching changes nothing.
-    assert (got[:1] - io["square.pred"]).abs().max() <= SMALL_ATOL
-    assert (got[1:] - run_session(session, batch[1:])).abs().max() <= SMALL_ATOL
+    for i in range(2):
+        _assert_maps_agree(got[i], model.predict(batch[i : i + 1])[0], False, f"image {i}")
+        _assert_maps_agree(got[i : i + 1], run_session(session, batch[i : i + 1]), False, f"image {i} alone")
+    # The authors' map (test_parity.py holds PyTorch to 1e-3 of it).
+    assert (got[:1] - io["square.pred"]).abs().max().item() <= 1e-3
 
 
-@pytest.mark.heavy  # fails today: ORT gives NaN maps for this graph (issue #10 stays open)
+@pytest.mark.parametrize(
+    "case,tag",
+    [("swin_small_lr", "nonsquare"), ("res2net_small_lr", "nonsquare"), ("res2net_small_lr", "square"),
+     ("swin_small_hr", "square")],
+)
 @torch.inference_mode()
-def test_reduced_res2net_exports_at_a_non_square_size(tmp_path: Path):
-    model, io = build_case_model("res2net_small_lr"), case_io("res2net_small_lr")
-    x = io["input.nonsquare"]
-    path = export_onnx(model, tmp_path / "res2net.onnx", size=tuple(x.shape[-2:]))
+def test_reduced_models_export_at_every_fixture_size(case: str, tag: str, tmp_path: Path):
+    model, io = build_case_model(case), case_io(case)
+    x = io[f"input.{tag}"]
+    size = tuple(x.shape[-2:])
+    path = export_onnx(model, tmp_path / "model.onnx", size=size, verify=False)  # checked here, by the test
     got = run_session(load_session(path), x)
-    assert (got - model.predict(x)).abs().max() <= SMALL_ATOL
-    assert (got - io["nonsquare.pred"]).abs().max() <= SMALL_ATOL
+    ill = (case, tag) in ILL_CONDITIONED
+    _assert_maps_agree(got, model.predict(x), ill, f"{case}/{tag} vs PyTorch")
+    reference = io[f"{tag}.pred"]
+    if case == "swin_small_hr":
+        _assert_maps_agree(got, reference, True, f"{case}/{tag} vs the authors")
+    else:
+        assert (got - reference).abs().max().item() <= 1e-3
 
 
 @torch.inference_mode()
@@ -103,43 +134,53 @@ def test_a_cache_hit_makes_no_export_and_a_corrupt_cache_file_is_rebuilt(
 ):
     model, io = swin_case
     x = io["input.square"]
-    with torch.inference_mode():
-        expected = model.predict(x)
+    expected = model.predict(x)
     exports = _CountingExport(monkeypatch)
 
     hit = OrtBackend(model, _weights("swin_small_lr"), cache_dir=swin_cache)
-    assert (hit.predict(x) - expected).abs().max() <= SMALL_ATOL
+    assert (hit.predict(x) - expected).abs().max() <= REDUCED_ATOL
     assert exports.calls == 0
 
     path = _graph(swin_cache)
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle : middle + 64] = bytes(64)  # flipped weights: ORT would load it and answer wrongly
+    data[middle : middle + 64] = bytes(64)  # zeroed weights: ORT would load it and answer wrongly
     path.write_bytes(bytes(data))
     caplog.set_level(logging.WARNING, logger="inspyrenet_lite")
     rebuilt = OrtBackend(model, _weights("swin_small_lr"), cache_dir=swin_cache)
-    assert (rebuilt.predict(x) - expected).abs().max() <= SMALL_ATOL
+    assert (rebuilt.predict(x) - expected).abs().max() <= REDUCED_ATOL
     assert exports.calls == 1
     assert any("rebuilding the cached ONNX graph" in r.getMessage() for r in caplog.records)
+    assert _graph(swin_cache) == path and path.read_bytes() != bytes(data)
 
 
 def test_the_cache_is_keyed_by_checkpoint_size_and_versions(swin_case, swin_cache):
     import onnxruntime
+
+    import inspyrenet_lite
 
     model, _ = swin_case
     name = OrtBackend(model, _weights("swin_small_lr"), cache_dir=swin_cache).cache_path((384, 384)).name
     other = OrtBackend(model, _weights("res2net_small_lr"), cache_dir=swin_cache).cache_path((384, 384)).name
     assert name != other
     assert "384x384" in name and torch.__version__ in name and onnxruntime.__version__ in name
+    assert inspyrenet_lite.__version__ in name
 
 
-@pytest.mark.heavy
+def test_the_default_cache_is_the_weights_cache_not_the_hub_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.delenv("INSPYRENET_LITE_ONNX_DIR", raising=False)
+    monkeypatch.setenv("INSPYRENET_LITE_CACHE", str(tmp_path / "weights"))
+    assert ort_module.default_cache_dir() == tmp_path / "weights" / "onnx"
+    monkeypatch.setenv("INSPYRENET_LITE_ONNX_DIR", str(tmp_path / "graphs"))
+    assert ort_module.default_cache_dir() == tmp_path / "graphs"
+
+
 def test_export_refuses_a_graph_that_disagrees_with_pytorch(swin_case, tmp_path: Path):
     """A model that behaves differently while traced (as the row bands once did) is refused."""
     model, _ = swin_case
 
     def traced_only_offset(module, inputs, output):
-        if torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_compiling():
             features, logits = output
             return features, logits + 0.5 * torch.sin(logits)
         return output
@@ -186,7 +227,58 @@ def test_auto_without_onnxruntime_uses_torch_with_one_log_line(
                        checkpoint_path=random_checkpoint)
 
 
-@pytest.mark.heavy
+@torch.inference_mode()
+def test_export_command_writes_a_verified_documented_graph_of_a_saved_model(
+    swin_case, tmp_path: Path, capsys: pytest.CaptureFixture
+):
+    model, io = swin_case
+    folder = tmp_path / "my-model"
+    model.save_pretrained(folder)  # a fine-tuned model as users keep it
+    out = tmp_path / "deploy" / "model.onnx"
+    out.parent.mkdir()
+    assert cli_main(["export", "--format", "onnx", "--model", str(folder), "-o", str(out)]) == 0
+    assert "verified against PyTorch" in capsys.readouterr().out
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~_umask()
+    graph = onnx.load(str(out))
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert "0.485" in meta["inspyrenet_lite.input"] and "min-max" in meta["inspyrenet_lite.output"]
+    session = load_session(out)
+    (inp,) = session.get_inputs()
+    assert inp.name == GRAPH_INPUT and inp.shape[1:] == [3, 384, 384] and not isinstance(inp.shape[0], int)
+    x = io["input.square"]
+    _assert_maps_agree(run_session(session, x), model.predict(x), False, "exported graph")
+
+    # A check that cannot pass refuses the graph: exit 1, the reason, nothing written.
+    refused = tmp_path / "deploy" / "strict.onnx"
+    assert cli_main(["export", "--model", str(folder), "-o", str(refused), "--atol", "1e-12"]) == 1
+    assert "differ from PyTorch" in capsys.readouterr().err
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx"]
+
+    # The backend keys its cache on the folder's weights file (exported on first use, not here).
+    from inspyrenet_lite.remover import Remover
+
+    saved = Remover(model=str(folder), device="cpu", backend="onnxruntime")
+    assert saved.backend.checkpoint_path == folder / "model.safetensors"
+    assert "384x384" in saved.backend.cache_path((384, 384)).name
+
+
+def test_export_command_refuses_bad_arguments_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture):
+    with pytest.raises(SystemExit):
+        cli_main(["export", "--size", "100", "384"])
+    assert "multiple of 32" in capsys.readouterr().err
+    assert cli_main(["export", "--model", "no-such-model", "-o", str(tmp_path / "x.onnx")]) == 2
+    assert "Unknown model" in capsys.readouterr().err
+    assert cli_main(["export", "--model", "fast", "-o", str(tmp_path), "--ckpt", str(tmp_path / "missing.pth")]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.slow
 def test_full_size_fast_model_in_onnxruntime_gives_pytorch_maps_on_photos(
     random_checkpoint: Path, remover, images_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -198,9 +290,7 @@ def test_full_size_fast_model_in_onnxruntime_gives_pytorch_maps_on_photos(
     maps = fast.process(photos, type="map", batch_size=2)  # one batch of two
     assert len(list(tmp_path.glob("*.onnx"))) == 1
     for photo, got in zip(photos, maps, strict=True):
-        expected = remover.predict(photo)
-        ours = fast.predict(photo)
-        assert np.abs(ours - expected).max() <= MAP_ATOL
+        assert np.abs(fast.predict(photo) - remover.predict(photo)).max() <= MAP_ATOL
         grey = np.asarray(remover.process(photo, type="map"), dtype=np.int16)
         assert np.abs(np.asarray(got, dtype=np.int16) - grey).max() <= 1
 

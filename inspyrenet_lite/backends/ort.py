@@ -29,15 +29,19 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def default_cache_dir(checkpoint_path: Path) -> Path:
-    """``$INSPYRENET_LITE_ONNX_DIR``, else beside the weights, else ~/.cache/inspyrenet_lite/onnx."""
-    env = os.environ.get("INSPYRENET_LITE_ONNX_DIR")
+def default_cache_dir() -> Path:
+    """``$INSPYRENET_LITE_ONNX_DIR``, else ``onnx/`` in the weights cache (:func:`~inspyrenet_lite.weights.cache_dir`).
+
+    Never beside the checkpoint: a Hub download lives in the Hub's own cache,
+    whose scanner reports any other file there as corruption, and a user's
+    checkpoint folder should not fill with 400 MB graphs.
+    """
+    env = os.environ.get("INSPYRENET_LITE_ONNX_DIR", "").strip()
     if env:
-        return Path(env)
-    folder = Path(checkpoint_path).parent
-    if os.access(folder, os.W_OK):
-        return folder
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "inspyrenet_lite" / "onnx"
+        return Path(env).expanduser()
+    from ..weights import cache_dir
+
+    return cache_dir() / "onnx"
 
 
 class OrtBackend:
@@ -58,7 +62,7 @@ class OrtBackend:
         self.model = model
         self.checkpoint_path = Path(checkpoint_path)
         self.strict = strict
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(self.checkpoint_path)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._torch = TorchBackend(model)
         self._sessions: dict[tuple[int, int], object | None] = {}
         self._checkpoint_digest: str | None = None

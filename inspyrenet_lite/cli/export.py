@@ -3,8 +3,9 @@
 The graph takes ``image``, float32 (batch, 3, H, W): RGB scaled to [0, 1] and
 normalised with the ImageNet mean and std; it returns ``map``, float32
 (batch, 1, H, W) in [0, 1], min-max normalised per image. H and W are fixed
-at export (default: the mode's base size); the batch is dynamic. The graph is
-checked against PyTorch on probe images before the file is written.
+at export (default: the model's base size); the batch is dynamic. The graph is
+run by ONNX Runtime and checked against PyTorch on probe images before the
+file is written; a graph that disagrees is refused and nothing is written.
 """
 
 from __future__ import annotations
@@ -24,20 +25,38 @@ def _multiple_of_32(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from inspyrenet_lite.backends.onnx_export import EXPORTERS
     from inspyrenet_lite.weights import MODES
 
     parser = argparse.ArgumentParser(
         prog="inspyrenet-lite export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="graph format (onnx)")
-    parser.add_argument("--mode", choices=MODES, default="fast", help="checkpoint (default fast)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="a model name (see `inspyrenet-lite models`; default fast), a Hub repo owner/name, "
+        "or a folder saved with save_pretrained",
+    )
+    parser.add_argument("--mode", choices=MODES, default=None, help="a model name (alias of --model)")
     parser.add_argument("--ckpt", default=None, metavar="PATH", help="local checkpoint instead of the download")
     parser.add_argument(
-        "--size", type=_multiple_of_32, nargs=2, metavar=("H", "W"), default=None, help="input size (default: base size)"
+        "--base-size", type=_multiple_of_32, nargs=2, metavar=("H", "W"), default=None,
+        help="base size of a --ckpt that does not say it",
     )
-    parser.add_argument("-o", "--output", type=Path, default=None, help="file to write (default inspyrenet-MODE-HxW.onnx)")
-    parser.add_argument("--atol", type=float, default=None, help="largest map difference accepted by the check")
+    parser.add_argument(
+        "--size", type=_multiple_of_32, nargs=2, metavar=("H", "W"), default=None,
+        help="the graph's input size (default: the model's base size)",
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, default=None, help="file to write (default inspyrenet-MODEL-HxW.onnx)"
+    )
+    parser.add_argument("--atol", type=float, default=None, help="largest map difference the check accepts")
     parser.add_argument("--no-verify", action="store_true", help="skip the check against PyTorch")
+    parser.add_argument(
+        "--exporter", choices=EXPORTERS, default="auto", help="torch.onnx exporter (default auto: torchscript if present)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     return parser
 
@@ -51,23 +70,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing is not None:
         print(f"inspyrenet-lite export: {missing}", file=sys.stderr)
         return 2
+    if args.atol is not None and not args.atol > 0:
+        print(f"inspyrenet-lite export: --atol must be a positive number, got {args.atol}", file=sys.stderr)
+        return 2
+    from inspyrenet_lite import model_source
     from inspyrenet_lite.backends.onnx_export import DEFAULT_ATOL, OnnxVerificationError, export_onnx
-    from inspyrenet_lite.checkpoint import load_checkpoint
-    from inspyrenet_lite.modeling.build import load_model
-    from inspyrenet_lite.weights import resolve_checkpoint
 
     try:
-        model = load_model(args.mode, load_checkpoint(resolve_checkpoint(args.mode, args.ckpt)))
-    except (RuntimeError, ValueError, OSError) as exc:
+        name = model_source.pick_name(args.model, args.mode)
+        model = model_source.load(name, ckpt=args.ckpt, base_size=args.base_size, device="cpu").model
+    except (RuntimeError, ValueError, OSError, KeyError) as exc:
         print(f"inspyrenet-lite export: cannot load the model: {exc}", file=sys.stderr)
         return 2
     size = tuple(args.size) if args.size else tuple(model.base_size)
-    output = args.output or Path(f"inspyrenet-{args.mode}-{size[0]}x{size[1]}.onnx")
+    output = args.output or Path(f"inspyrenet-{Path(name).name}-{size[0]}x{size[1]}.onnx")
+    if output.is_dir():
+        print(f"inspyrenet-lite export: -o {str(output)!r} is a folder; give a file name ending in .onnx", file=sys.stderr)
+        return 2
     try:
-        export_onnx(model, output, size, verify=not args.no_verify, atol=args.atol or DEFAULT_ATOL)
+        export_onnx(
+            model, output, size, verify=not args.no_verify, atol=args.atol or DEFAULT_ATOL, exporter=args.exporter
+        )
     except OnnxVerificationError as exc:
         print(f"inspyrenet-lite export: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"inspyrenet-lite export: cannot write {str(output)!r}: {exc}", file=sys.stderr)
+        return 2
     checked = "not verified" if args.no_verify else "verified against PyTorch"
     print(f"wrote {output} (input 'image' float32 [batch, 3, {size[0]}, {size[1]}], output 'map'; {checked})")
     return 0
