@@ -227,6 +227,35 @@ def test_auto_without_onnxruntime_uses_torch_with_one_log_line(
                        checkpoint_path=random_checkpoint)
 
 
+@pytest.mark.parametrize("speedup,chosen", [(1.02, "torch"), (2.1, "onnxruntime")])
+def test_auto_takes_onnxruntime_only_where_its_matrix_products_are_faster(
+    swin_case, speedup: float, chosen: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    from inspyrenet_lite.backends import matmul_speed
+
+    model, _ = swin_case
+    monkeypatch.setattr(matmul_speed, "onnxruntime_speedup", lambda threads=None: speedup)
+    caplog.set_level(logging.INFO, logger="inspyrenet_lite.backends")
+    backend = create_backend("auto", model, device=torch.device("cpu"), precision="fp32",
+                             checkpoint_path=_weights("swin_small_lr"))
+    assert backend.name == chosen
+    (line,) = [r.getMessage() for r in caplog.records if r.name.startswith("inspyrenet_lite.backends")]
+    assert f"{speedup:.2f}x" in line and chosen in line
+    forced = create_backend("onnxruntime", model, device=torch.device("cpu"), precision="fp32",
+                            checkpoint_path=_weights("swin_small_lr"))
+    assert forced.name == "onnxruntime"  # asked for by name, it is used whatever the CPU
+
+
+def test_the_matrix_product_probe_measures_both_runtimes():
+    from inspyrenet_lite.backends.matmul_speed import matmul_gflops
+
+    small = (256, 128, 256)
+    for runtime in ("torch", "onnxruntime"):
+        assert 0.1 < matmul_gflops(runtime, threads=1, repeats=2, shape=small) < 1e5
+    with pytest.raises(ValueError, match="runtime"):
+        matmul_gflops("openvino", shape=small)
+
+
 @torch.inference_mode()
 def test_export_command_writes_a_verified_documented_graph_of_a_saved_model(
     swin_case, tmp_path: Path, capsys: pytest.CaptureFixture
@@ -260,6 +289,29 @@ def test_export_command_writes_a_verified_documented_graph_of_a_saved_model(
     saved = Remover(model=str(folder), device="cpu", backend="onnxruntime")
     assert saved.backend.checkpoint_path == folder / "model.safetensors"
     assert "384x384" in saved.backend.cache_path((384, 384)).name
+
+
+def test_the_cli_backend_says_it_exports_once_and_gives_the_torch_maps(
+    swin_case, images_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    model, _ = swin_case
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder)
+    monkeypatch.setenv("INSPYRENET_LITE_ONNX_DIR", str(tmp_path / "graphs"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(images_dir / "coffee.png").convert("RGB").resize((200, 150)).save(photos / "coffee.png")
+    common = [str(photos), "--model", str(folder), "--device", "cpu", "--type", "map", "-q"]
+    assert cli_main([*common, "-o", str(tmp_path / "torch")]) == 0
+    assert cli_main([*common, "-o", str(tmp_path / "ort"), "--backend", "onnxruntime"]) == 0
+    assert "exporting the network to ONNX" in capsys.readouterr().err
+    assert len(list((tmp_path / "graphs").glob("*.onnx"))) == 1
+    assert cli_main([*common, "-o", str(tmp_path / "again"), "--backend", "onnxruntime"]) == 0
+    assert "exporting" not in capsys.readouterr().err  # the cached graph
+    expected = np.asarray(Image.open(tmp_path / "torch" / "coffee.png"), dtype=np.int16)
+    for run in ("ort", "again"):
+        got = np.asarray(Image.open(tmp_path / run / "coffee.png"), dtype=np.int16)
+        assert got.shape == expected.shape and np.abs(got - expected).max() <= 1
 
 
 def test_export_command_refuses_bad_arguments_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture):

@@ -6,7 +6,10 @@ network's map (B, 1, H, W) in [0, 1], as :meth:`InSPyReNet.predict` returns it.
 - ``torch``: the PyTorch model itself (every device, precision and path).
 - ``onnxruntime``: the network exported to ONNX once per model and input size,
   run by ONNX Runtime on the CPU; passes it does not cover run in PyTorch.
-- ``auto``: ``onnxruntime`` on the CPU in float32 when it is installed, else ``torch``.
+- ``auto``: ``onnxruntime`` on the CPU in float32 when it is installed and
+  its matrix products are clearly faster than PyTorch's on this CPU
+  (:mod:`.matmul_speed`: about 2x on AMD CPUs, where MKL is slow; equal on
+  Intel ones, where the export would not pay), else ``torch``.
 
 Nothing heavy is imported here; onnxruntime and the exporter load on first use.
 """
@@ -22,6 +25,8 @@ import torch
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime", "auto")
+#: ``auto`` takes ONNX Runtime when its float32 matrix products run at least this much faster.
+AUTO_MIN_SPEEDUP = 1.3
 
 
 class Backend(Protocol):
@@ -80,6 +85,17 @@ def create_backend(
         reason = "the model has no checkpoint file to key the ONNX graph cache on"
     else:
         reason = onnxruntime_missing()
+    if reason is None and name == "auto":
+        from .matmul_speed import onnxruntime_speedup
+
+        speedup = onnxruntime_speedup()
+        if speedup < AUTO_MIN_SPEEDUP:
+            reason = (
+                f"ONNX Runtime multiplies float32 matrices only {speedup:.2f}x as fast as PyTorch on this CPU "
+                f"(auto wants {AUTO_MIN_SPEEDUP}x to pay for the export); backend='onnxruntime' forces it"
+            )
+        else:
+            logger.info("backend='auto' uses onnxruntime: its float32 matrix products run %.2fx PyTorch's here", speedup)
     if reason is not None:
         if name == "onnxruntime":
             raise ValueError(f"backend='onnxruntime' is not available: {reason}; use backend='torch' or 'auto'")
@@ -100,6 +116,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "AUTO_MIN_SPEEDUP",
     "BACKENDS",
     "Backend",
     "TorchBackend",

@@ -285,6 +285,26 @@ def _signals_as_interrupts() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+def _prepare_onnx_graph(remover, args: argparse.Namespace) -> int:
+    """Export (or open) the ONNX Runtime graph before the first image, saying so when it takes a while."""
+    backend = remover.backend
+    uses_graph = remover.resize == "static" and not (args.hr_blend if args.hr_blend is not None else remover.hr_blend)
+    if backend.name != "onnxruntime" or not uses_graph:
+        return 0
+    if not backend.cache_path(remover.base_size).is_file():
+        print(
+            "inspyrenet-lite: exporting the network to ONNX for ONNX Runtime "
+            "(once per model and size, cached; about a minute for fast, two for base)...",
+            file=sys.stderr,
+        )
+    try:
+        backend.session(remover.base_size)
+    except Exception as exc:  # only with --backend onnxruntime; auto falls back by itself
+        print(f"inspyrenet-lite: the ONNX Runtime backend failed: {exc}; use --backend torch", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
@@ -360,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (RuntimeError, ValueError, OSError) as exc:
         print(f"inspyrenet-lite: cannot load the model: {exc}", file=sys.stderr)
+        return 2
+    if _prepare_onnx_graph(remover, args) != 0:
         return 2
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
