@@ -186,12 +186,35 @@ def test_export_refuses_a_graph_that_disagrees_with_pytorch(swin_case, tmp_path:
         return output
 
     handle = model.attention0.register_forward_hook(traced_only_offset)
+    model.train()  # e.g. an export in the middle of fine-tuning
     try:
         with pytest.raises(OnnxVerificationError, match="differ from PyTorch"):
             export_onnx(model, tmp_path / "bad.onnx")
+        assert model.training  # left as it came
     finally:
         handle.remove()
+        model.eval()
     assert list(tmp_path.iterdir()) == []  # no file, no temporary left behind
+
+
+def test_a_failed_export_is_not_retried_on_every_image(swin_case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    model, io = swin_case
+    calls = []
+
+    def failing_export(*args, **kwargs):
+        calls.append(1)
+        raise OnnxVerificationError("the ONNX graph's maps differ from PyTorch's")
+
+    monkeypatch.setattr(ort_module, "export_onnx", failing_export)
+    strict = OrtBackend(model, _weights("swin_small_lr"), cache_dir=tmp_path)
+    for _ in range(3):
+        with pytest.raises(OnnxVerificationError):
+            strict.predict(io["input.square"])
+    lenient = OrtBackend(model, _weights("swin_small_lr"), cache_dir=tmp_path, strict=False)
+    with torch.inference_mode():
+        for _ in range(2):
+            assert torch.equal(lenient.predict(io["input.square"]), model.predict(io["input.square"]))
+    assert len(calls) == 2  # one per backend
 
 
 @torch.inference_mode()
@@ -244,6 +267,22 @@ def test_auto_takes_onnxruntime_only_where_its_matrix_products_are_faster(
     forced = create_backend("onnxruntime", model, device=torch.device("cpu"), precision="fp32",
                             checkpoint_path=_weights("swin_small_lr"))
     assert forced.name == "onnxruntime"  # asked for by name, it is used whatever the CPU
+
+
+def test_auto_falls_back_to_torch_when_the_speed_probe_fails(
+    swin_case, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    from inspyrenet_lite.backends import matmul_speed
+
+    def broken(threads=None):
+        raise RuntimeError("no CPU info")
+
+    monkeypatch.setattr(matmul_speed, "onnxruntime_speedup", broken)
+    caplog.set_level(logging.INFO, logger="inspyrenet_lite.backends")
+    backend = create_backend("auto", swin_case[0], device=torch.device("cpu"), precision="fp32",
+                             checkpoint_path=_weights("swin_small_lr"))
+    assert backend.name == "torch"
+    assert any("could not be measured" in r.getMessage() for r in caplog.records)
 
 
 def test_the_matrix_product_probe_measures_both_runtimes():
@@ -315,12 +354,24 @@ def test_the_cli_backend_says_it_exports_once_and_gives_the_torch_maps(
 
 
 def test_export_command_refuses_bad_arguments_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture):
+    import subprocess
+
+    from inspyrenet_lite.backends import onnx_export
+    from inspyrenet_lite.cli import export as export_cli
+
+    assert export_cli.EXPORTERS == onnx_export.EXPORTERS
+    code = "import sys\nfrom inspyrenet_lite.cli import export\nexport.build_parser().format_help()\nprint('torch' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "False"  # --help stays instant
     with pytest.raises(SystemExit):
         cli_main(["export", "--size", "100", "384"])
     assert "multiple of 32" in capsys.readouterr().err
     assert cli_main(["export", "--model", "no-such-model", "-o", str(tmp_path / "x.onnx")]) == 2
     assert "Unknown model" in capsys.readouterr().err
-    assert cli_main(["export", "--model", "fast", "-o", str(tmp_path), "--ckpt", str(tmp_path / "missing.pth")]) == 2
+    assert cli_main(["export", "--model", "fast", "-o", str(tmp_path)]) == 2  # before any download
+    assert "is a folder" in capsys.readouterr().err
+    assert cli_main(["export", "--ckpt", str(tmp_path / "missing.pth"), "-o", str(tmp_path / "x.onnx")]) == 2
+    assert "cannot load the model" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

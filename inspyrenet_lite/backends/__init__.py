@@ -51,11 +51,12 @@ class TorchBackend:
 
 
 def onnxruntime_missing() -> str | None:
-    """None when onnxruntime imports, else why not (with the extra to install)."""
+    """None when onnxruntime and onnx import, else why not (with the extra to install)."""
     try:
+        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError as exc:
-        return f"onnxruntime is not installed ({exc}); pip install 'inspyrenet-lite[onnx]'"
+        return f"{exc.name or 'onnxruntime'} is not installed ({exc}); pip install 'inspyrenet-lite[onnx]'"
     return None
 
 
@@ -88,8 +89,13 @@ def create_backend(
     if reason is None and name == "auto":
         from .matmul_speed import onnxruntime_speedup
 
-        speedup = onnxruntime_speedup()
-        if speedup < AUTO_MIN_SPEEDUP:
+        try:
+            speedup = onnxruntime_speedup()
+        except Exception as exc:  # auto never fails: it falls back
+            speedup, reason = None, f"ONNX Runtime's speed could not be measured ({exc})"
+        if speedup is None:
+            pass
+        elif speedup < AUTO_MIN_SPEEDUP:
             reason = (
                 f"ONNX Runtime multiplies float32 matrices only {speedup:.2f}x as fast as PyTorch on this CPU "
                 f"(auto wants {AUTO_MIN_SPEEDUP}x to pay for the export); backend='onnxruntime' forces it"

@@ -11,10 +11,12 @@ The graph (one per input size; the batch is a dynamic axis):
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -131,12 +133,20 @@ EXPORTERS = ("auto", "torchscript", "dynamo")
 _OPSET = 17
 
 
+def _export_takes_dynamo() -> bool:
+    """True for torch.onnx.export with a ``dynamo`` switch (torch 2.5 and later)."""
+    return "dynamo" in inspect.signature(torch.onnx.export).parameters
+
+
 def _torchscript_exporter_available() -> bool:
-    """True while this torch still ships torch.onnx's tracing exporter (deprecated since 2.9)."""
+    """True while this torch still ships torch.onnx's tracing exporter (the only one
+    before 2.5, deprecated since 2.9)."""
+    if not _export_takes_dynamo():
+        return True
     try:
         from torch.onnx._internal import torchscript_exporter  # noqa: F401
     except ImportError:
-        return False
+        return hasattr(getattr(torch.onnx, "utils", None), "export")
     return True
 
 
@@ -146,11 +156,12 @@ def _record_torchscript(wrapper: nn.Module, example: torch.Tensor, tmp: str) -> 
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+        switch = {"dynamo": False} if _export_takes_dynamo() else {}
         torch.onnx.export(
             wrapper,
             (example,),
             tmp,
-            dynamo=False,
+            **switch,
             input_names=[GRAPH_INPUT],
             output_names=[GRAPH_OUTPUT],
             dynamic_axes={GRAPH_INPUT: {0: "batch"}, GRAPH_OUTPUT: {0: "batch"}},
@@ -201,6 +212,7 @@ def export_onnx(
     verify: bool = True,
     atol: float = DEFAULT_ATOL,
     exporter: str = "auto",
+    before_rename: Callable[[str], None] | None = None,
 ) -> Path:
     """Export ``model.predict`` at input ``size`` (H, W; default the model's base
     size) to an ONNX file at ``path``, with a dynamic batch axis.
@@ -212,13 +224,17 @@ def export_onnx(
     With ``verify`` (the default) the graph is run by ONNX Runtime on a batch of
     two probe images and compared with PyTorch before the file appears; a graph
     that disagrees by more than ``atol`` raises :class:`OnnxVerificationError`
-    and nothing is written. The write is atomic.
+    and nothing is written. The write is atomic; ``before_rename(tmp)`` is
+    called with the finished, verified temporary file just before it takes
+    ``path`` (the backend writes the graph's checksum there). The model is
+    left in the train/eval mode it came in.
     """
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
     if exporter == "auto":
         exporter = "torchscript" if _torchscript_exporter_available() else "dynamo"
     size = (int(size[0]), int(size[1])) if size is not None else tuple(model.base_size)
+    was_training = model.training
     model.eval()
     example = probe_input(size, batch=2)  # not 1: exporters specialise size-1 axes
     model.check_input(example)
@@ -238,5 +254,10 @@ def export_onnx(
         if verify:
             diff = verify_onnx(tmp, model, size, atol)
             logger.info("ONNX graph verified against PyTorch: maps within %.2g", diff)
+        if before_rename is not None:
+            before_rename(tmp)
 
-    return atomic_write(path, write)
+    try:
+        return atomic_write(path, write)
+    finally:
+        model.train(was_training)

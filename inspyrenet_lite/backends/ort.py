@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
+import threading
 from pathlib import Path
 
 import torch
@@ -44,11 +46,25 @@ def default_cache_dir() -> Path:
     return cache_dir() / "onnx"
 
 
+@functools.cache
+def code_digest() -> str:
+    """8 hex digits of the sources that decide the exported graph (the model and the exporter).
+
+    Part of the cache key, so that a graph exported by other model code is not
+    reused under the same version number (an editable install, a patch).
+    """
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for source in sorted([*(root / "modeling").glob("*.py"), root / "backends" / "onnx_export.py"]):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:8]
+
+
 class OrtBackend:
     """Runs the network's base-size pass in ONNX Runtime; other passes in PyTorch.
 
     The graph for a size is exported on first use, verified against PyTorch and
-    cached as ``<checkpoint>.<sha256[:16]>.<H>x<W>.lite<v>.torch<v>.ort<v>.onnx``
+    cached as ``<checkpoint>.<sha256[:16]>.<H>x<W>.lite<v>-<code digest>.torch<v>.ort<v>.onnx``
     with a ``.sha256`` file beside it; a cached graph whose digest does not
     match, or that ONNX Runtime cannot load, is rebuilt. With ``strict`` an
     export failure raises, else the backend falls back to PyTorch and logs why.
@@ -65,6 +81,8 @@ class OrtBackend:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._torch = TorchBackend(model)
         self._sessions: dict[tuple[int, int], object | None] = {}
+        self._failures: dict[tuple[int, int], Exception] = {}
+        self._lock = threading.Lock()  # one export per size, even for a Remover shared by threads
         self._checkpoint_digest: str | None = None
         self._logged: set[str] = set()
 
@@ -96,21 +114,29 @@ class OrtBackend:
         stem = self.checkpoint_path.name.split(".")[0]
         name = (
             f"{stem}.{self._checkpoint_digest[:16]}.{size[0]}x{size[1]}"
-            f".lite{__version__}.torch{torch.__version__}.ort{onnxruntime.__version__}.onnx"
+            f".lite{__version__}-{code_digest()}.torch{torch.__version__}.ort{onnxruntime.__version__}.onnx"
         )
         return self.cache_dir / name
 
     def session(self, size: tuple[int, int]):
-        """The ONNX Runtime session for ``size`` (None: this size runs in PyTorch)."""
-        if size not in self._sessions:
-            try:
-                self._sessions[size] = self._open_or_export(size)
-            except Exception as exc:
-                if self.strict:
-                    raise
-                self._sessions[size] = None
-                logger.warning("ONNX Runtime backend unavailable at %dx%d, using PyTorch: %s", size[0], size[1], exc)
-        return self._sessions[size]
+        """The ONNX Runtime session for ``size`` (None: this size runs in PyTorch).
+
+        A failed export is not retried: strict backends raise its error again,
+        others run PyTorch.
+        """
+        with self._lock:
+            if size in self._failures:
+                raise self._failures[size]
+            if size not in self._sessions:
+                try:
+                    self._sessions[size] = self._open_or_export(size)
+                except Exception as exc:
+                    if self.strict:
+                        self._failures[size] = exc
+                        raise
+                    self._sessions[size] = None
+                    logger.warning("ONNX Runtime backend unavailable at %dx%d, using PyTorch: %s", size[0], size[1], exc)
+            return self._sessions[size]
 
     def _open_or_export(self, size: tuple[int, int]):
         path = self.cache_path(size)
@@ -121,8 +147,10 @@ class OrtBackend:
                 return session
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         logger.info("exporting the network to ONNX at %dx%d (once; cached in %s)", size[0], size[1], path)
-        export_onnx(self.model, path, size)
-        atomic_write_text(digest_path, sha256_file(path) + "\n")
+        # The checksum is in place before the graph appears: another process never sees one without it.
+        export_onnx(
+            self.model, path, size, before_rename=lambda tmp: atomic_write_text(digest_path, sha256_file(tmp) + "\n")
+        )
         return load_session(path)
 
     def _open_cached(self, path: Path, digest_path: Path):

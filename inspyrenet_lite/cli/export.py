@@ -24,8 +24,11 @@ def _multiple_of_32(text: str) -> int:
     return value
 
 
+#: onnx_export.EXPORTERS, spelled out so that ``export --help`` does not import torch.
+EXPORTERS = ("auto", "torchscript", "dynamo")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from inspyrenet_lite.backends.onnx_export import EXPORTERS
     from inspyrenet_lite.weights import MODES
 
     parser = argparse.ArgumentParser(
@@ -73,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.atol is not None and not args.atol > 0:
         print(f"inspyrenet-lite export: --atol must be a positive number, got {args.atol}", file=sys.stderr)
         return 2
+    if args.output is not None and args.output.is_dir():
+        print(f"inspyrenet-lite export: -o {str(args.output)!r} is a folder; give a file name ending in .onnx", file=sys.stderr)
+        return 2
     from inspyrenet_lite import model_source
     from inspyrenet_lite.backends.onnx_export import DEFAULT_ATOL, OnnxVerificationError, export_onnx
 
@@ -83,10 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"inspyrenet-lite export: cannot load the model: {exc}", file=sys.stderr)
         return 2
     size = tuple(args.size) if args.size else tuple(model.base_size)
-    output = args.output or Path(f"inspyrenet-{Path(name).name}-{size[0]}x{size[1]}.onnx")
-    if output.is_dir():
-        print(f"inspyrenet-lite export: -o {str(output)!r} is a folder; give a file name ending in .onnx", file=sys.stderr)
-        return 2
+    output = args.output or Path(f"inspyrenet-{Path(name).resolve().name if Path(name).exists() else name}"
+                                 f"-{size[0]}x{size[1]}.onnx")
     try:
         export_onnx(
             model, output, size, verify=not args.no_verify, atol=args.atol or DEFAULT_ATOL, exporter=args.exporter
@@ -97,6 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"inspyrenet-lite export: cannot write {str(output)!r}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("inspyrenet-lite export: interrupted; nothing written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the exporter's own errors: say so without a traceback (-v shows it)
+        logging.getLogger(__name__).debug("export failed", exc_info=True)
+        print(f"inspyrenet-lite export: the export failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     checked = "not verified" if args.no_verify else "verified against PyTorch"
     print(f"wrote {output} (input 'image' float32 [batch, 3, {size[0]}, {size[1]}], output 'map'; {checked})")
     return 0
