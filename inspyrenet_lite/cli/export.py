@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from inspyrenet_lite.cli.model_args import add_model_arguments
+
 
 def _multiple_of_32(text: str) -> int:
     value = int(text)
@@ -29,20 +31,11 @@ EXPORTERS = ("auto", "torchscript", "dynamo")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from inspyrenet_lite.weights import MODES
-
     parser = argparse.ArgumentParser(
         prog="inspyrenet-lite export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="graph format (onnx)")
-    parser.add_argument(
-        "--model",
-        default=None,
-        metavar="NAME",
-        help="a model name (see `inspyrenet-lite models`; default fast), a Hub repo owner/name, "
-        "or a folder saved with save_pretrained",
-    )
-    parser.add_argument("--mode", choices=MODES, default=None, help="a model name (alias of --model)")
+    add_model_arguments(parser)
     parser.add_argument("--ckpt", default=None, metavar="PATH", help="local checkpoint instead of the download")
     parser.add_argument(
         "--base-size", type=_multiple_of_32, nargs=2, metavar=("H", "W"), default=None,

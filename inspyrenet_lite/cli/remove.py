@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from inspyrenet_lite import __version__
 from inspyrenet_lite.cli.manifest import Manifest, Record
+from inspyrenet_lite.cli.model_args import add_model_arguments
 from inspyrenet_lite.cli.plan import IMAGE_SUFFIXES, Job, assign_outputs, find_inputs, probe_folder
 from inspyrenet_lite.cli import video as video_cli
 from inspyrenet_lite.registry import MODELS, decode_base_size
@@ -123,14 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--threshold", type=_unit_float, default=None, help="hard mask: map values above it are kept")
     parser.add_argument("--reverse", action="store_true", help="keep the background instead of the object")
-    parser.add_argument(
-        "--model",
-        default=None,
-        metavar="NAME",
-        help="a model name (see `inspyrenet-lite models`; default fast), a Hub repo owner/name, "
-        "or a folder saved with save_pretrained",
-    )
-    parser.add_argument("--mode", choices=MODES, default=None, help="a model name (alias of --model)")
+    add_model_arguments(parser)
     parser.add_argument(
         "--base-size", type=_base_size, default=None, metavar="HxW", help="base size of a --ckpt that does not say it"
     )
