@@ -59,7 +59,7 @@ def unreachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
         return f"cannot connect to {host}:{port} ({exc.strerror or exc or type(exc).__name__}); not retried"
 
 
-def md5_file(path: str | os.PathLike[str], algorithm: str = "md5") -> str:
+def file_digest(path: str | os.PathLike[str], algorithm: str = "md5") -> str:
     """Hex digest (md5 unless told) of a file, read in chunks so that memory use stays flat."""
     digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as f:

@@ -37,7 +37,7 @@ from inspyrenet_lite._download import (
     DownloadError,
     download_url,
     has_valid_marker,
-    md5_file,
+    file_digest,
     remove_marker,
     unreachable,
     write_marker,
@@ -165,7 +165,7 @@ def _check(path: Path, info: ModelEntry) -> str | None:
     markers = cache_dir() / ".verified"
     if has_valid_marker(markers, path, info.md5):
         return None
-    got = md5_file(path)
+    got = file_digest(path)
     if got != info.md5:
         remove_marker(markers, path)
         return f"md5 {got} does not match the published {info.md5}"
@@ -189,7 +189,7 @@ def _check_unpublished(path: Path, info: ModelEntry) -> str | None:
         expected = record["sha256"]
         if has_valid_marker(markers, path, expected):
             return None
-        got = md5_file(path, "sha256")
+        got = file_digest(path, "sha256")
         if got != expected:
             remove_marker(markers, path)
             return (
@@ -201,7 +201,7 @@ def _check_unpublished(path: Path, info: ModelEntry) -> str | None:
     problem = _layout_problem(path, info)
     if problem is not None:
         return problem
-    got = md5_file(path, "sha256")
+    got = file_digest(path, "sha256")
     records = _sha256_records()
     records[info.name] = {
         "sha256": got,

@@ -14,21 +14,11 @@ from torch import nn
 
 from .. import __version__
 from .._atomic import atomic_write_text
+from .._download import file_digest
 from . import TorchBackend
 from .onnx_export import export_onnx, load_session, run_session
 
 logger = logging.getLogger(__name__)
-
-_CHUNK = 1 << 20
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_cache_dir() -> Path:
@@ -110,7 +100,7 @@ class OrtBackend:
         import onnxruntime
 
         if self._checkpoint_digest is None:
-            self._checkpoint_digest = sha256_file(self.checkpoint_path)
+            self._checkpoint_digest = file_digest(self.checkpoint_path, "sha256")
         stem = self.checkpoint_path.name.split(".")[0]
         name = (
             f"{stem}.{self._checkpoint_digest[:16]}.{size[0]}x{size[1]}"
@@ -148,9 +138,10 @@ class OrtBackend:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         logger.info("exporting the network to ONNX at %dx%d (once; cached in %s)", size[0], size[1], path)
         # The checksum is in place before the graph appears: another process never sees one without it.
-        export_onnx(
-            self.model, path, size, before_rename=lambda tmp: atomic_write_text(digest_path, sha256_file(tmp) + "\n")
-        )
+        def write_digest(tmp: str) -> None:
+            atomic_write_text(digest_path, file_digest(tmp, "sha256") + "\n")
+
+        export_onnx(self.model, path, size, before_rename=write_digest)
         return load_session(path)
 
     def _open_cached(self, path: Path, digest_path: Path):
@@ -159,7 +150,7 @@ class OrtBackend:
             expected = digest_path.read_text().strip()
         except OSError:
             expected = None
-        if expected is not None and sha256_file(path) == expected:
+        if expected is not None and file_digest(path, "sha256") == expected:
             try:
                 session = load_session(path)
                 logger.debug("using the cached ONNX graph %s", path)
