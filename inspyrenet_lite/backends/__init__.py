@@ -92,16 +92,17 @@ def create_backend(
         try:
             speedup = onnxruntime_speedup()
         except Exception as exc:  # auto never fails: it falls back
-            speedup, reason = None, f"ONNX Runtime's speed could not be measured ({exc})"
-        if speedup is None:
-            pass
-        elif speedup < AUTO_MIN_SPEEDUP:
-            reason = (
-                f"ONNX Runtime multiplies float32 matrices only {speedup:.2f}x as fast as PyTorch on this CPU "
-                f"(auto wants {AUTO_MIN_SPEEDUP}x to pay for the export); backend='onnxruntime' forces it"
-            )
+            reason = f"ONNX Runtime's speed could not be measured ({exc})"
         else:
-            logger.info("backend='auto' uses onnxruntime: its float32 matrix products run %.2fx PyTorch's here", speedup)
+            if speedup < AUTO_MIN_SPEEDUP:
+                reason = (
+                    f"ONNX Runtime multiplies float32 matrices only {speedup:.2f}x as fast as PyTorch on this CPU "
+                    f"(auto wants {AUTO_MIN_SPEEDUP}x to pay for the export); backend='onnxruntime' forces it"
+                )
+            else:
+                logger.info(
+                    "backend='auto' uses onnxruntime: its float32 matrix products run %.2fx PyTorch's here", speedup
+                )
     if reason is not None:
         if name == "onnxruntime":
             raise ValueError(f"backend='onnxruntime' is not available: {reason}; use backend='torch' or 'auto'")
