@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inspyrenet_lite.cli.manifest import Manifest
-from inspyrenet_lite.video.formats import VIDEO_SUFFIXES
+from inspyrenet_lite.video.formats import is_video
 
 #: Suffixes picked up when searching a folder (explicit files may have any suffix).
 IMAGE_SUFFIXES = frozenset(
@@ -151,7 +151,7 @@ def _walk(folder: Path, exclude: str | None) -> list[tuple[Path, Path, str | Non
             path = root_path / name
             if name.startswith("."):
                 continue
-            if path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() in VIDEO_SUFFIXES:
+            if path.suffix.lower() in IMAGE_SUFFIXES or is_video(path):
                 found.append((path, path.relative_to(folder), None))
             elif os.path.islink(path) and not os.path.exists(path):
                 found.append((path, Path(), _unusable(path)))

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from inspyrenet_lite.video.formats import OUTPUT_FORMATS, VIDEO_SUFFIXES
+from inspyrenet_lite.video.formats import OUTPUT_FORMATS, VIDEO_SUFFIXES, is_video
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--crf", type=int, default=None, metavar="N", help="quality of mp4 (default 18) and webm (default 30): lower is better"
     )
-
-
-def is_video(path: Path | str) -> bool:
-    """Whether a path names a video (by its suffix)."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def output_suffix(args: argparse.Namespace, image_suffix: str) -> Any:

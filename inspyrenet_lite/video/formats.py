@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
 #: Suffixes recognised as video inputs.
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"})
 #: Output formats: name -> FFmpeg container (``None``: a folder of PNG files).
 OUTPUT_FORMATS: dict[str, str | None] = {"webm": "webm", "mov": "mov", "mp4": "mp4", "png": None}
 #: Default constant-rate factor per codec (lower is better quality, bigger files).
 DEFAULT_CRF = {"mp4": 18, "webm": 30}
+
+
+def is_video(value: Any) -> bool:
+    """Whether ``value`` is a path (str or PathLike) whose suffix names a video."""
+    return isinstance(value, (str, os.PathLike)) and Path(value).suffix.lower() in VIDEO_SUFFIXES

@@ -24,7 +24,7 @@ from PIL import Image
 from inspyrenet_lite._atomic import atomic_write
 from inspyrenet_lite.compositing import OutputSpec, apply_threshold_reverse, composite, parse_output_type
 
-from .formats import OUTPUT_FORMATS, VIDEO_SUFFIXES
+from .formats import OUTPUT_FORMATS, is_video
 from .io import Frame, VideoInfo, VideoReader, atomic_folder, open_writer
 from .stability import Stabilizer
 
@@ -78,10 +78,6 @@ def _format_of(dst: Path, format: str | None, type: Any) -> str:
     if suffix == "":
         return "png"  # a folder name: a PNG sequence
     raise ValueError(f"cannot tell the video format from {str(dst)!r}; use .webm, .mov, .mp4, or pass format=")
-
-
-def _is_video_path(value: Any) -> bool:
-    return isinstance(value, (str, os.PathLike)) and Path(value).suffix.lower() in VIDEO_SUFFIXES
 
 
 class _Stop(Exception):
@@ -155,7 +151,7 @@ def process_video(
         ValueError: a bad argument (before any work).
     """
     dst = Path(dst)
-    background = _Backgrounds(type) if _is_video_path(type) else None
+    background = _Backgrounds(type) if is_video(type) else None
     spec = OutputSpec("image") if background is not None else parse_output_type(type, max_pixels=remover.max_pixels)
     fmt = _format_of(dst, format, spec)
     if spec.has_alpha and fmt == "mp4":
