@@ -82,8 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"inspyrenet-lite export: cannot load the model: {exc}", file=sys.stderr)
         return 2
     size = tuple(args.size) if args.size else tuple(model.base_size)
-    output = args.output or Path(f"inspyrenet-{Path(name).resolve().name if Path(name).exists() else name}"
-                                 f"-{size[0]}x{size[1]}.onnx")
+    # A folder ('.' included) by its own name, a Hub id 'owner/name' by its name: never a path into a folder.
+    label = Path(name).resolve().name if Path(name).exists() else name.rsplit("/", 1)[-1]
+    output = args.output or Path(f"inspyrenet-{label}-{size[0]}x{size[1]}.onnx")
     try:
         export_onnx(
             model, output, size, verify=not args.no_verify, atol=args.atol or DEFAULT_ATOL, exporter=args.exporter
