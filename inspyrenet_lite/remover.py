@@ -110,9 +110,11 @@ class Remover:
             ``None``: the model's default (the authors' setting).
         base_size: (H, W) of a ``ckpt`` that does not say it.
         backend: ``"torch"``, ``"onnxruntime"`` (CPU, fp32: the network exported
-            to ONNX on first use, verified and cached beside the weights; about
-            twice as fast) or ``"auto"`` (onnxruntime when it applies and is
-            installed). See :mod:`inspyrenet_lite.backends`.
+            to ONNX on first use, verified and cached in the weights cache;
+            faster where ONNX Runtime's matrix products beat PyTorch's, e.g.
+            on AMD CPUs) or ``"auto"`` (onnxruntime when it applies, is
+            installed and its matrix products measure at least 1.5x
+            PyTorch's here). See :mod:`inspyrenet_lite.backends`.
 
     Each registry model brings the authors' inference defaults (resize,
     pyramid blending); arguments given here or to ``process`` override them.
