@@ -69,7 +69,7 @@ def calibrate_batchnorm(model: torch.nn.Module, forward: Callable[[torch.Tensor]
 
 
 def _state_dict_from_core(mode: str, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    from inspyrenet_lite.modeling.build import build_model
+    from inspyrenet_lite.build import build_model
 
     model = build_model(mode)
     calibrate_batchnorm(model, model.pyramid, x)

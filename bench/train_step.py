@@ -23,7 +23,7 @@ def _one(batch: int, steps: int, checkpointing: bool, precision: str, threads: i
     import torch
     from torch.utils.data import TensorDataset
 
-    from inspyrenet_lite.modeling.build import build_model
+    from inspyrenet_lite.build import build_model
     from inspyrenet_lite.training import TrainConfig, Trainer
 
     torch.set_num_threads(threads)

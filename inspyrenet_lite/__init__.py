@@ -12,8 +12,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "InSPyReNet": "inspyrenet_lite.modeling.inspyrenet",
-    "build_model": "inspyrenet_lite.modeling.build",
+    "InSPyReNet": "inspyrenet_lite.hub",
+    "build_model": "inspyrenet_lite.build",
     "load_checkpoint": "inspyrenet_lite.checkpoint",
     "convert_checkpoint": "inspyrenet_lite.checkpoint",
     "Remover": "inspyrenet_lite.remover",

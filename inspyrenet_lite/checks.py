@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-#: Smallest network side: the network works on multiples of 32.
-STRIDE = 32
-PRECISIONS = ("fp32", "fp16", "bf16")
+from .constants import PRECISIONS, STRIDE  # noqa: F401  (STRIDE re-exported)
+
 RESIZES = ("static", "dynamic")
 ERRORS = ("raise", "skip")
 

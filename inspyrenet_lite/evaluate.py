@@ -12,7 +12,6 @@ size than its mask is resized to the mask with bilinear ``align_corners=True``
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -145,14 +144,10 @@ def evaluate_folder(
 
 
 def make_remover(model: str, **kwargs: Any):
-    """The one place where a model name becomes a :class:`Remover`.
-
-    Passes ``model=`` when ``Remover`` takes it (the registry), else ``mode=``.
-    """
+    """A :class:`Remover` for ``model`` (a registry name, Hub repo, folder or checkpoint file: the one loader's)."""
     from inspyrenet_lite.remover import Remover
 
-    key = "model" if "model" in inspect.signature(Remover).parameters else "mode"
-    return Remover(**{key: model}, **kwargs)
+    return Remover(model=model, **kwargs)
 
 
 def evaluate_model(

@@ -26,18 +26,28 @@ from typing import Any
 
 from huggingface_hub import ModelHubMixin, hf_hub_download
 from huggingface_hub.constants import CONFIG_NAME
+from huggingface_hub.errors import EntryNotFoundError
 
 from inspyrenet_lite import __version__
 
 from ._atomic import atomic_write_text
-from .registry import decode_base_size, encode_base_size
+from .modeling.inspyrenet import InSPyReNet as _Network
+from .serialization import (  # noqa: F401  (architecture_config & co. re-exported: the Hub API's names)
+    ARCH_FIELDS,
+    ConfigError,
+    architecture_config,
+    check_config,
+    config_from_metadata,
+    encode_base_size,
+    read_config_file,
+    read_safetensors_metadata,
+    safetensors_metadata,
+)
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 LIBRARY_NAME = "inspyrenet-lite"
-# config.json fields that describe the architecture (the rest is information).
-ARCH_FIELDS = ("backbone", "depth", "base_size", "backbone_args")
 
 _CARD = """---
 {{ card_data }}
@@ -58,51 +68,6 @@ model = InSPyReNet.from_pretrained("{{ repo_id | default('OWNER/REPO', true) }}"
 
 The weights (`model.safetensors`) are in the authors' key layout.
 """
-
-
-def architecture_config(model: Any) -> dict[str, Any]:
-    """The config.json fields that rebuild ``model``'s architecture."""
-    config: dict[str, Any] = {
-        "backbone": model.backbone_name,
-        "depth": int(model.depth),
-        "base_size": [int(model.base_size[0]), int(model.base_size[1])],
-    }
-    backbone_args = getattr(model, "backbone_args", None)
-    if backbone_args:
-        config["backbone_args"] = json.loads(json.dumps(dict(backbone_args)))
-    return config
-
-
-def safetensors_metadata(config: Mapping[str, Any]) -> dict[str, str]:
-    """The safetensors header metadata for a model with this config (strings only)."""
-    return {
-        "format": "pt",
-        "backbone": str(config["backbone"]),
-        "base_size": encode_base_size(config["base_size"]),
-        "depth": str(config["depth"]),
-        "config": json.dumps({k: config[k] for k in ARCH_FIELDS if k in config}, sort_keys=True),
-    }
-
-
-def config_from_metadata(metadata: Mapping[str, str] | None) -> dict[str, Any]:
-    """Architecture fields found in a safetensors header (possibly none)."""
-    if not metadata:
-        return {}
-    if "config" in metadata:
-        try:
-            config = json.loads(metadata["config"])
-            if isinstance(config, dict):
-                return {k: v for k, v in config.items() if k in ARCH_FIELDS}
-        except ValueError:
-            pass
-    out: dict[str, Any] = {}
-    if "backbone" in metadata:
-        out["backbone"] = metadata["backbone"]
-    if "base_size" in metadata:
-        out["base_size"] = list(decode_base_size(metadata["base_size"]))
-    if "depth" in metadata and str(metadata["depth"]).isdigit():
-        out["depth"] = int(metadata["depth"])
-    return out
 
 
 class InSPyReNetHubMixin(
@@ -182,65 +147,77 @@ class InSPyReNetHubMixin(
         )
 
     @classmethod
-    def _from_pretrained(
+    def from_pretrained(  # type: ignore[override]
         cls,
+        pretrained_model_name_or_path: str | Path,
         *,
-        model_id: str,
-        revision: str | None,
-        cache_dir: str | Path | None,
-        force_download: bool,
-        local_files_only: bool,
-        token: str | bool | None,
-        config: Mapping[str, Any] | None = None,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
         device: Any = "cpu",
         map_location: Any = None,
-        **model_kwargs: Any,
+        **overrides: Any,
     ):
-        from .checkpoint import load_checkpoint
-        from .modeling.build import from_config
+        """Load a model saved with ``save_pretrained``: a local folder or a Hub repo ``"owner/name"``.
 
-        if os.path.isdir(model_id):
-            weights = Path(model_id) / WEIGHTS_NAME
-            if not weights.is_file():
-                raise FileNotFoundError(f"{model_id} has no {WEIGHTS_NAME}; save it with model.save_pretrained(folder)")
-        else:
-            weights = Path(
-                hf_hub_download(
-                    repo_id=model_id,
-                    filename=WEIGHTS_NAME,
-                    revision=revision,
-                    cache_dir=cache_dir,
-                    force_download=force_download,
-                    token=token,
-                    local_files_only=local_files_only,
-                    library_name=LIBRARY_NAME,
-                    library_version=__version__,
-                )
-            )
-        arch = {**config_from_metadata(read_safetensors_metadata(weights)), **model_kwargs}
+        ``overrides`` replace architecture fields (e.g. ``base_size=(1024, 1024)``
+        for a file that does not say it). The folder's config.json is validated
+        (:class:`~inspyrenet_lite.serialization.ConfigError` names the bad field).
+        """
+        model_id = str(pretrained_model_name_or_path)
+        hub_args = dict(
+            revision=revision, cache_dir=cache_dir, force_download=force_download, token=token,
+            local_files_only=local_files_only,
+        )
+        config_file = _model_file(model_id, CONFIG_NAME, required=False, **hub_args)
+        config = read_config_file(config_file) if config_file is not None else {}
+        if config_file is None:
+            logger.info("%s has no %s; the architecture comes from the weights' metadata", model_id, CONFIG_NAME)
+        weights = _model_file(model_id, WEIGHTS_NAME, required=True, **hub_args)
+        arch = {**config_from_metadata(read_safetensors_metadata(weights)), **config, **overrides}
+        arch = {k: v for k, v in check_config(arch, source=f"{model_id} ({CONFIG_NAME} and arguments)").items() if k in ARCH_FIELDS}
         if "backbone" not in arch or "base_size" not in arch:
-            raise ValueError(
+            raise ConfigError(
                 f"{model_id} has no {CONFIG_NAME} and its {WEIGHTS_NAME} does not say its backbone and base size; "
                 "pass them, e.g. from_pretrained(..., backbone='swinb', base_size=(384, 384))"
             )
-        arch = {k: v for k, v in arch.items() if k in ARCH_FIELDS}
         logger.info("Loading %s (%s, base size %s) from %s", model_id, arch["backbone"], arch["base_size"], weights)
-        model = from_config(arch, load_checkpoint(weights), device=map_location or device)
+        from .checkpoint import load_checkpoint
+        from .modeling.build import from_config
+
+        model = from_config(arch, load_checkpoint(weights), device=map_location or device, cls=cls)
         model.weights_file = str(weights)  # what a derived artefact (the ONNX cache) is keyed on
         if config:
             model._hub_mixin_config = dict(config)  # keeps informational fields for a later save
         return model
 
 
-def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The string metadata of a safetensors file's header ({} if none or not safetensors)."""
-    if Path(path).suffix.lower() != ".safetensors":
-        return {}
-    from safetensors import safe_open
+class InSPyReNet(_Network, InSPyReNetHubMixin):
+    """The InSPyReNet network (:class:`inspyrenet_lite.modeling.inspyrenet.InSPyReNet`) with the Hub's
+    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``; every model the package builds or loads is one."""
 
+
+def _model_file(model_id: str, filename: str, *, required: bool, **hub_args: Any) -> Path | None:
+    """``filename`` of a local model folder or of a Hub repo (downloaded into the Hub cache).
+
+    A missing optional file is ``None``; a missing required one raises FileNotFoundError.
+    """
+    if os.path.isdir(model_id):
+        path = Path(model_id) / filename
+        if path.is_file():
+            return path
+        if required:
+            raise FileNotFoundError(f"{model_id} has no {filename}; save it with model.save_pretrained(folder)")
+        return None
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except Exception as exc:  # corrupt header: the loader reports it properly
-        logger.debug("could not read safetensors metadata of %s: %s", path, exc)
-        return {}
+        return Path(
+            hf_hub_download(
+                repo_id=model_id, filename=filename, library_name=LIBRARY_NAME, library_version=__version__, **hub_args
+            )
+        )
+    except EntryNotFoundError:
+        if required:
+            raise
+        return None

@@ -25,9 +25,10 @@ warning is logged.
 Images with more than ``max_pixels`` pixels (default
 :data:`DEFAULT_MAX_PIXELS`) are refused before their pixels are decoded, as a
 guard against decompression bombs. That limit is the only one: where it is
-above Pillow's own guard (``PIL.Image.MAX_IMAGE_PIXELS``), or ``None``, this
-module lifts Pillow's guard for its own decodes (while they run; see
-:func:`_pillow_guard_at_least`).
+above Pillow's own guard (``PIL.Image.MAX_IMAGE_PIXELS``), or ``None``,
+Pillow's guard is widened to it (:func:`allow_pixels`): once, to the widest
+limit asked for in this process, and never narrowed or toggled per decode,
+so concurrent decodes in other threads never see it move under them.
 
 Anything that cannot be read (missing, empty, truncated or non-image files,
 arrays of the wrong shape or dtype, oversized images) raises
@@ -36,13 +37,11 @@ arrays of the wrong shape or dtype, oversized images) raises
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
 import threading
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -133,12 +132,13 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
     """
     kind = input_kind(source)
     name = describe_input(source)
+    allow_pixels(max_pixels)
     if kind == "pil":
         _check_pixels(name, source.size, max_pixels)
         _warn_if_animated(name, source)
         try:
             # A lazily opened image decodes here; a closed one cannot.
-            with _pillow_guard_at_least(max_pixels), warnings.catch_warnings():
+            with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 source.load()
                 rgb = _to_rgb(name, source)
@@ -184,41 +184,22 @@ def _check_pixels(name: str, size: tuple[int, int], max_pixels: int | None) -> N
 
 
 _guard_lock = threading.Lock()
-_guard_requests: list[int | None] = []
-_guard_saved: list[int | None] = []
 
 
-@contextlib.contextmanager
-def _pillow_guard_at_least(max_pixels: int | None) -> Iterator[None]:
-    """Make Pillow's decompression-bomb guard allow ``max_pixels`` while the block runs.
+def allow_pixels(max_pixels: int | None) -> None:
+    """Widen Pillow's decompression-bomb guard so that images up to ``max_pixels`` open (``None``: any).
 
-    Pillow refuses images above ``2 * Image.MAX_IMAGE_PIXELS`` (when opening
-    and, for some formats, when loading), a process-wide value. Only when our
-    limit is above that (or ``None``) is the value raised, for as long as one
-    of our decodes needs it, then restored; decodes of ours that need nothing
-    never touch it. (Other code decoding at that moment sees the raised value,
-    which is the user's own limit.)
+    Pillow refuses images above ``2 * Image.MAX_IMAGE_PIXELS``, a process-wide
+    value. It is raised only when our limit is above it, only ever upwards,
+    under a lock: calling this again (e.g. for every decode) changes nothing.
+    ``Remover`` calls it once when it is built.
     """
-    current = Image.MAX_IMAGE_PIXELS
-    if current is None or (max_pixels is not None and max_pixels <= 2 * current):
-        yield
-        return
-    need = None if max_pixels is None else -(-max_pixels // 2)
     with _guard_lock:
-        if not _guard_requests:
-            _guard_saved[:] = [Image.MAX_IMAGE_PIXELS]
-        _guard_requests.append(need)
-        Image.MAX_IMAGE_PIXELS = _widest(_guard_requests + _guard_saved)
-    try:
-        yield
-    finally:
-        with _guard_lock:
-            _guard_requests.remove(need)
-            Image.MAX_IMAGE_PIXELS = _widest(_guard_requests + _guard_saved) if _guard_requests else _guard_saved[0]
-
-
-def _widest(limits: list[int | None]) -> int | None:
-    return None if any(v is None for v in limits) else max(limits)  # type: ignore[type-var]
+        current = Image.MAX_IMAGE_PIXELS
+        if current is None or (max_pixels is not None and max_pixels <= 2 * current):
+            return
+        Image.MAX_IMAGE_PIXELS = None if max_pixels is None else -(-max_pixels // 2)
+        logger.info("Pillow's pixel guard widened to %s for max_pixels=%s", Image.MAX_IMAGE_PIXELS, max_pixels)
 
 
 def _warn_if_animated(name: str, img: Image.Image) -> None:
@@ -233,7 +214,7 @@ def _decode(name: str, stream: io.RawIOBase | io.BufferedIOBase, max_pixels: int
     if not head:
         raise ImageLoadError(name, "the file is empty")
     stream.seek(0)
-    with _pillow_guard_at_least(max_pixels), warnings.catch_warnings():
+    with warnings.catch_warnings():
         # The pixel limit is checked below with a clear message.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:

@@ -1,7 +1,13 @@
-"""From what the user named (a registry name, a Hub repo, a folder, a checkpoint file) to a loaded model.
+"""The one loader: from what the user named to a loaded model.
 
-Used by :class:`~inspyrenet_lite.Remover` and the CLI; the registry
-(:mod:`inspyrenet_lite.registry`) says what each name is.
+A source is a registry name (``"fast"``, ``"swinb-dis5k"``...), a Hub repo
+(``"owner/name"`` or ``"hf-hub:owner/name"``), a ``save_pretrained`` folder, or
+a checkpoint file (``.pth`` / ``.safetensors`` in the authors' layout). The
+backbone of a file is read from its keys; its base size from ``base_size``,
+the file's metadata, or the registry row named, and a file whose base size
+cannot be known is refused, never guessed. :class:`~inspyrenet_lite.Remover`,
+the :class:`~inspyrenet_lite.predictor.Predictor`, ``train --init``, ``eval``,
+``export`` and the Space all load through :func:`load`.
 """
 
 from __future__ import annotations
@@ -31,9 +37,21 @@ class LoadedModel:
     weights_file: str | None = None  # the local file the weights were read from (cache keys hash it)
 
 
+HUB_PREFIX = "hf-hub:"
+#: Suffixes of checkpoint files a source may name directly.
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
+
+
+def is_checkpoint_file(name: str) -> bool:
+    """True if ``name`` is an existing file (a checkpoint given by path)."""
+    return name not in MODELS and os.path.isfile(name)
+
+
 def is_hub_or_folder(name: str) -> bool:
-    """True if ``name`` is not a registry name but a folder or an ``owner/repo`` Hub id."""
-    return name not in MODELS and (os.path.isdir(name) or name.count("/") == 1)
+    """True if ``name`` is not a registry name or file but a folder or an ``owner/repo`` Hub id."""
+    if name.startswith(HUB_PREFIX):
+        return True
+    return name not in MODELS and not os.path.isfile(name) and (os.path.isdir(name) or name.count("/") == 1)
 
 
 def pick_name(model: str | None, mode: str | None) -> str:
@@ -43,7 +61,9 @@ def pick_name(model: str | None, mode: str | None) -> str:
     name = model if model is not None else mode if mode is not None else DEFAULT_MODEL
     if not isinstance(name, str) or not name:
         raise ValueError(f"model must be a registry name, a Hub repo 'owner/name' or a folder, got {name!r}")
-    if name not in MODELS and not is_hub_or_folder(name):
+    if name not in MODELS and not is_hub_or_folder(name) and not is_checkpoint_file(name):
+        if name.lower().endswith(CHECKPOINT_SUFFIXES):
+            raise FileNotFoundError(f"checkpoint file {name!r} does not exist; check the path")
         from .registry import get_entry
 
         get_entry(name)  # a typo is refused before anything is loaded; the error lists the names
@@ -56,16 +76,26 @@ def load(
     base_size: tuple[int, int] | int | None = None,
     device: torch.device | str = "cpu",
 ) -> LoadedModel:
-    """Load the model ``name`` (or the checkpoint ``ckpt`` / ``$INSPYRENET_LITE_CKPT``) onto ``device``."""
+    """Load ``name`` (a registry name, Hub repo, folder or checkpoint file; see the module docstring) onto ``device``.
+
+    ``ckpt`` (or ``$INSPYRENET_LITE_CKPT``) replaces a registry model's download
+    by a local file; ``base_size`` (H, W) sets the base size of a file that
+    does not say it. Raises ValueError (with what to pass) when a file's base
+    size cannot be known.
+    """
     from .weights import ENV_CKPT, resolve_checkpoint
 
     local = ckpt is not None or bool(os.environ.get(ENV_CKPT, "").strip())
+    if is_checkpoint_file(name) and ckpt is None:
+        model = load_file(name, None, base_size, device)
+        return LoadedModel(model, name, None, name, name)
     if is_hub_or_folder(name) and not local:
-        from .modeling.inspyrenet import InSPyReNet
+        from .hub import InSPyReNet
 
+        repo = name[len(HUB_PREFIX) :] if name.startswith(HUB_PREFIX) else name
         overrides = {"base_size": _pair(base_size)} if base_size is not None else {}
-        model = InSPyReNet.from_pretrained(name, device=device, **overrides)
-        return LoadedModel(model, name, None, name, getattr(model, "weights_file", None))
+        model = InSPyReNet.from_pretrained(repo, device=device, **overrides)
+        return LoadedModel(model, name, None, repo, getattr(model, "weights_file", None))
     entry = MODELS.get(name)
     if entry is None and not local:
         from .registry import get_entry
@@ -85,9 +115,9 @@ def load_file(
 ):
     """Build the model of a checkpoint file: backbone from its keys, base size from
     ``base_size``, the file's metadata, or ``entry`` (the registry row named)."""
+    from .build import from_config
     from .checkpoint import detect_backbone, load_checkpoint
-    from .hub import config_from_metadata, read_safetensors_metadata
-    from .modeling.build import from_config
+    from .serialization import config_from_metadata, read_safetensors_metadata
 
     state_dict = load_checkpoint(path)
     try:

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .serialization import decode_base_size, encode_base_size  # noqa: F401  (re-exported)
+
 __all__ = ["MODELS", "ModelEntry", "get_entry", "HUB_REPO_ID", "DEFAULT_RELEASE_URL", "ENV_RELEASE_URL"]
 
 HUB_REPO_ID = "plemeri/InSPyReNet"
@@ -164,25 +166,6 @@ _ROWS = [
 
 #: name -> entry, in the order above (the package's three modes first).
 MODELS: dict[str, ModelEntry] = {row.name: row for row in _ROWS}
-
-
-def encode_base_size(base_size: tuple[int, int]) -> str:
-    """(H, W) -> "HxW", as shown to people and kept in safetensors metadata."""
-    return f"{int(base_size[0])}x{int(base_size[1])}"
-
-
-def decode_base_size(text: str) -> tuple[int, int]:
-    """ "HxW" (or "N") -> (H, W); ValueError if it is neither."""
-    parts = str(text).lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) <= 0:
-        raise ValueError(f"base size {text!r} is not of the form 'HxW' (e.g. '384x384')")
-    return values[0], values[1]
 
 
 def get_entry(name: str) -> ModelEntry:

@@ -13,7 +13,6 @@ inputs and output types).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import warnings
@@ -23,58 +22,28 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
-from .checks import STRIDE, check_options
+from .checks import check_options
 from .compositing import OutputSpec, OutputType, apply_threshold_reverse, composite, parse_output_type
-from .image_io import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, carry_metadata, load_image, to_kind
+from .constants import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (kept importable from here)
+from .image_io import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, allow_pixels, carry_metadata, load_image, to_kind
+from .predictor import MapRequest, Predictor, check_precision_on, inference_defaults, pick_device
+from .transforms import (  # noqa: F401  (public names of this module before the Predictor existed)
+    DEFAULT_HR_LONG_SIDE,
+    DEFAULT_HR_MAX_PIXELS,
+    DEFAULT_HR_SHORT_SIDE,
+    own_size,
+)
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-#: Default cap on the shorter side of high-resolution (and dynamic) passes.
-DEFAULT_HR_SHORT_SIDE = 1280
-#: Default cap on the longer side of those passes (the axial attention is
-#: quadratic in a side): above it the base-size pass is used instead.
-DEFAULT_HR_LONG_SIDE = 2560
-#: Default cap on the pixels of those passes (memory grows about 1 GB per
-#: megapixel of the pass, see README "Limits"): above it the base-size pass is used.
-DEFAULT_HR_MAX_PIXELS = 4_000_000
-_STRIDE = STRIDE
-_PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Models trained at this base size or below give worse maps when run at an image's own size.
+_SMALL_BASE = 384
 
 
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` as a ``torch.device``; ``None`` picks cuda, then mps, then cpu."""
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def own_size(width: int, height: int, short_side: int = DEFAULT_HR_SHORT_SIDE) -> tuple[int, int]:
-    """The network input size (H, W) for an image at its own resolution.
-
-    The shorter side is capped at ``short_side`` (keeping the aspect ratio),
-    then both sides are rounded to the nearest multiple of 32 (ties to even,
-    at least 32).
-    This is the size of the high-resolution pass of pyramid blending and of
-    ``resize="dynamic"``.
-    """
-    scale = min(1.0, short_side / min(width, height))
-    return (_round32(height * scale), _round32(width * scale))
-
-
-def _round32(x: float) -> int:
-    # Python's round() (ties to even), as the reference's dynamic resize rounds:
-    # a 400-pixel side becomes 384, not 416.
-    return max(_STRIDE, round(x / _STRIDE) * _STRIDE)
+def _delegate(name: str) -> property:
+    """A Remover attribute that is its Predictor's (read and written there)."""
+    return property(lambda self: getattr(self.predictor, name), lambda self, value: setattr(self.predictor, name, value))
 
 
 class Remover:
@@ -141,53 +110,59 @@ class Remover:
 
         name = model_source.pick_name(model, mode)
         entry = model_source.MODELS.get(name)
+        defaults = inference_defaults(entry)
         options = check_options(
-            resize=resize if resize is not None else (entry.resize if entry else "static"),
+            resize=resize if resize is not None else defaults["resize"],
             precision=precision,
             max_pixels=max_pixels,
-            hr_short_side=hr_short_side if hr_short_side is not None else (entry.short_side if entry else DEFAULT_HR_SHORT_SIDE),
+            hr_short_side=hr_short_side if hr_short_side is not None else defaults["hr_short_side"],
             hr_long_side=hr_long_side,
             hr_max_pixels=hr_max_pixels,
-            hr_blend=hr_blend if hr_blend is not None else (entry.hr_blend if entry else 0.0),
+            hr_blend=hr_blend if hr_blend is not None else defaults["hr_blend"],
         )
         device = pick_device(device)
-        if precision == "fp16" and device.type == "cpu":
-            raise ValueError(
-                "precision='fp16' on a CPU is emulated and about 70x slower than fp32 (it looks like a hang); "
-                "use precision='fp32' or 'bf16' on a CPU, or fp16 on a GPU"
-            )
-        if resize == "dynamic" and name == "fast":
+        check_precision_on(device, precision)
+        self.mode = name
+        self.entry = entry
+        self.max_pixels: int | None = options["max_pixels"]
+        allow_pixels(self.max_pixels)  # once, here: decoding never changes Pillow's process-wide limit
+
+        loaded = model_source.load(name, ckpt=ckpt, base_size=base_size, device=device)
+        self.predictor = Predictor(
+            loaded.model,
+            device=device,
+            precision=precision,
+            backend=backend,
+            resize=options["resize"],
+            hr_blend=options["hr_blend"],
+            hr_short_side=options["hr_short_side"],
+            hr_long_side=options["hr_long_side"],
+            hr_max_pixels=options["hr_max_pixels"],
+            weights_file=loaded.weights_file,
+            name=name,
+        )
+        if resize == "dynamic" and max(self.base_size) <= _SMALL_BASE and defaults["resize"] != "dynamic":
             warnings.warn(
-                "resize='dynamic' runs the fast model (trained at 384x384) at the image's own size, "
-                "which usually gives worse maps; prefer mode='base' for dynamic resizing, or hr_blend "
-                "for high-resolution detail with the fast model",
+                f"resize='dynamic' runs {name!r} (trained at {self.base_size[1]}x{self.base_size[0]}) at the "
+                "image's own size, which usually gives worse maps; prefer a model trained at 1024 (e.g. "
+                "mode='base') for dynamic resizing, or hr_blend for high-resolution detail",
                 UserWarning,
                 stacklevel=2,
             )
-        self.mode = name
-        self.entry = entry
-        self.resize = options["resize"]
-        self.hr_blend: float = options["hr_blend"]
-        self.precision = precision
-        self.max_pixels: int | None = options["max_pixels"]
-        self.hr_short_side: int = options["hr_short_side"]
-        self.hr_long_side: int = options["hr_long_side"]
-        self.hr_max_pixels: int = options["hr_max_pixels"]
-        self.device = device
+        logger.info("Remover ready: model=%s device=%s source=%s", name, device, loaded.source)
 
-        loaded = model_source.load(name, ckpt=ckpt, base_size=base_size, device=self.device)
-        self.checkpoint_path = Path(loaded.weights_file) if loaded.weights_file else None
-        model = loaded.model
-        self.model = model.eval()
-        self.base_size: tuple[int, int] = tuple(model.base_size)  # (H, W)
-        from .backends import create_backend
-
-        self.backend = create_backend(
-            backend, self.model, device=self.device, precision=precision, checkpoint_path=self.checkpoint_path
-        )
-        self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
-        logger.info("Remover ready: model=%s device=%s source=%s", name, self.device, loaded.source)
+    # The Predictor's settings, readable (and for the per-call defaults, settable) here.
+    model = property(lambda self: self.predictor.model)
+    backend = property(lambda self: self.predictor.backend)
+    device = property(lambda self: self.predictor.device)
+    precision = property(lambda self: self.predictor.precision)
+    base_size = property(lambda self: self.predictor.base_size)
+    resize = _delegate("resize")
+    hr_blend = _delegate("hr_blend")
+    hr_short_side = _delegate("hr_short_side")
+    hr_long_side = _delegate("hr_long_side")
+    hr_max_pixels = _delegate("hr_max_pixels")
+    checkpoint_path = property(lambda self: self.predictor.weights_file)
 
     def __repr__(self) -> str:
         return (
@@ -267,22 +242,7 @@ class Remover:
         """Why an image of ``size`` (width, height) gets the base-size pass
         instead of the high-resolution (or dynamic) one it asked for, or
         ``None`` when it gets what it asked for."""
-        if hr_blend <= 0.0 and self.resize != "dynamic":
-            return None
-        width, height = size
-        pass_h, pass_w = own_size(width, height, self.hr_short_side)
-        what = "high-resolution pass (hr_blend)" if hr_blend > 0.0 else "dynamic resize"
-        if max(pass_h, pass_w) > self.hr_long_side:
-            reason = f"its longer side would be {max(pass_h, pass_w)} px, above hr_long_side={self.hr_long_side}"
-        elif pass_h * pass_w > self.hr_max_pixels:
-            reason = f"it would have {pass_h * pass_w} pixels, above hr_max_pixels={self.hr_max_pixels}"
-        else:
-            return None
-        return (
-            f"{width}x{height} image: the {what} at {pass_w}x{pass_h} is skipped because {reason}; "
-            f"the base-size pass ({self.base_size[1]}x{self.base_size[0]}) is used instead. "
-            "Raise hr_long_side / hr_max_pixels if you have the memory."
-        )
+        return self.predictor.high_resolution_notice(size, hr_blend)
 
     # --------------------------------------------------------------- internals
     def _process_many(
@@ -307,15 +267,7 @@ class Remover:
                         raise
                     window.append(exc)
             loaded = [item for item in window if isinstance(item, LoadedImage)]
-            preds: list[np.ndarray | Exception] = []
-            if loaded:
-                try:
-                    preds = list(self._predict_loaded(loaded, hr_blend))
-                except Exception:
-                    if not skip:
-                        raise
-                    logger.debug("a batch failed; running its images one at a time", exc_info=True)
-                    preds = [self._try(lambda item=item: self._predict_loaded([item], hr_blend)[0]) for item in loaded]
+            preds = self._predict_loaded(loaded, hr_blend, errors) if loaded else []
             results = iter(zip(loaded, preds, strict=True))
             for item in window:
                 if isinstance(item, Exception):
@@ -345,58 +297,10 @@ class Remover:
         result = carry_metadata(loaded.rgb, composite(loaded.rgb, alpha, spec))
         return to_kind(result, loaded.kind)
 
-    def _network_sizes(self, loaded: LoadedImage, hr_blend: float) -> tuple[tuple[int, int], tuple[int, int] | None]:
-        """(size of the main pass, size of the LR pass or None), sizes as (H, W)."""
-        width, height = loaded.size
-        if hr_blend <= 0.0 and self.resize != "dynamic":
-            return self.base_size, None
-        notice = self.high_resolution_notice(loaded.size, hr_blend)
-        if notice is not None:
-            logger.warning("%s: %s", loaded.name, notice)
-            return self.base_size, None
-        if hr_blend > 0.0:
-            return own_size(width, height, self.hr_short_side), self.base_size
-        return own_size(width, height, self.hr_short_side), None
-
-    def _predict_loaded(self, items: Sequence[LoadedImage], hr_blend: float) -> list[np.ndarray]:
-        """Maps (float32 HxW in [0, 1]) for decoded images, batched by network size.
-
-        ``hr_blend`` has been checked by the public caller.
-        """
-        groups: dict[tuple, list[int]] = {}
-        for index, item in enumerate(items):
-            groups.setdefault(self._network_sizes(item, hr_blend), []).append(index)
-        results: list[np.ndarray | None] = [None] * len(items)
-        for (size, lr_size), indices in groups.items():
-            batch = [items[i] for i in indices]
-            x = torch.stack([self._to_tensor(item.rgb, size) for item in batch]).to(self.device)
-            x_lr = None
-            if lr_size is not None:
-                x_lr = torch.stack([self._to_tensor(item.rgb, lr_size) for item in batch]).to(self.device)
-            with torch.inference_mode(), self._autocast():
-                pred = self.backend.predict(x, x_lr=x_lr, hr_blend=hr_blend)
-                pred = pred.float()
-                if not bool(torch.isfinite(pred).all()):
-                    raise RuntimeError(
-                        f"the network returned NaN or infinite values at precision {self.precision!r} "
-                        "(fp16 overflows most easily); use precision='fp32' or 'bf16'"
-                    )
-                for row, (i, item) in enumerate(zip(indices, batch, strict=True)):
-                    width, height = item.size
-                    full = F.interpolate(pred[row : row + 1], size=(height, width), mode="bilinear", align_corners=True)
-                    results[i] = full[0, 0].clamp_(0.0, 1.0).cpu().numpy()
-        return results  # type: ignore[return-value]
-
-    def _to_tensor(self, rgb: Image.Image, size: tuple[int, int]) -> torch.Tensor:
-        """PIL bilinear resize to ``size`` (H, W), /255, ImageNet mean/std, CHW float32."""
-        height, width = size
-        if rgb.size != (width, height):
-            rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
-        arr = torch.from_numpy(np.asarray(rgb, dtype=np.float32).copy()).permute(2, 0, 1)
-        return (arr / 255.0 - self._mean) / self._std
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        dtype = _PRECISIONS[self.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+    def _predict_loaded(
+        self, items: Sequence[LoadedImage], hr_blend: float, errors: str = "raise"
+    ) -> list[np.ndarray | Exception]:
+        """Maps (float32 HxW in [0, 1]) for decoded images, batched by network size
+        (``errors="skip"``: a failed item's exception in its place)."""
+        requests = [MapRequest(item.rgb, hr_blend=hr_blend, name=item.name) for item in items]
+        return self.predictor.predict_maps(requests, batch_size=max(1, len(requests)), errors=errors)

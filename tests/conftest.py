@@ -83,7 +83,7 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory, images_dir: Path
     import torch
 
     from inspyrenet_lite.checkpoint import save_checkpoint
-    from inspyrenet_lite.modeling.build import build_model
+    from inspyrenet_lite.build import build_model
 
     torch.manual_seed(0)
     model = build_model("fast")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from inspyrenet_lite.checkpoint import convert_checkpoint, load_checkpoint, save_checkpoint
-from inspyrenet_lite.modeling.build import build_model
+from inspyrenet_lite.build import build_model
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
@@ -120,7 +120,7 @@ def test_missing_and_unknown_checkpoint_files(tmp_path):
 
 
 def test_load_model_builds_straight_from_a_state_dict(full_model):
-    from inspyrenet_lite.modeling.build import load_model
+    from inspyrenet_lite.build import load_model
 
     model, _ = full_model
     sd = model.reference_state_dict()

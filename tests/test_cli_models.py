@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from inspyrenet_lite.cli import main
-from inspyrenet_lite.modeling.inspyrenet import InSPyReNet
+from inspyrenet_lite import InSPyReNet
 from inspyrenet_lite.registry import MODELS
 
 

@@ -79,31 +79,38 @@ def test_our_limit_is_the_only_one_when_it_is_above_pillows(monkeypatch: pytest.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)  # Pillow refuses above 2000 pixels
     data = encode(noise(100, 60))  # 6000 pixels
     assert load_image(data, max_pixels=6_000).size == (100, 60)
-    assert load_image(data, max_pixels=None).size == (100, 60)
     with pytest.raises(ImageLoadError, match="above the limit of 5999"):
         load_image(data, max_pixels=5_999)
-    assert Image.MAX_IMAGE_PIXELS == 1_000  # restored for everybody else
+    assert load_image(data, max_pixels=None).size == (100, 60)
 
 
-def test_lifting_pillows_guard_is_undone_even_with_concurrent_decodes(monkeypatch: pytest.MonkeyPatch):
+def test_pillows_guard_only_widens_once_and_is_never_toggled_per_decode(monkeypatch: pytest.MonkeyPatch):
+    """The guard is process-wide: decodes must not move it under other threads (issue 17)."""
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)
+    small = encode(noise(10, 10))
+    load_image(small, max_pixels=2_000)  # a limit within Pillow's own guard (2x its value) changes nothing
+    assert Image.MAX_IMAGE_PIXELS == 1_000
     data = encode(noise(100, 60))
+    seen: set[int | None] = set()
     failures: list[BaseException] = []
 
-    def work() -> None:
+    def work(limit: int | None) -> None:
         try:
             for _ in range(20):
-                load_image(data, max_pixels=None)
+                load_image(data, max_pixels=limit)
+                seen.add(Image.MAX_IMAGE_PIXELS)
         except BaseException as exc:  # noqa: BLE001 - collected for the assertion
             failures.append(exc)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
+    threads = [threading.Thread(target=work, args=(limit,)) for limit in (8_000, 8_000, 6_000, 6_000)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert failures == []
-    assert Image.MAX_IMAGE_PIXELS == 1_000
+    assert Image.MAX_IMAGE_PIXELS == 4_000  # half the widest limit asked for (Pillow refuses above twice it)
+    load_image(data, max_pixels=6_000)
+    assert Image.MAX_IMAGE_PIXELS == 4_000  # a narrower limit later never narrows it
 
 
 def test_the_message_says_how_to_lift_the_limit_without_python_globals():

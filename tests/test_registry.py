@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from inspyrenet_lite.checkpoint import detect_backbone, to_reference_layout_shapes
-from inspyrenet_lite.modeling.build import MODEL_CONFIGS, build_model
-from inspyrenet_lite.modeling.inspyrenet import InSPyReNet
+from inspyrenet_lite.build import MODEL_CONFIGS, build_model
+from inspyrenet_lite import InSPyReNet
 from inspyrenet_lite.registry import MODELS, get_entry
 
 # name: (authors' name, backbone, base size, Drive id, their inference: resize, pyramid blending)

@@ -18,7 +18,7 @@ import torch
 from fake_hub import run_python
 
 from inspyrenet_lite.checkpoint import save_checkpoint
-from inspyrenet_lite.modeling.inspyrenet import InSPyReNet
+from inspyrenet_lite import InSPyReNet
 
 TINY = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
 DRIVE_ID = "1Sj7GZoocGMHyKNhFnQQc1FTs76ysJIX3"  # swinb-dis5k-lr's

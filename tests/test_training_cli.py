@@ -57,7 +57,7 @@ def test_train_command_refuses_a_broken_resume_file_with_exit_status_2(tmp_path,
 def test_full_size_swinb_takes_two_optimiser_steps_at_384_on_the_cpu(tmp_path):
     from torch.utils.data import TensorDataset
 
-    from inspyrenet_lite.modeling.build import build_model
+    from inspyrenet_lite.build import build_model
     from inspyrenet_lite.training import TrainConfig, Trainer
 
     torch.manual_seed(0)

@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import __version__
 from .._atomic import atomic_write
-from ..remover import IMAGENET_MEAN, IMAGENET_STD
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
 

@@ -127,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
         best = result.best or {}
         print(f"best {best.get('metric')} {best.get('value')} at epoch {best.get('epoch')}; model in {args.out}")
         if args.push_to_hub:
-            from inspyrenet_lite.modeling.inspyrenet import InSPyReNet
+            from inspyrenet_lite import InSPyReNet
 
             url = InSPyReNet.from_pretrained(args.out).push_to_hub(args.push_to_hub)
             print(f"uploaded to {url}")

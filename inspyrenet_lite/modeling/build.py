@@ -1,4 +1,4 @@
-"""Builder: maps a model name to its configuration, with random or given weights."""
+"""Assembles a network from an architecture config and an authors'-layout state dict (names live above: :mod:`inspyrenet_lite.build`)."""
 
 from __future__ import annotations
 
@@ -8,26 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..registry import MODELS
 from .inspyrenet import InSPyReNet
-
-# Every named model of the registry (``swinb`` and ``res2net50`` are also the
-# paper's architectures at 384, so those names keep building them).
-MODEL_CONFIGS: dict[str, dict[str, Any]] = {name: entry.architecture() for name, entry in MODELS.items()}
-
-
-def _config(name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        config = dict(MODEL_CONFIGS[name])
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODEL_CONFIGS)}") from None
-    config.update(overrides)
-    return config
-
-
-def build_model(name: str = "fast", **overrides: Any) -> InSPyReNet:
-    """Build an InSPyReNet with random weights for a configuration name; kwargs override it."""
-    return InSPyReNet(**_config(name, overrides)).eval()
 
 
 def _materialise_derived_buffers(model: nn.Module, device: torch.device | str) -> None:
@@ -47,23 +28,20 @@ def _materialise_derived_buffers(model: nn.Module, device: torch.device | str) -
 
 
 def from_config(
-    config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], device: torch.device | str = "cpu"
+    config: Mapping[str, Any],
+    state_dict: Mapping[str, torch.Tensor],
+    device: torch.device | str = "cpu",
+    cls: type[InSPyReNet] = InSPyReNet,
 ) -> InSPyReNet:
     """Build a model with ``InSPyReNet(**config)`` straight from an authors'-layout state dict, in eval mode.
 
     The module is created on the meta device and takes the given tensors
     as they are (no random initialisation, no second copy of the weights), so
-    a memory-mapped checkpoint stays memory-mapped until it is moved.
+    a memory-mapped checkpoint stays memory-mapped until it is moved. ``cls``
+    is the class built (the Hub-enabled subclass, for the package's loaders).
     """
     with torch.device("meta"):
-        model = InSPyReNet(**config)
+        model = cls(**config)
     model.load_reference_state_dict(state_dict, assign=True)
     _materialise_derived_buffers(model, "cpu")
     return model.to(device).eval()
-
-
-def load_model(
-    name: str, state_dict: Mapping[str, torch.Tensor], device: torch.device | str = "cpu", **overrides: Any
-) -> InSPyReNet:
-    """Build the named model straight from an authors'-layout state dict (see :func:`from_config`)."""
-    return from_config(_config(name, overrides), state_dict, device)

@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hub import InSPyReNetHubMixin
+from ..constants import STRIDE as _STRIDE
 from .backbones import build_backbone
+from .key_layout import load_reference_layout, to_reference_layout
 from .layers import resize
 from .paa import PAADecoder, PAAEncoder
 from .pyramid import expand, reconstruct, transition
 from .sica import SICA
 
-_STRIDE = 32
 # Transition kernel sizes used when blending levels d3->d2, d2->d1, d1->d0.
 _TRANSITION_SIZES = (5, 9, 17)
 
@@ -29,7 +29,7 @@ def normalise_per_image(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return (x - lo) / (hi - lo + eps)
 
 
-class InSPyReNet(nn.Module, InSPyReNetHubMixin):
+class InSPyReNet(nn.Module):
     """Inverse Saliency Pyramid Reconstruction Network (Kim et al., ACCV 2022).
 
     Args:
@@ -40,8 +40,9 @@ class InSPyReNet(nn.Module, InSPyReNetHubMixin):
             depths, num_heads, window_size; res2net50: layers).
 
     Inputs are ImageNet-normalised (B, 3, H, W) tensors with H and W multiples of 32.
-    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` share it on the
-    Hugging Face Hub (see :mod:`inspyrenet_lite.hub`).
+    This is the bare network; the package's ``inspyrenet_lite.InSPyReNet`` is
+    this class with the Hub's ``save_pretrained`` / ``from_pretrained`` /
+    ``push_to_hub`` (see :mod:`inspyrenet_lite.hub`), kept above ``modeling/``.
     """
 
     blend_threshold: int = 512
@@ -172,8 +173,6 @@ class InSPyReNet(nn.Module, InSPyReNetHubMixin):
     # ------------------------------------------------------- reference layout
     def reference_state_dict(self) -> dict[str, torch.Tensor]:
         """This model's weights in the authors' checkpoint key layout."""
-        from ..checkpoint import to_reference_layout
-
         return to_reference_layout(self)
 
     def load_reference_state_dict(self, state_dict: Mapping[str, torch.Tensor], assign: bool = False) -> None:
@@ -183,6 +182,4 @@ class InSPyReNet(nn.Module, InSPyReNetHubMixin):
         wrongly shaped keys. ``assign=True`` keeps the given tensors instead of
         copying them (no second copy of the weights in memory).
         """
-        from ..checkpoint import load_reference_layout
-
         load_reference_layout(self, state_dict, assign=assign)

@@ -15,28 +15,20 @@ def load_start(
     """(model, published): the model to start from, and whether it came with trained weights.
 
     ``new:swinb`` / ``new:res2net50`` build random weights (ImageNet backbone
-    weights cannot be downloaded here); anything else is resolved as
-    :class:`~inspyrenet_lite.Remover` resolves ``model=`` (a checkpoint file is
-    read directly).
+    weights cannot be downloaded here); anything else goes through the
+    package's one loader, :func:`inspyrenet_lite.model_source.load`: a registry
+    name, a Hub repo, a ``save_pretrained`` folder, or a checkpoint file whose
+    backbone is read from its keys and whose base size comes from
+    ``base_size``, its metadata, or is refused when it cannot be known.
     """
     if init.startswith(FRESH_PREFIX):
-        from ..modeling.inspyrenet import InSPyReNet
+        from ..hub import InSPyReNet
 
         size = base_size if base_size is not None else 384
         return InSPyReNet(backbone=init[len(FRESH_PREFIX) :], base_size=size).to(device), False
-    from ..modeling.inspyrenet import InSPyReNet
+    from ..model_source import load
 
-    overrides = {"base_size": base_size} if base_size is not None else {}
-    path = Path(init)
-    if path.is_dir() or (init.count("/") == 1 and not path.exists()):  # save_pretrained folder or Hub repo
-        return InSPyReNet.from_pretrained(init, **overrides).to(device), True
-    from ..checkpoint import load_checkpoint
-    from ..modeling.build import load_model
-    from ..weights import resolve_checkpoint
-
-    if path.is_file():  # a checkpoint in the authors' layout (SwinB; give the base size if not 384)
-        return load_model("swinb", load_checkpoint(path), device, **overrides), True
-    return load_model(init, load_checkpoint(resolve_checkpoint(init)), device, **overrides), True
+    return load(init, base_size=base_size, device=device).model, True
 
 
 def export_model(model: Any, folder: str | os.PathLike[str], config: dict[str, Any] | None = None) -> None:

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-#: Suffixes recognised as video inputs.
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"})
+from ..constants import VIDEO_SUFFIXES  # noqa: F401  (suffixes recognised as video inputs; defined once)
+
 #: Output formats: name -> FFmpeg container (``None``: a folder of PNG files).
 OUTPUT_FORMATS: dict[str, str | None] = {"webm": "webm", "mov": "mov", "mp4": "mp4", "png": None}
 #: Default constant-rate factor per codec (lower is better quality, bigger files).

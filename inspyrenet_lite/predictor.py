@@ -1,0 +1,364 @@
+"""``Predictor``: the one inference engine, from decoded images to float saliency maps, in batches.
+
+>>> from inspyrenet_lite.predictor import Predictor, MapRequest
+>>> predictor = Predictor.from_pretrained("fast", device="cpu")
+>>> maps = predictor.predict_maps([image_a, MapRequest(image_b, hr_blend=1.0)])
+
+Every entry point (``Remover``, the CLI, video, evaluation, the Space, the
+service) reaches the network through a Predictor. It holds the model, the
+device, the precision and the backend; each item carries its own options
+(``resize``, ``hr_blend``), and items that end up with the same network input
+size (and blending) share one forward, up to ``batch_size`` at a time.
+Options that only change what is done with a map (output type, threshold,
+reverse) are not the Predictor's business, so they never split a batch.
+
+Concurrency contract: one Predictor may be called from any number of threads
+at once, with different options; each caller gets exactly its own maps.
+Forwards of one Predictor run one at a time (a lock around the backend: the
+device is one resource, and on a CPU one forward already uses every core);
+resizing and normalising the inputs and resizing the maps back run in the
+callers' threads. Nothing process-wide (Pillow's limits, torch's thread
+count) is changed per call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checks import check_options
+from .transforms import (
+    DEFAULT_HR_LONG_SIDE,
+    DEFAULT_HR_MAX_PIXELS,
+    DEFAULT_HR_SHORT_SIDE,
+    map_to_image_size,
+    own_size,
+    to_tensor,
+)
+
+logger = logging.getLogger(__name__)
+
+_AUTOCAST_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Default of ``batch_size`` for :meth:`Predictor.predict_maps`.
+DEFAULT_BATCH_SIZE = 4
+
+Size = tuple[int, int]
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as a ``torch.device``; ``None`` picks cuda, then mps, then cpu."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def check_precision_on(device: torch.device, precision: str) -> None:
+    """ValueError for a precision that must not run on ``device`` (fp16 on a CPU)."""
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError(
+            "precision='fp16' on a CPU is emulated and about 70x slower than fp32 (it looks like a hang); "
+            "use precision='fp32' or 'bf16' on a CPU, or fp16 on a GPU"
+        )
+
+
+@dataclass(frozen=True)
+class MapRequest:
+    """One image for :meth:`Predictor.predict_maps`, with its own options.
+
+    ``image``: a PIL image (converted to RGB) or a uint8 HxWx3 array.
+    ``resize`` / ``hr_blend``: ``None`` takes the Predictor's default.
+    ``name``: how log messages call it.
+    """
+
+    image: Image.Image | np.ndarray
+    resize: Literal["static", "dynamic"] | None = None
+    hr_blend: float | None = None
+    name: str = "image"
+
+
+@dataclass(frozen=True)
+class _Planned:
+    index: int
+    rgb: Image.Image
+    key: tuple[Size, Size | None, float]  # (network size, LR size or None, blending strength)
+
+
+class Predictor:
+    """A model on a device, ready to turn images into maps (see the module docstring).
+
+    Args:
+        model: a built, loaded InSPyReNet (e.g. ``model_source.load(...).model``).
+        device: where it runs; ``None`` picks cuda, then mps, then cpu.
+        precision: ``"fp32"``, ``"fp16"`` (GPU only) or ``"bf16"`` (autocast).
+        backend: ``"torch"``, ``"onnxruntime"`` or ``"auto"`` (see :mod:`inspyrenet_lite.backends`).
+        resize: default ``"static"`` (the model's base size) or ``"dynamic"`` (the image's own size, capped).
+        hr_blend: default pyramid-blending strength in [0, 1].
+        hr_short_side / hr_long_side / hr_max_pixels: caps of the high-resolution (and dynamic) pass.
+        weights_file: the checkpoint file the weights came from (keys the ONNX cache).
+        name: how logs call the model.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        device: str | torch.device | None = None,
+        precision: Literal["fp32", "fp16", "bf16"] = "fp32",
+        backend: Literal["torch", "onnxruntime", "auto"] = "torch",
+        resize: Literal["static", "dynamic"] = "static",
+        hr_blend: float = 0.0,
+        hr_short_side: int = DEFAULT_HR_SHORT_SIDE,
+        hr_long_side: int = DEFAULT_HR_LONG_SIDE,
+        hr_max_pixels: int = DEFAULT_HR_MAX_PIXELS,
+        weights_file: str | os.PathLike[str] | None = None,
+        name: str = "model",
+    ) -> None:
+        options = check_options(
+            precision=precision,
+            resize=resize,
+            hr_blend=hr_blend,
+            hr_short_side=hr_short_side,
+            hr_long_side=hr_long_side,
+            hr_max_pixels=hr_max_pixels,
+        )
+        self.device = pick_device(device)
+        check_precision_on(self.device, options["precision"])
+        self.name = name
+        self.precision: str = options["precision"]
+        self.resize: str = options["resize"]
+        self.hr_blend: float = options["hr_blend"]
+        self.hr_short_side: int = options["hr_short_side"]
+        self.hr_long_side: int = options["hr_long_side"]
+        self.hr_max_pixels: int = options["hr_max_pixels"]
+        self.model = model.to(self.device).eval()
+        self.base_size: Size = tuple(int(v) for v in model.base_size)  # type: ignore[assignment]
+        self.weights_file = Path(weights_file) if weights_file else None
+        from .backends import create_backend
+
+        self.backend = create_backend(
+            backend, self.model, device=self.device, precision=self.precision, checkpoint_path=self.weights_file
+        )
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str = "fast",
+        *,
+        ckpt: str | os.PathLike[str] | None = None,
+        base_size: tuple[int, int] | int | None = None,
+        device: str | torch.device | None = None,
+        precision: Literal["fp32", "fp16", "bf16"] = "fp32",
+        backend: Literal["torch", "onnxruntime", "auto"] = "torch",
+        resize: Literal["static", "dynamic"] | None = None,
+        hr_blend: float | None = None,
+        hr_short_side: int | None = None,
+        hr_long_side: int = DEFAULT_HR_LONG_SIDE,
+        hr_max_pixels: int = DEFAULT_HR_MAX_PIXELS,
+    ) -> Predictor:
+        """Load ``model`` with the package's one loader (:func:`inspyrenet_lite.model_source.load`:
+        registry name, Hub repo, folder or checkpoint file) and wrap it. ``None`` options take the
+        registry row's inference defaults (the authors' settings), else static without blending."""
+        from . import model_source
+
+        check_precision_on(pick_device(device), check_options(precision=precision)["precision"])  # before loading
+        loaded = model_source.load(model, ckpt=ckpt, base_size=base_size, device=pick_device(device))
+        defaults = inference_defaults(loaded.entry)
+        return cls(
+            loaded.model,
+            device=device,
+            precision=precision,
+            backend=backend,
+            resize=resize if resize is not None else defaults["resize"],
+            hr_blend=hr_blend if hr_blend is not None else defaults["hr_blend"],
+            hr_short_side=hr_short_side if hr_short_side is not None else defaults["hr_short_side"],
+            hr_long_side=hr_long_side,
+            hr_max_pixels=hr_max_pixels,
+            weights_file=loaded.weights_file,
+            name=loaded.name,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor(model={self.name!r}, device={str(self.device)!r}, precision={self.precision!r}, "
+            f"backend={self.backend.name!r}, resize={self.resize!r}, hr_blend={self.hr_blend})"
+        )
+
+    # ------------------------------------------------------------------ sizes
+    def network_sizes(
+        self, size: tuple[int, int], resize: str | None = None, hr_blend: float | None = None, name: str = "image"
+    ) -> tuple[Size, Size | None]:
+        """(main pass size, LR pass size or None) as (H, W) for an image of ``size`` (width, height)."""
+        resize = self.resize if resize is None else resize
+        hr_blend = self.hr_blend if hr_blend is None else hr_blend
+        if hr_blend <= 0.0 and resize != "dynamic":
+            return self.base_size, None
+        notice = self.high_resolution_notice(size, hr_blend, resize)
+        if notice is not None:
+            logger.warning("%s: %s", name, notice)
+            return self.base_size, None
+        width, height = size
+        pass_size = own_size(width, height, self.hr_short_side)
+        return pass_size, (self.base_size if hr_blend > 0.0 else None)
+
+    def high_resolution_notice(
+        self, size: tuple[int, int], hr_blend: float = 0.0, resize: str | None = None
+    ) -> str | None:
+        """Why an image of ``size`` (width, height) gets the base-size pass instead of the
+        high-resolution (or dynamic) one it asked for, or ``None`` when it gets what it asked for."""
+        resize = self.resize if resize is None else resize
+        if hr_blend <= 0.0 and resize != "dynamic":
+            return None
+        width, height = size
+        pass_h, pass_w = own_size(width, height, self.hr_short_side)
+        what = "high-resolution pass (hr_blend)" if hr_blend > 0.0 else "dynamic resize"
+        if max(pass_h, pass_w) > self.hr_long_side:
+            reason = f"its longer side would be {max(pass_h, pass_w)} px, above hr_long_side={self.hr_long_side}"
+        elif pass_h * pass_w > self.hr_max_pixels:
+            reason = f"it would have {pass_h * pass_w} pixels, above hr_max_pixels={self.hr_max_pixels}"
+        else:
+            return None
+        return (
+            f"{width}x{height} image: the {what} at {pass_w}x{pass_h} is skipped because {reason}; "
+            f"the base-size pass ({self.base_size[1]}x{self.base_size[0]}) is used instead. "
+            "Raise hr_long_side / hr_max_pixels if you have the memory."
+        )
+
+    # -------------------------------------------------------------- inference
+    def predict_torch(
+        self, x: torch.Tensor, x_lr: torch.Tensor | None = None, hr_blend: float = 0.0
+    ) -> torch.Tensor:
+        """The network's maps (B, 1, H, W), float32 in [0, 1], for a normalised batch (B, 3, H, W).
+
+        ``x`` is ImageNet-normalised with H and W multiples of 32; with ``x_lr``
+        (the batch at the base size) the two passes are pyramid-blended with
+        strength ``hr_blend``. Raises RuntimeError if the precision overflowed.
+        """
+        x = x.to(self.device)
+        x_lr = None if x_lr is None else x_lr.to(self.device)
+        with self._lock, torch.inference_mode(), self._autocast():
+            pred = self.backend.predict(x, x_lr=x_lr, hr_blend=hr_blend).float()
+        if not bool(torch.isfinite(pred).all()):
+            raise RuntimeError(
+                f"the network returned NaN or infinite values at precision {self.precision!r} "
+                "(fp16 overflows most easily); use precision='fp32' or 'bf16'"
+            )
+        return pred
+
+    def predict_maps(
+        self,
+        items: Iterable[MapRequest | Image.Image | np.ndarray],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        errors: Literal["raise", "skip"] = "raise",
+    ) -> list[np.ndarray | Exception]:
+        """One float32 HxW map in [0, 1] per item, at the item's own size, in the items' order.
+
+        Items of the same network size (and blending) go through the network
+        together, ``batch_size`` at a time; each image is normalised on its
+        own, so a map equals the one for that item alone up to float rounding.
+        ``errors="skip"``: an item that fails (bad option, or its batch and then
+        itself alone fail) gets its exception in its place instead of raising.
+        """
+        batch_size = check_options(batch_size=batch_size, errors=errors)["batch_size"]
+        skip = errors == "skip"
+        items = list(items)
+        results: list[np.ndarray | Exception | None] = [None] * len(items)
+        groups: dict[tuple, list[_Planned]] = {}
+        for index, item in enumerate(items):
+            try:
+                planned = self._plan(index, item)
+            except Exception as exc:
+                if not skip:
+                    raise
+                results[index] = exc
+                continue
+            groups.setdefault(planned.key, []).append(planned)
+        for key, group in groups.items():
+            for start in range(0, len(group), batch_size):
+                batch = group[start : start + batch_size]
+                for planned, result in zip(batch, self._run_batch(key, batch, skip), strict=True):
+                    results[planned.index] = result
+        return results  # type: ignore[return-value]
+
+    def warmup(self, sizes: Sequence[tuple[int, int]] | None = None) -> None:
+        """Run the network once at each network size (H, W) (default: the base size), so that the
+        first real request pays no one-time cost (backend graphs, per-size caches, allocator)."""
+        sizes = list(sizes) if sizes is not None else [self.base_size]
+        warm = getattr(self.backend, "warmup", None)
+        if warm is not None:
+            with self._lock:
+                warm(sizes)
+            return
+        for height, width in sizes:
+            self.predict_torch(torch.zeros(1, 3, height, width))
+
+    # -------------------------------------------------------------- internals
+    def _plan(self, index: int, item: MapRequest | Image.Image | np.ndarray) -> _Planned:
+        request = item if isinstance(item, MapRequest) else MapRequest(item)
+        options = check_options(
+            resize=self.resize if request.resize is None else request.resize,
+            hr_blend=self.hr_blend if request.hr_blend is None else request.hr_blend,
+        )
+        rgb = _as_rgb(request.image)
+        size, lr_size = self.network_sizes(rgb.size, options["resize"], options["hr_blend"], request.name)
+        blend = options["hr_blend"] if lr_size is not None else 0.0
+        return _Planned(index, rgb, (size, lr_size, blend))
+
+    def _run_batch(self, key: tuple, batch: list[_Planned], skip: bool) -> list[np.ndarray | Exception]:
+        try:
+            return self._forward(key, batch)
+        except Exception as exc:
+            if not skip:
+                raise
+            if len(batch) == 1:
+                return [exc]
+            logger.debug("a batch failed; running its images one at a time", exc_info=True)
+            return [self._run_batch(key, [planned], skip)[0] for planned in batch]
+
+    def _forward(self, key: tuple, batch: list[_Planned]) -> list[np.ndarray]:
+        size, lr_size, blend = key
+        x = torch.stack([to_tensor(planned.rgb, size) for planned in batch])
+        x_lr = None if lr_size is None else torch.stack([to_tensor(planned.rgb, lr_size) for planned in batch])
+        pred = self.predict_torch(x, x_lr, blend)
+        return [map_to_image_size(pred[row : row + 1], *planned.rgb.size) for row, planned in enumerate(batch)]
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = _AUTOCAST_DTYPES[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+
+def inference_defaults(entry: Any) -> dict[str, Any]:
+    """resize, hr_blend, hr_short_side of a registry row (the authors' settings), or the plain defaults."""
+    if entry is None:
+        return {"resize": "static", "hr_blend": 0.0, "hr_short_side": DEFAULT_HR_SHORT_SIDE}
+    return {"resize": entry.resize, "hr_blend": entry.hr_blend, "hr_short_side": entry.short_side}
+
+
+def _as_rgb(image: Image.Image | np.ndarray) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        return Image.fromarray(image)
+    raise ValueError(
+        f"a Predictor item must be a PIL image or a uint8 HxWx3 array, got {type(image).__name__}"
+        + (f" {image.dtype} {image.shape}" if isinstance(image, np.ndarray) else "")
+        + "; decode files with inspyrenet_lite.image_io.load_image or use Remover"
+    )
+
