@@ -213,7 +213,8 @@ def test_a_failed_export_is_not_retried_on_every_image(swin_case, tmp_path: Path
     lenient = OrtBackend(model, _weights("swin_small_lr"), cache_dir=tmp_path, strict=False)
     with torch.inference_mode():
         for _ in range(2):
-            assert torch.equal(lenient.predict(io["input.square"]), model.predict(io["input.square"]))
+            # The lenient backend's fallback gives the authors' map (not just whatever the model returns).
+            assert (lenient.predict(io["input.square"]) - io["square.pred"]).abs().max().item() <= 1e-3
     assert len(calls) == 2  # one per backend
 
 

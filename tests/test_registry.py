@@ -76,9 +76,16 @@ def test_every_entry_builds_its_model_with_the_authors_layout(name: str, referen
     assert model.attention0.working_size == entry.base_size
 
 
-def test_architecture_names_still_build_the_papers_networks() -> None:
-    assert MODEL_CONFIGS["swinb"] == {"backbone": "swinb", "base_size": (384, 384)}
-    assert MODEL_CONFIGS["res2net50"] == {"backbone": "res2net50", "base_size": (384, 384)}
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_each_zoo_name_builds_the_network_of_the_model_zoo_table(name: str, reference_layouts) -> None:
+    """The built network (not the registry's own config) against the hand-copied zoo table."""
+    _, backbone, base, *_ = ZOO[name]
+    with torch.device("meta"):
+        model = build_model(name)
+    assert model.backbone_name == backbone and model.base_size == (base, base)
+    assert model.attention0.working_size == (base, base)
+    assert to_reference_layout_shapes(model) == reference_layouts[backbone]
+    assert set(MODEL_CONFIGS) == set(MODELS)
 
 
 def test_unknown_name_lists_the_registry() -> None:

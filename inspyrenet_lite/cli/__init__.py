@@ -14,8 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
-
-from inspyrenet_lite.cli.remove import build_parser, collect_jobs
+from typing import Any
 
 __all__ = ["main", "build_parser", "collect_jobs", "SUBCOMMANDS"]
 
@@ -37,6 +36,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inspyrenet_lite.cli import remove
 
     return remove.main(args)
+
+
+def __getattr__(name: str) -> Any:
+    # The default command's parser and planner, without this package importing its own modules at import.
+    if name in ("build_parser", "collect_jobs"):
+        from inspyrenet_lite.cli import remove
+
+        return getattr(remove, name)
+    raise AttributeError(f"module 'inspyrenet_lite.cli' has no attribute {name!r}")
 
 
 if __name__ == "__main__":  # pragma: no cover
