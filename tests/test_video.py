@@ -18,7 +18,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from video_clips import AUDIO_RATE, make_clip, retime_clip, stream_facts
+from video_clips import AUDIO_RATE, displayed_frames, make_clip, retime_clip, stream_facts
 
 from inspyrenet_lite.video import VideoLoadError, flicker, lag, process_video
 from inspyrenet_lite.video.io import read_frames
@@ -173,6 +173,21 @@ def test_background_video_composite(tmp_path, clips, maps):
         clear = m < 8
         assert clear.sum() > 50
         assert np.abs(out[clear].astype(float) - bg[clear]).mean() < 12
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_png_sequence_of_a_rotated_clip_is_stored_upright(tmp_path, clips, rotation):
+    """A PNG file has no container to carry the display rotation: the frames
+    are stored turned, as a player shows the clip (FFmpeg's autorotation)."""
+    src = tmp_path / "rotated.mkv"
+    retime_clip(clips["pan"][0], src, rotation=rotation)
+    process_video(GreyRemover(), src, tmp_path / "cut_frames", type="map", stability=False)
+    shown = displayed_frames(src)
+    assert shown[0].shape[:2] == ((SIZE[0], SIZE[1]) if rotation != 180 else (SIZE[1], SIZE[0]))
+    got = png_sequence(tmp_path / "cut_frames")
+    assert len(got) == len(shown) == FRAMES
+    for png, frame in zip(got, shown):
+        np.testing.assert_array_equal(png, frame[:, :, 1])  # GreyRemover's map: the green channel
 
 
 # ---------------------------------------------------------------- stability

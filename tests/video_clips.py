@@ -158,3 +158,30 @@ def stream_facts(path: Path) -> dict:
             facts["audio_codec"] = astream.codec_context.name
             facts["audio_seconds"] = samples / rate
     return facts
+
+
+def displayed_frames(path: Path) -> list[np.ndarray]:
+    """The frames of ``path`` as a player shows them: decoded by PyAV and turned
+    by FFmpeg's own filters the way its command line autorotates (display
+    rotation +90 -> ``transpose=cclock``, -90 -> ``transpose=clock``, 180 ->
+    ``hflip,vflip``), independent of the library's code."""
+    filters = {0: [], 90: [("transpose", "cclock")], -90: [("transpose", "clock")], 180: [("hflip", ""), ("vflip", "")]}
+    out = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        graph = None
+        for frame in container.decode(stream):
+            if graph is None:
+                rotation = int(round(frame.rotation or 0))
+                rotation = 180 if rotation == -180 else rotation
+                graph = av.filter.Graph()
+                node = graph.add_buffer(template=stream)
+                for name, arg in [("format", "rgb24"), *filters[rotation], ("buffersink", "")]:
+                    step = graph.add(name, arg) if arg else graph.add(name)
+                    node.link_to(step)
+                    node = step
+                graph.configure()
+            graph.push(frame)
+            out.append(graph.pull().to_ndarray(format="rgb24"))
+    return out
+

@@ -400,11 +400,15 @@ class ContainerWriter:
 class PngSequenceWriter:
     """A folder of ``frame_000000.png`` files, ``timestamps.txt`` (frame file
     and time in seconds, one a line: the frame rate may vary) and the audio,
-    copied as it is into ``audio.mka``."""
+    copied as it is into ``audio.mka``. A PNG file cannot carry the display
+    rotation, so the frames are stored turned as a player shows them."""
 
     def __init__(self, path: Path, info: VideoInfo, audio: Any) -> None:
         self._av = require_av()
         self._folder = path
+        self._turns = round(info.rotation / 90) % 4  # counter-clockwise quarter turns, as np.rot90 counts
+        if info.rotation % 90:
+            logger.warning("display rotation %d degrees: PNG frames turned by the nearest quarter turn", info.rotation)
         self._times: list[str] = []
         self._audio_out = None
         if audio is not None:
@@ -417,6 +421,8 @@ class PngSequenceWriter:
         from inspyrenet_lite.image_io import save_image
 
         name = f"frame_{len(self._times):06d}.png"
+        if self._turns:
+            image = np.ascontiguousarray(np.rot90(image, self._turns))
         save_image(Image.fromarray(image), self._folder / name, format="PNG")
         self._times.append(f"{name} {frame.time:.6f}\n")
 
