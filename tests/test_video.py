@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from video_clips import AUDIO_RATE, displayed_frames, make_clip, retime_clip, stream_facts
 
-from inspyrenet_lite.video import VideoLoadError, flicker, lag, process_video
+from inspyrenet_lite.video import Stabilizer, VideoLoadError, flicker, lag, process_video
 from inspyrenet_lite.video.io import read_frames
 
 SIZE = (160, 96)
@@ -191,6 +191,54 @@ def test_png_sequence_of_a_rotated_clip_is_stored_upright(tmp_path, clips, rotat
 
 
 # ---------------------------------------------------------------- stability
+class MovingSquareRemover:
+    """Maps of a square that moves 12 pixels a frame, whatever the picture."""
+
+    max_pixels = None
+
+    def __init__(self) -> None:
+        self.index = 0
+
+    def map(self, index: int, shape: tuple[int, ...]) -> np.ndarray:
+        out = np.zeros(shape[:2], np.uint8)
+        x = 20 + 12 * index
+        out[30:70, x : x + 40] = 230
+        return out
+
+    def process(self, images, **kwargs):
+        maps = [self.map(self.index + i, np.shape(image)) for i, image in enumerate(images)]
+        self.index += len(images)
+        return maps
+
+
+def test_stability_follows_a_subject_moving_over_a_flat_picture(tmp_path):
+    """Where the picture does not change but the subject's map jumps (a subject
+    moving over a flat background), the stabilised map follows the jump at once:
+    no ghost of the square left where it was, no faint square where it went."""
+    src = tmp_path / "flat.mp4"
+    make_clip(src, Image.new("RGB", SIZE, (90, 120, 150)), frames=5, size=SIZE, audio=False, noise=0.0)
+    process_video(MovingSquareRemover(), src, tmp_path / "on_frames", type="map", stability=True)
+    got = png_sequence(tmp_path / "on_frames")
+    reference = MovingSquareRemover()
+    assert len(got) == 5
+    for index, frame in enumerate(got):
+        error = int(np.abs(frame.astype(int) - reference.map(index, frame.shape)).max())
+        assert error <= 2, f"frame {index} trails the moving subject by up to {error} grey levels"
+
+
+def test_stabilizer_still_smooths_small_wobbles_on_a_flat_picture():
+    """The jump rule is for jumps: a small wobble of the map on the same flat
+    picture is still smoothed (the flicker the stabiliser is there to remove)."""
+    rgb = np.full((96, 160, 3), 128, np.uint8)
+    stabilizer = Stabilizer()
+    stabilizer(rgb, np.full((96, 160), 0.5, np.float32))
+    out = stabilizer(rgb, np.full((96, 160), 0.55, np.float32))  # a 0.05 wobble
+    assert out == pytest.approx(np.full((96, 160), 0.51), abs=1e-6)
+    out = stabilizer(rgb, np.full((96, 160), 1.0, np.float32))  # a 0.49 jump: followed
+    assert out == pytest.approx(np.ones((96, 160)), abs=1e-6)
+
+
+# ---------------------------------------------------------------- stability (network maps)
 def _maps_of(folder: Path) -> list[np.ndarray]:
     return [m.astype(np.float32) / 255.0 for m in png_sequence(folder)]
 
