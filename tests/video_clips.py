@@ -185,3 +185,18 @@ def displayed_frames(path: Path) -> list[np.ndarray]:
             out.append(graph.pull().to_ndarray(format="rgb24"))
     return out
 
+
+def lie_about_duration(path: Path, seconds: float) -> None:
+    """Make a Matroska file's header claim it lasts ``seconds`` (segment
+    Duration and the track's DURATION tag), whatever its frames say: what a
+    hostile upload can do. Millisecond timecode scale, as PyAV writes it."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89\x88")  # Duration element, an 8-byte float, in ms
+    assert at > 0, "no segment Duration element"
+    data[at + 3 : at + 11] = struct.pack(">d", seconds * 1000.0)
+    start = data.find(b"00:00:")  # the DURATION tag, "HH:MM:SS.nnnnnnnnn"
+    assert start > 0, "no DURATION tag"
+    data[start : start + 18] = f"00:00:{seconds:012.9f}".encode()
+    path.write_bytes(bytes(data))
