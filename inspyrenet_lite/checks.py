@@ -46,6 +46,19 @@ def _integer(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def _integer_in(name: str, value: Any, low: int, high: int, where: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in {low}..{high}{where}, got {value!r}")
+    return int(value)
+
+
+def _positive(name: str, value: Any) -> float:
+    result = _number(name, value)
+    if result <= 0.0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return result
+
+
 def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return lambda name, value: None if value is None else check(name, value)
 
@@ -78,6 +91,11 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "precision": _choice(PRECISIONS),
     "resize": _choice(RESIZES),
     "errors": _choice(ERRORS),
+    # Video: constant-rate factor of VP9 (webm; 0..63) and of H.264 (mp4; 0..51), and the length caps.
+    "crf": _optional(lambda name, value: _integer_in(name, value, 0, 63)),
+    "crf_mp4": _optional(lambda name, value: _integer_in("crf", value, 0, 51, " for mp4 (H.264)")),
+    "max_frames": _optional(lambda name, value: _integer(name, value, 1)),
+    "max_seconds": _optional(_positive),
 }
 
 
@@ -87,7 +105,9 @@ def check_options(**options: Any) -> dict[str, Any]:
     Known names: threshold (``None`` or [0, 1]), hr_blend ([0, 1]), reverse
     (bool), batch_size (int >= 1), max_pixels (``None`` or int >= 1),
     hr_short_side / hr_long_side (int >= 32), hr_max_pixels (int >= 1024),
-    precision, resize, errors (one of their choices).
+    precision, resize, errors (one of their choices); for video: crf
+    (``None`` or int in 0..63), crf_mp4 (the same, 0..51: H.264), max_frames
+    (``None`` or int >= 1), max_seconds (``None`` or a number > 0).
     """
     checked = {}
     for name, value in options.items():

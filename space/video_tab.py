@@ -5,12 +5,15 @@ inside the app's ``gr.Blocks``. The click is also the API endpoint
 ``/remove_video_background``. Limits keep one request from holding the
 single inference slot for long: at most ``MAX_VIDEO_SECONDS`` of video,
 ``MAX_VIDEO_FRAMES`` frames and ``MAX_VIDEO_PIXELS`` per frame (and the
-app's upload size limit).
+app's upload size limit). The header's length is checked first (a quick
+refusal), then ``process_video`` counts the frames as they are decoded and
+stops at the limits: a header that lies gains nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -48,12 +51,16 @@ def check_video(path: str) -> Any:
         )
     frames = info.frames or (round(info.duration * float(info.rate)) if info.duration else None)
     if (info.duration or 0) > MAX_VIDEO_SECONDS or (frames or 0) > MAX_VIDEO_FRAMES:
-        raise gr.Error(
-            f"The video lasts {info.duration or 0:.1f} s ({frames} frames); this demo takes at most "
-            f"{MAX_VIDEO_SECONDS} s and {MAX_VIDEO_FRAMES} frames. Trim it, or run inspyrenet-lite locally.",
-            title="Too long",
-        )
+        raise _too_long(f"lasts {info.duration or 0:.1f} s ({frames} frames)")
     return info
+
+
+def _too_long(detail: str) -> gr.Error:
+    return gr.Error(
+        f"The video {detail}; this demo takes at most {MAX_VIDEO_SECONDS} s and {MAX_VIDEO_FRAMES} frames. "
+        "Trim it, or run inspyrenet-lite locally.",
+        title="Too long",
+    )
 
 
 def remove_video_background(
@@ -65,7 +72,7 @@ def remove_video_background(
     progress: gr.Progress = gr.Progress(),
 ) -> tuple[str, str]:
     """Process ``video``; returns the output file and a status line."""
-    from inspyrenet_lite.video import process_video
+    from inspyrenet_lite.video import VideoTooLongError, process_video
 
     if video is None:
         raise gr.Error("Upload a video first.", title="No video")
@@ -87,7 +94,23 @@ def remove_video_background(
         progress((done, total), desc="Removing the background", unit="frames")
 
     started = time.perf_counter()
-    result = process_video(remover, video, dst, type=output, stability=stability, progress=step)
+    try:
+        result = process_video(
+            remover,
+            video,
+            dst,
+            type=output,
+            stability=stability,
+            progress=step,
+            max_frames=MAX_VIDEO_FRAMES,  # counted as decoded: the header may lie
+            max_seconds=MAX_VIDEO_SECONDS,
+        )
+    except BaseException as err:
+        shutil.rmtree(folder, ignore_errors=True)  # process_video left nothing in it; drop the folder too
+        if isinstance(err, VideoTooLongError):
+            logger.info("rejected: %s", err)
+            raise _too_long(err.limit) from err
+        raise
     seconds = time.perf_counter() - started
     logger.info("video %dx%d, %d frames, %s: %.1f s", info.width, info.height, result.frames, output, seconds)
     status = (

@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from test_video import MemoRemover
+from test_video import GreyRemover, MemoRemover
 from video_clips import make_clip
 
 import inspyrenet_lite.remover
@@ -96,4 +96,60 @@ def test_alpha_in_mp4_is_refused_before_work(tmp_path, clip, cli_remover, capsys
         main([str(clip), "-o", str(tmp_path / "out"), "--video-format", "mp4"])
     assert exc.value.code == 2
     assert "cannot store transparency" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture()
+def grey_remover(monkeypatch):
+    """Instant maps: these runs are about files, not the network."""
+    monkeypatch.setattr(inspyrenet_lite.remover, "Remover", lambda **kwargs: GreyRemover())
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+def test_overwrite_never_deletes_a_frames_folder_holding_other_files(tmp_path, clip, grey_remover, capsys):
+    """--overwrite replaces files that have an output's name, nothing else: a
+    <stem>_frames folder holding the user's files (and a subfolder) is refused
+    with one clear line and a failing exit, and left exactly as it was."""
+    out = tmp_path / "out"
+    frames = out / "clip_frames"
+    (frames / "edits").mkdir(parents=True)
+    (frames / "notes.txt").write_text("the user's notes")
+    (frames / "frame_000000.png").write_bytes(b"the user's own frame")
+    (frames / "edits" / "take2.png").write_bytes(b"more work")
+    before = _tree(frames)
+    assert main([str(clip), "-o", str(out), "-q", "--overwrite", "--video-format", "png", "--type", "map"]) == 1
+    err = capsys.readouterr().err
+    assert "clip_frames" in err and "did not write (edits, notes.txt)" in err and "Traceback" not in err
+    assert "0 done, 0 skipped, 1 failed" in err
+    assert _tree(frames) == before
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["clip_frames"]
+
+
+def test_overwrite_replaces_a_frames_folder_of_ours(tmp_path, clip, grey_remover, capsys):
+    """A frames folder holding only what the tool writes (here from a run into
+    another folder, copied over) is an output's name: --overwrite replaces it."""
+    assert main([str(clip), "-o", str(tmp_path / "first"), "-q", "--video-format", "png", "--type", "map"]) == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "first" / "clip_frames").rename(out / "clip_frames")
+    (out / "clip_frames" / "frame_000009.png").write_bytes((out / "clip_frames" / "frame_000000.png").read_bytes())
+    assert main([str(clip), "-o", str(out), "-q", "--overwrite", "--video-format", "png", "--type", "map"]) == 0
+    assert sorted(p.name for p in (out / "clip_frames").iterdir()) == [
+        "audio.mka", *(f"frame_00000{i}.png" for i in range(4)), "timestamps.txt",
+    ]  # replaced whole: the stale frame 9 is gone
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["clip_frames"]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--type", "white", "--crf", "52"], "--crf must be an integer in 0..51 for mp4 (H.264), got 52"),
+    (["--crf", "64"], "--crf must be an integer in 0..63, got 64"),
+])
+def test_crf_out_of_range_is_refused_before_work(tmp_path, clip, options, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([str(clip), "-o", str(tmp_path / "out"), *options])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

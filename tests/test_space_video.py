@@ -14,7 +14,8 @@ import gradio as gr
 import pytest
 from PIL import Image
 from test_video import MemoRemover
-from video_clips import make_clip
+from test_video import GreyRemover
+from video_clips import lie_about_duration, make_clip, retime_clip
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "space"))
 import video_tab  # noqa: E402
@@ -51,3 +52,21 @@ def test_video_tab_refuses_a_clip_over_the_limits(tmp_path, photo, monkeypatch):
         video_tab.remove_video_background(
             str(tmp_path / "photo.mp4"), get_remover=pytest.fail, progress=lambda *a, **k: None
         )
+
+
+def test_video_tab_counts_frames_whatever_the_header_says(tmp_path, photo, monkeypatch):
+    """A clip whose header claims 0.04 s but holds 6 frames passes the quick
+    header check, then is stopped at the frame limit while decoding: a clear
+    "Too long" on the page and no file or folder left in the results."""
+    monkeypatch.setattr(video_tab, "RESULT_DIR", tmp_path / "results")
+    monkeypatch.setattr(video_tab, "MAX_VIDEO_FRAMES", 3)
+    make_clip(tmp_path / "clip.mp4", photo, frames=6)
+    clip = tmp_path / "clip.mkv"
+    retime_clip(tmp_path / "clip.mp4", clip)
+    lie_about_duration(clip, 0.04)
+    assert video_tab.check_video(str(clip)).duration == pytest.approx(0.04)  # the header lies
+    with pytest.raises(gr.Error, match="has more than 3 frames.*at most 20 s and 3 frames"):
+        video_tab.remove_video_background(
+            str(clip), "fast", "map", True, get_remover=lambda mode: GreyRemover(), progress=lambda *a, **k: None
+        )
+    assert list((tmp_path / "results").iterdir()) == []

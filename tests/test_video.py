@@ -18,9 +18,9 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from video_clips import AUDIO_RATE, make_clip, retime_clip, stream_facts
+from video_clips import AUDIO_RATE, displayed_frames, lie_about_duration, make_clip, retime_clip, stream_facts
 
-from inspyrenet_lite.video import VideoLoadError, flicker, lag, process_video
+from inspyrenet_lite.video import Stabilizer, VideoLoadError, VideoTooLongError, flicker, lag, process_video
 from inspyrenet_lite.video.io import read_frames
 
 SIZE = (160, 96)
@@ -175,7 +175,98 @@ def test_background_video_composite(tmp_path, clips, maps):
         assert np.abs(out[clear].astype(float) - bg[clear]).mean() < 12
 
 
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_png_sequence_of_a_rotated_clip_is_stored_upright(tmp_path, clips, rotation):
+    """A PNG file has no container to carry the display rotation: the frames
+    are stored turned, as a player shows the clip (FFmpeg's autorotation)."""
+    src = tmp_path / "rotated.mkv"
+    retime_clip(clips["pan"][0], src, rotation=rotation)
+    process_video(GreyRemover(), src, tmp_path / "cut_frames", type="map", stability=False)
+    shown = displayed_frames(src)
+    assert shown[0].shape[:2] == ((SIZE[0], SIZE[1]) if rotation != 180 else (SIZE[1], SIZE[0]))
+    got = png_sequence(tmp_path / "cut_frames")
+    assert len(got) == len(shown) == FRAMES
+    for png, frame in zip(got, shown):
+        np.testing.assert_array_equal(png, frame[:, :, 1])  # GreyRemover's map: the green channel
+
+
+# ------------------------------------------------------------------ limits
+def test_frame_limit_counts_decoded_frames_not_the_header(tmp_path, clips):
+    """A clip whose header says it is short is still stopped at the limit,
+    counted on the frames as they are decoded; nothing is left behind."""
+    src = tmp_path / "liar.mkv"
+    retime_clip(clips["still"][0], src)  # 6 frames
+    lie_about_duration(src, 0.04)  # "one frame long"
+    assert process_video(GreyRemover(), src, tmp_path / "ok.webm", max_frames=6).frames == 6
+    (tmp_path / "ok.webm").unlink()
+    decoded = []
+    with pytest.raises(VideoTooLongError, match=r"liar\.mkv.*more than 3 frames") as info:
+        process_video(GreyRemover(), src, tmp_path / "cut.webm", max_frames=3, progress=decoded.append)
+    assert isinstance(info.value, ValueError)
+    assert sum(decoded) <= 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["liar.mkv"]
+
+
+@pytest.mark.parametrize("name", ["cut.mp4", "cut_frames"])
+def test_duration_limit_counts_decoded_time(tmp_path, clips, name):
+    src = tmp_path / "liar.mkv"
+    retime_clip(clips["still"][0], src)  # 6 frames at 25 fps: the last starts at 0.2 s
+    lie_about_duration(src, 0.04)
+    with pytest.raises(VideoTooLongError, match=r"longer than 0\.1 s"):
+        process_video(GreyRemover(), src, tmp_path / name, type="white", max_seconds=0.1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["liar.mkv"]
+    assert process_video(GreyRemover(), src, tmp_path / name, type="white", max_seconds=0.25).frames == 6
+
+
 # ---------------------------------------------------------------- stability
+class MovingSquareRemover:
+    """Maps of a square that moves 12 pixels a frame, whatever the picture."""
+
+    max_pixels = None
+
+    def __init__(self) -> None:
+        self.index = 0
+
+    def map(self, index: int, shape: tuple[int, ...]) -> np.ndarray:
+        out = np.zeros(shape[:2], np.uint8)
+        x = 20 + 12 * index
+        out[30:70, x : x + 40] = 230
+        return out
+
+    def process(self, images, **kwargs):
+        maps = [self.map(self.index + i, np.shape(image)) for i, image in enumerate(images)]
+        self.index += len(images)
+        return maps
+
+
+def test_stability_follows_a_subject_moving_over_a_flat_picture(tmp_path):
+    """Where the picture does not change but the subject's map jumps (a subject
+    moving over a flat background), the stabilised map follows the jump at once:
+    no ghost of the square left where it was, no faint square where it went."""
+    src = tmp_path / "flat.mp4"
+    make_clip(src, Image.new("RGB", SIZE, (90, 120, 150)), frames=5, size=SIZE, audio=False, noise=0.0)
+    process_video(MovingSquareRemover(), src, tmp_path / "on_frames", type="map", stability=True)
+    got = png_sequence(tmp_path / "on_frames")
+    reference = MovingSquareRemover()
+    assert len(got) == 5
+    for index, frame in enumerate(got):
+        error = int(np.abs(frame.astype(int) - reference.map(index, frame.shape)).max())
+        assert error <= 2, f"frame {index} trails the moving subject by up to {error} grey levels"
+
+
+def test_stabilizer_still_smooths_small_wobbles_on_a_flat_picture():
+    """The jump rule is for jumps: a small wobble of the map on the same flat
+    picture is still smoothed (the flicker the stabiliser is there to remove)."""
+    rgb = np.full((96, 160, 3), 128, np.uint8)
+    stabilizer = Stabilizer()
+    stabilizer(rgb, np.full((96, 160), 0.5, np.float32))
+    out = stabilizer(rgb, np.full((96, 160), 0.55, np.float32))  # a 0.05 wobble
+    assert out == pytest.approx(np.full((96, 160), 0.51), abs=1e-6)
+    out = stabilizer(rgb, np.full((96, 160), 1.0, np.float32))  # a 0.49 jump: followed
+    assert out == pytest.approx(np.ones((96, 160)), abs=1e-6)
+
+
+# ---------------------------------------------------------------- stability (network maps)
 def _maps_of(folder: Path) -> list[np.ndarray]:
     return [m.astype(np.float32) / 255.0 for m in png_sequence(folder)]
 
@@ -224,12 +315,89 @@ def test_interrupted_run_leaves_nothing(tmp_path, clips, name):
 
 def test_existing_output_replaced_only_when_complete(tmp_path, clips):
     src, _ = clips["pan"]
-    (tmp_path / "cut_frames").mkdir()
-    (tmp_path / "cut_frames" / "old.txt").write_text("previous run")
-    process_video(GreyRemover(), src, tmp_path / "cut_frames")
-    assert not (tmp_path / "cut_frames" / "old.txt").exists()
+    longer, _ = clips["still"]  # 6 frames: more than the pan clip's
+    process_video(GreyRemover(), longer, tmp_path / "cut_frames")
+    process_video(GreyRemover(), src, tmp_path / "cut_frames", reverse=True)
+    # The earlier run's folder (only files it wrote) is replaced as a whole: no stale frames 4 and 5.
     assert len(list((tmp_path / "cut_frames").glob("frame_*.png"))) == FRAMES
+    assert len((tmp_path / "cut_frames" / "timestamps.txt").read_text().splitlines()) == FRAMES
     assert [p.name for p in tmp_path.iterdir()] == ["cut_frames"]
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("foreign", ["notes.txt", "edits/frame_000001.png", "frame_1.png"])
+def test_frames_folder_holding_other_files_is_refused(tmp_path, clips, foreign):
+    """A PNG-sequence output replaces its whole folder: one that holds anything
+    the tool did not write (a file of another name, a subfolder) is refused
+    before any work, and left exactly as it was."""
+    src, _ = clips["pan"]
+    folder = tmp_path / "cut_frames"
+    process_video(GreyRemover(), src, folder)  # a folder of ours...
+    (folder / foreign).parent.mkdir(exist_ok=True)
+    (folder / foreign).write_text("the user's own work")  # ...where the user put something
+    before = _tree(tmp_path)
+    remover = GreyRemover()
+    remover.process = lambda *a, **k: pytest.fail("refused only after work started")
+    with pytest.raises(ValueError, match=r"cut_frames.*did not write.*" + foreign.split("/")[0]):
+        process_video(remover, src, folder)
+    assert _tree(tmp_path) == before
+
+
+def test_frames_folder_filled_while_running_is_not_swapped(tmp_path, clips):
+    """Checked again at the swap: a file put into the old folder during the run
+    survives, the new frames are dropped, nothing temporary is left."""
+    src, _ = clips["pan"]
+    folder = tmp_path / "cut_frames"
+    process_video(GreyRemover(), src, folder)
+
+    def progress(n: int) -> None:
+        (folder / "notes.txt").write_text("written during the run")
+
+    with pytest.raises(ValueError, match="did not write"):
+        process_video(GreyRemover(), src, folder, progress=progress)
+    assert (folder / "notes.txt").read_text() == "written during the run"
+    assert [p.name for p in tmp_path.iterdir()] == ["cut_frames"]
+
+
+@pytest.mark.parametrize("how", ["same", "dot", "absolute", "symlink", "source-symlink", "hardlink", "png"])
+def test_destination_that_is_the_source_is_refused(tmp_path, clips, monkeypatch, how):
+    """Writing a video over its own source would lose the clip: refused before
+    any work, whatever path names it (relative, ./, a link, a hard link)."""
+    monkeypatch.chdir(tmp_path)
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(clips["pan"][0].read_bytes())
+    src, dst, fmt = "a.mp4", "a.mp4", None
+    if how == "dot":
+        dst = "./a.mp4"
+    elif how == "absolute":
+        src, dst = "a.mp4", str(clip)
+    elif how == "symlink":
+        (tmp_path / "link.mp4").symlink_to(clip)
+        dst = "link.mp4"
+    elif how == "source-symlink":
+        (tmp_path / "link.mp4").symlink_to(clip)
+        src = "link.mp4"
+    elif how == "hardlink":
+        (tmp_path / "b.mp4").hardlink_to(clip)
+        dst = "b.mp4"
+    elif how == "png":
+        fmt = "png"
+    before = _tree(tmp_path)
+    with pytest.raises(ValueError, match="is the source"):
+        process_video(GreyRemover(), src, dst, type="map", format=fmt)
+    assert _tree(tmp_path) == before
+
+
+def test_a_container_output_that_is_a_folder_is_refused(tmp_path, clips):
+    src, _ = clips["pan"]
+    (tmp_path / "cut.webm").mkdir()
+    (tmp_path / "cut.webm" / "keep.txt").write_text("x")
+    with pytest.raises(ValueError, match="is a folder"):
+        process_video(GreyRemover(), src, tmp_path / "cut.webm")
+    assert _tree(tmp_path) == {"cut.webm": None, "cut.webm/keep.txt": b"x"}
 
 
 # ------------------------------------------------------------- bad inputs
@@ -292,6 +460,33 @@ def test_bad_arguments_fail_before_work(tmp_path, clips):
         process_video(maps, src, tmp_path / "cut.avi")
     with pytest.raises(ValueError, match="unknown output type"):
         process_video(maps, src, tmp_path / "cut.mp4", type="purple-ish")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(type="white", crf=52), r"crf must be an integer in 0\.\.51 for mp4 \(H\.264\), got 52"),
+        (dict(crf=64, format="webm"), r"crf must be an integer in 0\.\.63, got 64"),
+        (dict(crf=20.5, format="webm"), r"crf must be an integer"),
+        (dict(crf=True, format="webm"), r"crf must be an integer"),
+        (dict(threshold=float("nan")), r"threshold must be a finite number"),
+        (dict(threshold="0.5"), r"threshold must be a number, got '0\.5'"),
+        (dict(hr_blend=1.5), r"hr_blend must be in \[0, 1\]"),
+        (dict(batch_size=0), r"batch_size must be an integer of at least 1"),
+        (dict(batch_size=2.0), r"batch_size must be an integer"),
+        (dict(reverse="no"), r"reverse must be True or False"),
+        (dict(max_frames=0), r"max_frames must be an integer of at least 1"),
+        (dict(max_seconds=-1), r"max_seconds must be a positive number"),
+        (dict(max_seconds=float("inf")), r"max_seconds must be a finite number"),
+    ],
+)
+def test_options_checked_by_the_one_check(tmp_path, clips, options, message):
+    """The same checks (and messages) as Remover's, from checks.check_options."""
+    src, _ = clips["pan"]
+    dst = tmp_path / ("cut.mp4" if options.get("type") == "white" else "cut.webm")
+    with pytest.raises(ValueError, match=message):
+        process_video(GreyRemover(), src, dst, **options)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -158,3 +158,45 @@ def stream_facts(path: Path) -> dict:
             facts["audio_codec"] = astream.codec_context.name
             facts["audio_seconds"] = samples / rate
     return facts
+
+
+def displayed_frames(path: Path) -> list[np.ndarray]:
+    """The frames of ``path`` as a player shows them: decoded by PyAV and turned
+    by FFmpeg's own filters the way its command line autorotates (display
+    rotation +90 -> ``transpose=cclock``, -90 -> ``transpose=clock``, 180 ->
+    ``hflip,vflip``), independent of the library's code."""
+    filters = {0: [], 90: [("transpose", "cclock")], -90: [("transpose", "clock")], 180: [("hflip", ""), ("vflip", "")]}
+    out = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        graph = None
+        for frame in container.decode(stream):
+            if graph is None:
+                rotation = int(round(frame.rotation or 0))
+                rotation = 180 if rotation == -180 else rotation
+                graph = av.filter.Graph()
+                node = graph.add_buffer(template=stream)
+                for name, arg in [("format", "rgb24"), *filters[rotation], ("buffersink", "")]:
+                    step = graph.add(name, arg) if arg else graph.add(name)
+                    node.link_to(step)
+                    node = step
+                graph.configure()
+            graph.push(frame)
+            out.append(graph.pull().to_ndarray(format="rgb24"))
+    return out
+
+
+def lie_about_duration(path: Path, seconds: float) -> None:
+    """Make a Matroska file's header claim it lasts ``seconds`` (segment
+    Duration and the track's DURATION tag), whatever its frames say: what a
+    hostile upload can do. Millisecond timecode scale, as PyAV writes it."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89\x88")  # Duration element, an 8-byte float, in ms
+    assert at > 0, "no segment Duration element"
+    data[at + 3 : at + 11] = struct.pack(">d", seconds * 1000.0)
+    start = data.find(b"00:00:")  # the DURATION tag, "HH:MM:SS.nnnnnnnnn"
+    assert start > 0, "no DURATION tag"
+    data[start : start + 18] = f"00:00:{seconds:012.9f}".encode()
+    path.write_bytes(bytes(data))

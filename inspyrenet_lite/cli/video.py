@@ -55,10 +55,13 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     kind = str(args.type).strip().lower()
     if kind == "rgba" and args.video_format == "mp4":
         parser.error("--video-format mp4 (H.264) cannot store transparency; use webm or mov, or a --type such as white")
-    if args.crf is not None:
-        top = 51 if (args.video_format or ("webm" if kind == "rgba" else "mp4")) == "mp4" else 63
-        if not 0 <= args.crf <= top:
-            parser.error(f"--crf must be in 0..{top} for this format, got {args.crf}")
+    from inspyrenet_lite.checks import check_options
+
+    fmt = args.video_format or ("webm" if kind == "rgba" else "mp4")
+    try:
+        check_options(**{"crf_mp4" if fmt == "mp4" else "crf": args.crf})
+    except ValueError as exc:
+        parser.error(f"--{exc}")
 
 
 def run_one(remover: Any, job: Any, args: argparse.Namespace, spec: Any) -> None:

@@ -23,6 +23,7 @@ _LAZY = {
     "probe_video": "io",
     "read_frames": "io",
     "VideoResult": "pipeline",
+    "VideoTooLongError": "pipeline",
     "output_suffix": "pipeline",
     "process_video": "pipeline",
     "Stabilizer": "stability",

@@ -17,3 +17,15 @@ DEFAULT_CRF = {"mp4": 18, "webm": 30}
 def is_video(value: Any) -> bool:
     """Whether ``value`` is a path (str or PathLike) whose suffix names a video."""
     return isinstance(value, (str, os.PathLike)) and Path(value).suffix.lower() in VIDEO_SUFFIXES
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same path once links and
+    ``.``/``..`` are resolved, or the same file on disk (a hard link, a
+    case-insensitive file system). ``False`` when either does not exist."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (or cannot be read): not the same file
+        return False

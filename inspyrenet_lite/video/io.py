@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from inspyrenet_lite.checks import check_options
 
 from .formats import DEFAULT_CRF, OUTPUT_FORMATS
 
@@ -231,16 +233,21 @@ def read_frames(path: str | os.PathLike, format: str = "rgb24") -> Iterator[tupl
 
 
 # ------------------------------------------------------------------- writing
-def atomic_folder(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_folder(
+    path: str | os.PathLike, write: Callable[[Path], None], check_old: Callable[[Path], None] | None = None
+) -> Path:
     """Call ``write(tmp_folder)`` to fill a temporary folder beside ``path``,
     then swap it in for ``path`` (an older folder there is removed only once
-    the new one is complete). The folder's counterpart of
+    the new one is complete, and after ``check_old(path)`` has not raised:
+    the caller's last word on whether it may go). The folder's counterpart of
     :func:`inspyrenet_lite._atomic.atomic_write`."""
     path = Path(path)
     tmp = _new_folder(path.parent, ".tmp")
     try:
         write(tmp)
         old = None
+        if check_old is not None and os.path.lexists(path):
+            check_old(path)
         if path.exists():
             old = _new_folder(path.parent, ".old")
             os.replace(path, old / "previous")
@@ -397,14 +404,31 @@ class ContainerWriter:
             logger.debug("closing an aborted output failed", exc_info=True)
 
 
+_PNG_SEQUENCE_FILES = re.compile(r"frame_\d{6,}\.png|timestamps\.txt|audio\.mka")
+
+
+def foreign_entries(folder: str | os.PathLike) -> list[str]:
+    """The names in ``folder`` that :class:`PngSequenceWriter` does not write
+    (other files, subfolders, links), sorted; ``[]`` for a folder of ours."""
+    return sorted(
+        entry.name
+        for entry in os.scandir(folder)
+        if not (_PNG_SEQUENCE_FILES.fullmatch(entry.name) and entry.is_file(follow_symlinks=False))
+    )
+
+
 class PngSequenceWriter:
     """A folder of ``frame_000000.png`` files, ``timestamps.txt`` (frame file
     and time in seconds, one a line: the frame rate may vary) and the audio,
-    copied as it is into ``audio.mka``."""
+    copied as it is into ``audio.mka``. A PNG file cannot carry the display
+    rotation, so the frames are stored turned as a player shows them."""
 
     def __init__(self, path: Path, info: VideoInfo, audio: Any) -> None:
         self._av = require_av()
         self._folder = path
+        self._turns = round(info.rotation / 90) % 4  # counter-clockwise quarter turns, as np.rot90 counts
+        if info.rotation % 90:
+            logger.warning("display rotation %d degrees: PNG frames turned by the nearest quarter turn", info.rotation)
         self._times: list[str] = []
         self._audio_out = None
         if audio is not None:
@@ -417,6 +441,8 @@ class PngSequenceWriter:
         from inspyrenet_lite.image_io import save_image
 
         name = f"frame_{len(self._times):06d}.png"
+        if self._turns:
+            image = np.ascontiguousarray(np.rot90(image, self._turns))
         save_image(Image.fromarray(image), self._folder / name, format="PNG")
         self._times.append(f"{name} {frame.time:.6f}\n")
 
@@ -459,8 +485,7 @@ def open_writer(
         raise ValueError(f"unknown video format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     if alpha and fmt == "mp4":
         raise ValueError("mp4 (H.264) cannot store transparency; use webm or mov for type='rgba'")
-    if crf is not None and not 0 <= crf <= 63:
-        raise ValueError(f"crf must be in 0..51 for mp4 and 0..63 for webm, got {crf!r}")
+    check_options(**{"crf_mp4" if fmt == "mp4" else "crf": crf})
     path = Path(path)
     if fmt == "png":
         return PngSequenceWriter(path, info, audio)

@@ -22,10 +22,11 @@ import numpy as np
 from PIL import Image
 
 from inspyrenet_lite._atomic import atomic_write
+from inspyrenet_lite.checks import check_options
 from inspyrenet_lite.compositing import OutputSpec, apply_threshold_reverse, composite, parse_output_type
 
-from .formats import OUTPUT_FORMATS, is_video
-from .io import Frame, VideoInfo, VideoReader, atomic_folder, open_writer
+from .formats import OUTPUT_FORMATS, is_video, same_file
+from .io import Frame, VideoInfo, VideoReader, atomic_folder, foreign_entries, open_writer
 from .stability import Stabilizer
 
 if TYPE_CHECKING:
@@ -80,6 +81,79 @@ def _format_of(dst: Path, format: str | None, type: Any) -> str:
     raise ValueError(f"cannot tell the video format from {str(dst)!r}; use .webm, .mov, .mp4, or pass format=")
 
 
+class VideoTooLongError(ValueError):
+    """A video has more frames, or lasts longer, than ``process_video``'s
+    ``max_frames`` / ``max_seconds`` (counted on the decoded frames, not the
+    file's header); the message names the file and the limit."""
+
+    def __init__(self, source: str, limit: str) -> None:
+        self.source = source
+        self.limit = limit
+        super().__init__(f"video {source} {limit}, the limit here; trim it (or raise the limit) and try again")
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """``max_frames`` / ``max_seconds`` of one run (``None``: no limit)."""
+
+    source: str
+    max_frames: int | None = None
+    max_seconds: float | None = None
+
+    def check(self, count: int, elapsed: float) -> None:
+        """Raise if the ``count``-th frame, ``elapsed`` seconds after the first, is past a limit."""
+        if self.max_frames is not None and count > self.max_frames:
+            raise VideoTooLongError(self.source, f"has more than {self.max_frames} frames")
+        if self.max_seconds is not None and elapsed >= self.max_seconds:
+            raise VideoTooLongError(self.source, f"is longer than {self.max_seconds:g} s")
+
+
+def _checked_options(fmt: str, spec: OutputSpec, **options: Any) -> dict[str, Any]:
+    """``options`` checked by :func:`inspyrenet_lite.checks.check_options`
+    (crf by ``fmt``'s codec; ``hr_blend=None`` is the Remover's own)."""
+    if spec.has_alpha and fmt == "mp4":
+        raise ValueError("mp4 (H.264) cannot store transparency; use webm or mov for type='rgba', or a composited type")
+    crf_rule = "crf_mp4" if fmt == "mp4" else "crf"
+    options[crf_rule] = options.pop("crf")
+    hr_blend = options.pop("hr_blend")
+    checked = check_options(**options)
+    checked["crf"] = checked.pop(crf_rule)
+    checked["hr_blend"] = None if hr_blend is None else check_options(hr_blend=hr_blend)["hr_blend"]
+    return checked
+
+
+def _check_destination(src: str | os.PathLike, dst: Path, fmt: str, background: _Backgrounds | None) -> None:
+    """Refuse an output that would destroy something: the source itself (any
+    path to it: links, hard links), the background video, a folder for a
+    video file, or a frames folder holding files this tool did not write."""
+    if same_file(src, dst):
+        raise ValueError(
+            f"the output {str(dst)!r} is the source video {str(src)!r} (the same file): "
+            "writing it would lose the clip; choose another output name"
+        )
+    if background is not None and same_file(background.path, dst):
+        raise ValueError(f"the output {str(dst)!r} is the background video; choose another output name")
+    if not dst.parent.is_dir():
+        raise ValueError(f"output folder {str(dst.parent)!r} does not exist")
+    if fmt != "png" and dst.is_dir():
+        raise ValueError(f"the output {str(dst)!r} is a folder, and a {fmt} video is a file; choose another name")
+    if fmt == "png" and dst.is_dir():
+        _refuse_foreign_folder(dst)
+
+
+def _refuse_foreign_folder(folder: Path) -> None:
+    """A PNG-sequence output replaces its whole folder: refuse one holding anything else."""
+    if not folder.is_dir():
+        return
+    foreign = foreign_entries(folder)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ValueError(
+            f"the output folder {str(folder)!r} holds files this tool did not write ({shown}); a PNG sequence "
+            "replaces its whole folder: choose another output name, or move them out first"
+        )
+
+
 class _Stop(Exception):
     """Another stage failed or the run was interrupted."""
 
@@ -122,6 +196,8 @@ def process_video(
     crf: int | None = None,
     progress: Callable[[int], None] | None = None,
     queue_batches: int = 2,
+    max_frames: int | None = None,
+    max_seconds: float | None = None,
 ) -> VideoResult:
     """Remove the background of every frame of ``src`` and write ``dst``.
 
@@ -139,37 +215,50 @@ def process_video(
         crf: quality for ``mp4`` (H.264, default 18) and ``webm`` (VP9, default 30).
         progress: called with the number of frames written since the last call.
         queue_batches: batches of frames each queue holds (memory bound).
+        max_frames, max_seconds: refuse a longer video (``None``: no limit),
+            counted on the frames as they are decoded, whatever the file's
+            header claims; the run stops at the first frame past the limit.
 
     Frame timestamps (variable frame rate too), rotation and pixel aspect
     are kept; the first audio stream is copied, or re-encoded when the
     container cannot hold it (Opus in WebM, AAC in MP4/MOV; a PNG sequence
-    gets it as ``audio.mka``).
+    gets it as ``audio.mka``). A PNG sequence has no container to carry the
+    display rotation: its frames are stored turned, as players show them.
+
+    ``dst`` is never the source (by any path) and an existing PNG-sequence
+    folder is replaced only if it holds nothing but files this function
+    writes (``frame_NNNNNN.png``, ``timestamps.txt``, ``audio.mka``).
 
     Raises:
         VideoLoadError: ``src`` (or a background video) cannot be read, has
             no video stream or no frames, or its codec is unsupported.
-        ValueError: a bad argument (before any work).
+        VideoTooLongError: ``src`` is past ``max_frames`` or ``max_seconds``
+            (nothing is written).
+        ValueError: a bad argument or destination (before any work).
     """
     dst = Path(dst)
     background = _Backgrounds(type) if is_video(type) else None
     spec = OutputSpec("image") if background is not None else parse_output_type(type, max_pixels=remover.max_pixels)
     fmt = _format_of(dst, format, spec)
-    if spec.has_alpha and fmt == "mp4":
-        raise ValueError("mp4 (H.264) cannot store transparency; use webm or mov for type='rgba', or a composited type")
-    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-    if hr_blend is not None and not 0.0 <= float(hr_blend) <= 1.0:
-        raise ValueError(f"hr_blend must be in [0, 1], got {hr_blend!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if crf is not None and not 0 <= crf <= (51 if fmt == "mp4" else 63):
-        raise ValueError(f"crf must be in 0..51 for mp4 and 0..63 for webm, got {crf!r}")
-    if not dst.parent.is_dir():
-        raise ValueError(f"output folder {str(dst.parent)!r} does not exist")
+    options = _checked_options(
+        fmt,
+        spec,
+        threshold=threshold,
+        hr_blend=hr_blend,
+        reverse=reverse,
+        batch_size=batch_size,
+        crf=crf,
+        max_frames=max_frames,
+        max_seconds=max_seconds,
+    )
+    threshold, hr_blend, reverse, batch_size = (options[k] for k in ("threshold", "hr_blend", "reverse", "batch_size"))
+    _check_destination(src, dst, fmt, background)
+    limits = _Limits(repr(str(src)), options["max_frames"], options["max_seconds"])
 
     started = time.perf_counter()
     reader = VideoReader(src, max_pixels=remover.max_pixels)
-    run = _Run(reader, dst, fmt, spec, background, threshold, reverse, crf, progress, max(1, queue_batches) * batch_size)
+    depth = max(1, queue_batches) * batch_size
+    run = _Run(reader, dst, fmt, spec, background, threshold, reverse, options["crf"], progress, depth, limits)
     try:
         run.start()
         stabilizer = Stabilizer() if stability else None
@@ -217,10 +306,11 @@ class _Run:
         crf: int | None,
         progress: Callable[[int], None] | None,
         depth: int,
+        limits: _Limits,
     ) -> None:
         self.reader, self.dst, self.fmt, self.spec = reader, dst, fmt, spec
         self.background, self.threshold, self.reverse, self.crf = background, threshold, reverse, crf
-        self.progress = progress
+        self.progress, self.limits = progress, limits
         self.inbox: queue.Queue = queue.Queue(maxsize=depth)
         self.outbox: queue.Queue = queue.Queue(maxsize=depth)
         self.stopped = threading.Event()
@@ -283,8 +373,12 @@ class _Run:
 
     # ---------------------------------------------------------------- stages
     def _decode(self) -> None:
+        frames, first = 0, 0.0
         for item in self.reader.items():
             if isinstance(item, Frame):
+                frames += 1
+                first = item.time if frames == 1 else first
+                self.limits.check(frames, item.time - first)  # decoded frames, whatever the header says
                 self._count(1)
             self._put(self.inbox, item)
         self._put(self.inbox, _END)
@@ -336,7 +430,11 @@ class _Run:
         info = replace(self.reader.info, rotation=item.rotation)
         first = (item, saliency)
         if self.fmt == "png":
-            atomic_folder(self.dst, lambda tmp: self._encode_into(Path(tmp), info, early_audio, first))
+            atomic_folder(
+                self.dst,
+                lambda tmp: self._encode_into(Path(tmp), info, early_audio, first),
+                check_old=_refuse_foreign_folder,  # again at the swap: the folder may have changed meanwhile
+            )
         else:
             atomic_write(self.dst, lambda tmp: self._encode_into(Path(tmp), info, early_audio, first))
 
