@@ -158,3 +158,34 @@ def test_frozen_backbone_stays_put_and_accumulation_counts_steps(small_data, tmp
     assert result.step == 2  # 8 samples / (batch 2 x 2 accumulated)
     for key, value in trainer.model.backbone.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def _keep_set(data: Path) -> PairDataset:
+    samples, _ = find_samples(data)
+    return PairDataset(samples[:5], 64, augment=False)  # 5 images, batches of 2: the cycle has a short batch
+
+
+@pytest.mark.parametrize("where", ["epoch_boundary", "mid_epoch_with_keep_set"])
+def test_resume_with_the_guard_is_bitwise_equal_to_an_uninterrupted_run(small_data, tmp_path, where):
+    """The guard's data position and the random numbers drawn around validation are part of the run's
+    future: resuming after an epoch (validation, and the guard's agreement, ran in between) or in the
+    middle of one with a --keep set gives the uninterrupted run's weights, bitwise."""
+    keep = _keep_set(small_data) if where != "epoch_boundary" else None
+
+    def trainer(out: Path, **overrides) -> Trainer:
+        t = _trainer(small_data, out, epochs=3, **overrides)
+        t.guard_set = keep
+        return t
+
+    whole = trainer(tmp_path / "whole")
+    whole.fit()
+    if where == "epoch_boundary":
+        checkpoint = tmp_path / "whole" / "checkpoints" / "epoch001.pt"
+    else:
+        assert trainer(tmp_path / "cut", max_steps=6).fit().interrupted  # mid epoch 2, guard cycle part-way
+        checkpoint = tmp_path / "cut" / "checkpoints" / "last.pt"
+    resumed = trainer(tmp_path / "resumed")
+    assert resumed.fit(resume=checkpoint).step == 12
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..modeling.inspyrenet import InSPyReNet
 from .checkpoints import load_state, rng_state, save_state, set_rng_state
@@ -106,6 +106,29 @@ def score_maps(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
         "s_measure": sum(metrics.s_measure(p, g) for p, g in pairs) / len(pairs),
         "mae": sum(metrics.mae(p, g) for p, g in pairs) / len(pairs),
     }
+
+
+class _GuardCycle:
+    """The guard's images in dataset order, in batches, over and over; ``position`` batches drawn so far.
+
+    A batch is a function of the position alone (no random draw, no loader
+    state), so a checkpoint that records the position resumes the same batches.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, device: torch.device, position: int = 0) -> None:
+        if not len(dataset):
+            raise ValueError("the guard set holds no images")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.device = device
+        self.position = position
+        self.batches_per_cycle = math.ceil(len(dataset) / batch_size)
+
+    def __next__(self) -> torch.Tensor:
+        start = (self.position % self.batches_per_cycle) * self.batch_size
+        indices = range(start, min(start + self.batch_size, len(self.dataset)))
+        self.position += 1
+        return default_collate([self.dataset[i] for i in indices])[0].to(self.device)
 
 
 class _Pyramid(nn.Module):
@@ -216,28 +239,31 @@ class Trainer:
                 loss = loss + self.config.guard_weight * distillation_loss(student, teacher_maps)
         return loss
 
-    def _guard_batches(self) -> Iterator[torch.Tensor] | None:
+    def _guard_batches(self, position: int) -> _GuardCycle | None:
         if self.teacher is None or self.guard_set is None:
             return None
-
-        def cycle() -> Iterator[torch.Tensor]:
-            while True:
-                for x, _ in DataLoader(self.guard_set, batch_size=self.config.batch_size):
-                    yield x.to(self.device)
-
-        return cycle()
+        return _GuardCycle(self.guard_set, self.config.batch_size, self.device, position)
 
     @torch.no_grad()
     def _predict(self, model: nn.Module, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         preds, gts = [], []
-        for x, y in DataLoader(dataset, batch_size=self.config.batch_size):
+        for x, y in DataLoader(dataset, batch_size=self.config.batch_size, generator=torch.Generator()):
             with _autocast(self.config, self.device):
                 preds.append(model.predict(x.to(self.device)).float().cpu())
             gts.append(y)
         return torch.cat(preds), torch.cat(gts)
 
     def validate(self) -> dict[str, float]:
-        """Validation metrics and, with the guard, agreement with the starting model (1 − mean |Δmap|)."""
+        """Validation metrics and, with the guard, agreement with the starting model (1 − mean |Δmap|).
+
+        Draws nothing from the global random generators (the run's future
+        must not depend on what validation computed first, e.g. the
+        teacher's maps, which a resumed run computes again).
+        """
+        with torch.random.fork_rng(devices=[]):
+            return self._validate()
+
+    def _validate(self) -> dict[str, float]:
         self.model.eval()
         out: dict[str, float] = {}
         if self.val_set is not None and len(self.val_set):
@@ -255,7 +281,9 @@ class Trainer:
         return out
 
     # ------------------------------------------------------------ state
-    def _state(self, optimizer, scheduler, scaler, step, epoch, epoch_step, best, bad_epochs, history) -> dict:
+    def _state(
+        self, optimizer, scheduler, scaler, step, epoch, epoch_step, best, bad_epochs, history, guard_position
+    ) -> dict:
         return {
             "model": self.model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -268,6 +296,7 @@ class Trainer:
             "best": best,
             "bad_epochs": bad_epochs,
             "history": history,
+            "guard_position": guard_position,
             "config": asdict(self.config),
         }
 
@@ -298,6 +327,7 @@ class Trainer:
         step = start_epoch = epoch_step = bad_epochs = 0
         best: dict[str, Any] | None = None
         history: list[dict[str, Any]] = []
+        guard_position = 0
         if resume is not None:
             state = load_state(resume)
             self.model.load_state_dict(state["model"])
@@ -308,16 +338,22 @@ class Trainer:
             set_rng_state(state["rng"])
             step, start_epoch, epoch_step = state["step"], state["epoch"], state["epoch_step"]
             best, bad_epochs, history = state["best"], state["bad_epochs"], state["history"]
+            # Older checkpoints lack it: one guard batch per micro-batch so far.
+            guard_position = state.get("guard_position", step * cfg.accumulate)
             logger.info("resumed from %s at step %d (epoch %d)", resume, step, start_epoch)
+
+        guard_batches = self._guard_batches(guard_position)
 
         def checkpoint(name: str, epoch: int, epoch_step: int) -> None:
             if self.rank == 0:
                 save_state(
-                    self._state(optimizer, scheduler, scaler, step, epoch, epoch_step, best, bad_epochs, history),
+                    self._state(
+                        optimizer, scheduler, scaler, step, epoch, epoch_step, best, bad_epochs, history,
+                        guard_batches.position if guard_batches is not None else 0,
+                    ),
                     ckpt_dir / name,
                 )
 
-        guard_batches = self._guard_batches()
         higher = METRICS[cfg.metric]
         self._train_mode()
         bar = tqdm(total=steps_per_epoch * cfg.epochs, initial=step, disable=not cfg.progress or self.rank != 0)
