@@ -7,7 +7,9 @@ scores (optionally keeping the maps). Files pair by stem (``cat.png`` with
 ``problems``, never fatal. Pre-processing is TRAINING.md section 3: maps are
 uint8 PNGs (a network map is quantised x255, truncated), a map of another
 size than its mask is resized to the mask with bilinear ``align_corners=True``
-(as the authors resize before saving), ``gt = mask > 128``.
+(as the authors resize before saving), ``gt = mask > 128``. Files are read
+by :mod:`inspyrenet_lite.masks`, as training reads its labels: 16-bit data is
+scaled, and masks stored as 0/1 are read as 0/255 (with a logged warning).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from inspyrenet_lite.masks import read_grey, read_mask
 from inspyrenet_lite.metrics import METRIC_KEYS, Evaluator
 
 __all__ = ["EvalResult", "evaluate_folder", "evaluate_model", "pair_files", "make_remover", "read_grey", "format_table"]
@@ -84,21 +87,24 @@ def pair_files(left: str | os.PathLike, gt: str | os.PathLike, what: str = "pred
     return pairs, problems
 
 
-def read_grey(path: str | os.PathLike) -> np.ndarray:
-    """A map or mask file as a uint8 HxW array (colour files: luma).
+class _MaskReader:
+    """Reads the masks of one evaluation (:func:`inspyrenet_lite.masks.read_mask`) and counts 0/1 masks."""
 
-    Raises :class:`~inspyrenet_lite.image_io.ImageLoadError` naming the file.
-    """
-    from PIL import Image
+    def __init__(self, gt_dir: str | os.PathLike) -> None:
+        self.gt_dir = gt_dir
+        self.zero_one = 0
 
-    from inspyrenet_lite.image_io import ImageLoadError
+    def __call__(self, path: Path) -> np.ndarray:
+        mask = read_mask(path)
+        self.zero_one += mask.zero_one
+        return mask.pixels
 
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return np.asarray(img.convert("L"), dtype=np.uint8)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageLoadError(str(path), f"not a readable image ({exc})") from exc
+    def report(self) -> None:
+        if self.zero_one:
+            logger.warning(
+                "%d mask(s) in %s hold only the values 0 and 1: scored as 0 and 255 (1 is foreground)",
+                self.zero_one, self.gt_dir,
+            )
 
 
 def _resize_map(map01: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -131,9 +137,10 @@ def evaluate_folder(
 
     pairs, problems = pair_files(pred_dir, gt_dir)
     ev = Evaluator(with_mba=with_mba)
+    read_gt = _MaskReader(gt_dir)
     for stem, pred_path, gt_path in _progress(pairs, progress, str(name or pred_dir)):
         try:
-            gt = read_grey(gt_path)
+            gt = read_gt(gt_path)
             pred = read_grey(pred_path)
         except ImageLoadError as exc:
             problems.append(f"unreadable: {exc}")
@@ -141,6 +148,7 @@ def evaluate_folder(
         if pred.shape != gt.shape:
             pred = _resize_map(pred / 255.0, gt.shape)
         ev.update(pred, gt)
+    read_gt.report()
     return EvalResult(str(name or pred_dir), ev.results(), len(ev), problems)
 
 
@@ -188,9 +196,10 @@ def evaluate_model(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     ev = Evaluator(with_mba=with_mba)
+    read_gt = _MaskReader(gt_dir)
     for stem, image_path, gt_path in _progress(pairs, progress, name):
         try:
-            gt = read_grey(gt_path)
+            gt = read_gt(gt_path)
             map01 = remover.predict(image_path, hr_blend=hr_blend)
         except ImageLoadError as exc:
             problems.append(f"unreadable: {exc}")
@@ -199,6 +208,7 @@ def evaluate_model(
         if out_dir is not None:
             save_image(Image.fromarray(pred, mode="L"), out_dir / f"{stem}.png")
         ev.update(pred, gt)
+    read_gt.report()
     return EvalResult(name, ev.results(), len(ev), problems)
 
 

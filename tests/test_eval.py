@@ -158,3 +158,43 @@ def test_eval_cli_predicts_saves_and_scores(random_checkpoint, images_dir, tmp_p
     assert saved.shape == gt.shape and len(np.unique(saved)) > 10  # a real map at the mask's size
     for key, value in _pysod([(saved, gt)]).items():
         assert row[key] == pytest.approx(value, abs=1e-6), key
+
+
+def _one_pair(tmp_path: Path, pred: np.ndarray, gt: np.ndarray, tag: str) -> tuple[Path, Path]:
+    pred_dir, gt_dir = tmp_path / f"pred_{tag}", tmp_path / f"gt_{tag}"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    Image.fromarray(pred).save(pred_dir / "a.png")
+    Image.fromarray(gt).save(gt_dir / "a.png")
+    return pred_dir, gt_dir
+
+
+def test_16_bit_maps_and_masks_are_scaled_not_clipped(tmp_path):
+    from inspyrenet_lite.evaluate import evaluate_folder
+
+    gt8 = _ellipse(48, 64, 20, 30, 12, 20)
+    ramp16 = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (48, 1))  # a soft map, 16-bit
+    ramp8 = np.rint(ramp16 / 257.0).astype(np.uint8)
+    result = evaluate_folder(*_one_pair(tmp_path, ramp16, gt8, "map16"), with_mba=False)
+    ref = _pysod([(ramp8, gt8)])
+    for key, value in ref.items():
+        assert result.scores[key] == pytest.approx(value, abs=1e-6), key
+    # A 16-bit mask at half scale (32896 -> 128) is background (foreground is > 128), not 255.
+    gt16 = (gt8 > 0).astype(np.uint16) * 65535
+    gt16[:, :8] = 32896
+    result = evaluate_folder(*_one_pair(tmp_path, ramp8, gt16, "mask16"), with_mba=False)
+    gt_ref = np.where(gt16 == 32896, 128, gt8).astype(np.uint8)
+    assert result.scores["S"] == pytest.approx(_pysod([(ramp8, gt_ref)])["S"], abs=1e-6)
+
+
+def test_masks_stored_as_0_and_1_are_scored_as_0_and_255_with_a_warning(tmp_path, caplog):
+    from inspyrenet_lite.evaluate import evaluate_folder
+
+    gt = _ellipse(48, 64, 20, 30, 12, 20)
+    pred = np.clip(gt * 0.7 + 40, 0, 255).astype(np.uint8)
+    with caplog.at_level("WARNING", logger="inspyrenet_lite"):
+        zero_one = evaluate_folder(*_one_pair(tmp_path, pred, (gt // 255).astype(np.uint8), "01"), with_mba=False)
+    assert any("0 and 1" in r.getMessage() for r in caplog.records)
+    ref = _pysod([(pred, gt)])
+    for key, value in ref.items():
+        assert zero_one.scores[key] == pytest.approx(value, abs=1e-6), key

@@ -189,3 +189,34 @@ def test_resume_with_the_guard_is_bitwise_equal_to_an_uninterrupted_run(small_da
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def _pair_folder(folder: Path, masks: dict[str, np.ndarray]) -> Path:
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for stem, mask in masks.items():
+        Image.new("RGB", mask.shape[::-1], (90, 120, 30)).save(folder / "images" / f"{stem}.jpg")
+        Image.fromarray(mask).save(folder / "masks" / f"{stem}.png")
+    return folder
+
+
+def test_16_bit_masks_are_scaled_not_clipped(tmp_path):
+    """A 16-bit soft edge stays soft: 32896/65535 is a label of 128/255, not 1."""
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (64, 1))
+    ramp[:, 32] = 32896
+    samples, _ = find_samples(_pair_folder(tmp_path, {"a": ramp}))
+    _, y = PairDataset(samples, 64, augment=False)[0]
+    assert float(y[0, 0, 32]) == pytest.approx(128 / 255)
+    np.testing.assert_allclose(y[0].numpy(), np.rint(ramp / 257.0) / 255.0, atol=1e-6)
+
+
+def test_masks_stored_as_0_and_1_are_read_as_0_and_255_with_one_warning(tmp_path, caplog):
+    blob = np.zeros((64, 64), np.uint8)
+    blob[16:48, 20:44] = 1
+    samples, _ = find_samples(_pair_folder(tmp_path, {"a": blob, "b": blob.T.copy()}))
+    dataset = PairDataset(samples, 64, augment=False)
+    with caplog.at_level("WARNING", logger="inspyrenet_lite"):
+        labels = [dataset[i][1] for i in (0, 1, 0, 1)]
+    assert torch.equal(labels[0][0], torch.from_numpy(blob.astype(np.float32)))  # 1 is foreground, not 1/255
+    warnings = [r for r in caplog.records if "0 and 1" in r.getMessage()]
+    assert len(warnings) == 1 and "masks" in warnings[0].getMessage()
