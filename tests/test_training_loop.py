@@ -31,12 +31,13 @@ def small_data(tmp_path_factory, images_dir: Path) -> Path:
     return write_pairs(tmp_path_factory.mktemp("pairs"), 8, photo_crops(images_dir), 64, seed=0)
 
 
-def _trainer(data: Path, out: Path, **overrides) -> Trainer:
+def _trainer(data: Path, out: Path, trainer_args: dict | None = None, **overrides) -> Trainer:
     samples, _ = find_samples(data)
     settings = dict(epochs=2, batch_size=2, size=64, lr=1e-3, warmup=3, checkpoint_every=2, metric="mae")
     config = TrainConfig(**{**settings, **overrides})
     val = PairDataset(samples[:2], 64, augment=False)
-    return Trainer(tiny_model(seed=3), PairDataset(samples, 64, seed=5), out, config, val_set=val, guard=True)
+    return Trainer(tiny_model(seed=3), PairDataset(samples, 64, seed=5), out, config, val_set=val, guard=True,
+                   **(trainer_args or {}))
 
 
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(small_data, tmp_path):
@@ -173,9 +174,7 @@ def test_resume_with_the_guard_is_bitwise_equal_to_an_uninterrupted_run(small_da
     keep = _keep_set(small_data) if where != "epoch_boundary" else None
 
     def trainer(out: Path, **overrides) -> Trainer:
-        t = _trainer(small_data, out, epochs=3, **overrides)
-        t.guard_set = keep
-        return t
+        return _trainer(small_data, out, {"guard_set": keep}, epochs=3, **overrides)
 
     whole = trainer(tmp_path / "whole")
     whole.fit()
@@ -220,3 +219,25 @@ def test_masks_stored_as_0_and_1_are_read_as_0_and_255_with_one_warning(tmp_path
     assert torch.equal(labels[0][0], torch.from_numpy(blob.astype(np.float32)))  # 1 is foreground, not 1/255
     warnings = [r for r in caplog.records if "0 and 1" in r.getMessage()]
     assert len(warnings) == 1 and "masks" in warnings[0].getMessage()
+
+
+def test_trainer_refuses_a_folder_that_is_not_this_runs_own(small_data, tmp_path):
+    from inspyrenet_lite.training import OutputFolderError
+
+    out = tmp_path / "out"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "epoch007.pt").write_bytes(b"an earlier run")
+    with pytest.raises(OutputFolderError, match="already holds"):
+        _trainer(small_data, out, max_steps=1).fit()
+    assert (out / "checkpoints" / "epoch007.pt").read_bytes() == b"an earlier run"
+    # Its own folder on resume is fine; a starting model's folder never is, overwrite or not.
+    run = tmp_path / "run"
+    _trainer(small_data, run, max_steps=1).fit()
+    _trainer(small_data, run, max_steps=2).fit(resume=run / "checkpoints" / "last.pt")
+    start = tmp_path / "start"
+    tiny_model().save_pretrained(start)
+    before = (start / "model.safetensors").read_bytes()
+    trainer = _trainer(small_data, start, {"overwrite": True, "protect": [start]}, max_steps=1)
+    with pytest.raises(OutputFolderError, match="starting model"):
+        trainer.fit()
+    assert (start / "model.safetensors").read_bytes() == before

@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from ..modeling.inspyrenet import InSPyReNet
 from .checkpoints import load_state, rng_state, save_state, set_rng_state
 from .losses import distillation_loss, pyramid_loss
+from .outdir import prepare_out_dir
 from .schedule import build_optimizer, build_scheduler
 from .sync_bn import convert_batchnorm
 
@@ -157,6 +158,12 @@ class Trainer:
             agreement is reported on; without it, the guard acts on the
             training images and agreement is measured on ``val_set``.
         export: called as ``export(model, out_dir)`` when a new best is found.
+        overwrite: write into a folder that holds files (an earlier run's):
+            the files a run writes are removed first, others kept. Without it
+            such a folder is refused (:class:`OutputFolderError`), unless
+            :meth:`fit` resumes from a checkpoint in its ``checkpoints/``.
+        protect: paths (the starting model's folder or file) that ``out_dir``
+            must never be or hold, ``overwrite`` or not.
     """
 
     def __init__(
@@ -169,6 +176,8 @@ class Trainer:
         guard: bool = False,
         guard_set: Dataset | None = None,
         export: Callable[[InSPyReNet, Path], Any] | None = None,
+        overwrite: bool = False,
+        protect: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         self.config = config or TrainConfig()
         self.config.check()
@@ -178,6 +187,8 @@ class Trainer:
         self.val_set = val_set
         self.out_dir = Path(out_dir)
         self.export = export
+        self.overwrite = overwrite
+        self.protect = list(protect)
         self.rank, self.world = _world()
         self.teacher = None
         self.guard_set = guard_set
@@ -307,11 +318,17 @@ class Trainer:
 
     # ------------------------------------------------------------ the run
     def fit(self, resume: str | os.PathLike[str] | None = None) -> TrainResult:
-        """Train for ``config.epochs`` epochs (continuing from ``resume``, a training checkpoint)."""
+        """Train for ``config.epochs`` epochs (continuing from ``resume``, a training checkpoint).
+
+        Raises :class:`OutputFolderError` for an output folder it must not
+        write into (see the class's ``overwrite`` and ``protect``).
+        """
         from tqdm.auto import tqdm
 
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        prepare_out_dir(
+            self.out_dir, resume=resume, overwrite=self.overwrite, protect=self.protect, clear=self.rank == 0
+        )
         ckpt_dir = self.out_dir / "checkpoints"
         torch.manual_seed(cfg.seed)
         net = self._prepare_model()
