@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,10 @@ import numpy as np
 from inspyrenet_lite.masks import read_grey, read_mask
 from inspyrenet_lite.metrics import METRIC_KEYS, Evaluator
 
-__all__ = ["EvalResult", "evaluate_folder", "evaluate_model", "pair_files", "make_remover", "read_grey", "format_table"]
+__all__ = [
+    "EvalResult", "evaluate_folder", "evaluate_model", "pair_files", "make_remover", "read_grey", "format_table",
+    "map_folder_labels",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +109,33 @@ class _MaskReader:
                 "%d mask(s) in %s hold only the values 0 and 1: scored as 0 and 255 (1 is foreground)",
                 self.zero_one, self.gt_dir,
             )
+
+
+def _map_folder_label(model: str) -> str:
+    """A folder name for one model's maps: a local path's last name, a Hub id with '/' as '--', made safe."""
+    trimmed = model.rstrip("/\\")
+    label = Path(trimmed).name if Path(trimmed).exists() or Path(trimmed).is_absolute() else trimmed
+    label = re.sub(r"[^A-Za-z0-9._+-]+", "_", label.replace("/", "--").replace("\\", "--")).strip("_")
+    return label.lstrip(".") or "model"
+
+
+def map_folder_labels(models: Sequence[str]) -> list[str]:
+    """One safe, distinct folder name per model (``--save-maps DIR/<label>``), in order.
+
+    Never a path: an absolute model path or ``..`` cannot lead outside DIR.
+    Repeated labels get ``-2``, ``-3``, ... (compared case-insensitively).
+    """
+    seen: set[str] = set()
+    out = []
+    for model in models:
+        base = label = _map_folder_label(model)
+        n = 1
+        while label.lower() in seen:
+            n += 1
+            label = f"{base}-{n}"
+        seen.add(label.lower())
+        out.append(label)
+    return out
 
 
 def _resize_map(map01: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -198,3 +198,30 @@ def test_masks_stored_as_0_and_1_are_scored_as_0_and_255_with_a_warning(tmp_path
     ref = _pysod([(pred, gt)])
     for key, value in ref.items():
         assert zero_one.scores[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_save_maps_with_an_absolute_model_path_writes_inside_the_maps_folder(tmp_path, images_dir, capsys):
+    """--model /abs/folder: the maps go to DIR/<folder's name>/, never into the model's own folder."""
+    from training_helpers import tiny_model
+
+    imgs, gts, maps = tmp_path / "images", tmp_path / "gt", tmp_path / "maps"
+    imgs.mkdir()
+    gts.mkdir()
+    with Image.open(images_dir / "cat.png") as im:
+        im.convert("RGB").resize((96, 64)).save(imgs / "config.png")  # a stem that a model folder also has
+    Image.fromarray(_ellipse(64, 96, 30, 50, 20, 30)).save(gts / "config.png")
+    model_dir = (tmp_path / "models" / "my model").resolve()
+    tiny_model().save_pretrained(model_dir)
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    code = main(["eval", "--images", str(imgs), "--gt", str(gts), "--model", str(model_dir), "--device", "cpu",
+                 "--save-maps", str(maps), "--no-mba", "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before  # the model folder is untouched
+    assert [p.relative_to(maps).as_posix() for p in sorted(maps.rglob("*"))] == ["my_model", "my_model/config.png"]
+
+
+def test_map_folder_labels_are_safe_and_unique():
+    from inspyrenet_lite.evaluate import map_folder_labels
+
+    labels = map_folder_labels(["fast", "/abs/a/run/", "/other/run", "owner/repo", "..", "/", "fast"])
+    assert labels == ["fast", "run", "run-2", "owner--repo", "model", "model-2", "fast-2"]
