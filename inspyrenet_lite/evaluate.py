@@ -163,9 +163,14 @@ def evaluate_folder(
     with_mba: bool = True,
     progress: bool = False,
 ) -> EvalResult:
-    """Score the saved maps of ``pred_dir`` against the masks of ``gt_dir``."""
+    """Score the saved maps of ``pred_dir`` against the masks of ``gt_dir``.
+
+    Logs a warning when both are the same folder (every mask scored against
+    itself: a perfect score that says nothing).
+    """
     from inspyrenet_lite.image_io import ImageLoadError
 
+    _warn_if_same_folder(pred_dir, gt_dir)
     pairs, problems = pair_files(pred_dir, gt_dir)
     ev = Evaluator(with_mba=with_mba)
     read_gt = _MaskReader(gt_dir)
@@ -181,6 +186,19 @@ def evaluate_folder(
         ev.update(pred, gt)
     read_gt.report()
     return EvalResult(str(name or pred_dir), ev.results(), len(ev), problems)
+
+
+def _warn_if_same_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> None:
+    try:
+        same = os.path.samefile(pred_dir, gt_dir)
+    except OSError:  # a missing folder is reported by pair_files
+        return
+    if same:
+        logger.warning(
+            "the predictions %s and the masks %s are the same folder: every mask is scored against itself, "
+            "so the scores are perfect and say nothing; give the folder of predicted maps as --pred",
+            pred_dir, gt_dir,
+        )
 
 
 def make_remover(model: str, **kwargs: Any):

@@ -225,3 +225,31 @@ def test_map_folder_labels_are_safe_and_unique():
 
     labels = map_folder_labels(["fast", "/abs/a/run/", "/other/run", "owner/repo", "..", "/", "fast"])
     assert labels == ["fast", "run", "run-2", "owner--repo", "model", "model-2", "fast-2"]
+
+
+def test_scoring_a_folder_against_itself_warns(folders, caplog):
+    """--pred X --gt X scores a perfect 1.0 that says nothing: the library warns (and the CLI shows it)."""
+    from inspyrenet_lite.evaluate import evaluate_folder
+
+    gt_dir, pred_dir, _ = folders
+    with caplog.at_level("WARNING", logger="inspyrenet_lite"):
+        evaluate_folder(gt_dir, gt_dir, with_mba=False)
+        assert [r.levelname for r in caplog.records if "same folder" in r.getMessage()] == ["WARNING"]
+        caplog.clear()
+        evaluate_folder(pred_dir, gt_dir, with_mba=False)
+        assert not [r for r in caplog.records if "same folder" in r.getMessage()]
+
+
+def test_eval_cli_says_on_stderr_that_pred_and_gt_are_the_same_folder(folders):
+    import os
+    import subprocess
+    import sys
+
+    gt_dir, _, _ = folders
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    same = str(gt_dir.parent / "." / gt_dir.name)  # another spelling of the same folder
+    proc = subprocess.run([sys.executable, "-m", "inspyrenet_lite", "eval", "--pred", same, "--gt", str(gt_dir),
+                           "-q", "--no-mba"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "same folder" in line]
+    assert len(lines) == 1, proc.stderr
