@@ -98,16 +98,23 @@ def test_schedule_is_poly_with_warm_up_from_a_tenth():
     assert lr_at(99, base, 100, 12000) == pytest.approx((base - 1e-7) * 0.01**0.9 + 1e-7)
 
 
-def test_optimizer_gives_the_backbone_a_tenth_of_the_rate(tmp_path, small_data):
-    from inspyrenet_lite.training import build_optimizer
-
-    model = tiny_model()
-    opt = build_optimizer(model, 1e-4, 1e-5)
-    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
-    assert lrs == {"decoder": 1e-4, "backbone": 1e-5}
-    backbone = {id(p) for p in model.backbone.parameters()}
-    assert {id(p) for p in opt.param_groups[1]["params"]} == backbone
-    assert all(g["weight_decay"] == 0 for g in opt.param_groups)
+@pytest.mark.parametrize("backbone_lr", [None, 3e-4])
+def test_a_training_step_runs_the_backbone_at_a_tenth_of_the_rate_unless_told(small_data, tmp_path, backbone_lr):
+    """The optimiser Trainer.fit really steps: two groups, the backbone's parameters at lr/10 by default
+    (or at --backbone-lr), both scheduled from their own base rate."""
+    trainer = _trainer(small_data, tmp_path, max_steps=1, lr=1e-3, backbone_lr=backbone_lr)
+    trainer.fit()
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    expected = 1e-4 if backbone_lr is None else backbone_lr
+    assert groups["decoder"]["initial_lr"] == pytest.approx(1e-3)
+    assert groups["backbone"]["initial_lr"] == pytest.approx(expected)
+    assert groups["backbone"]["lr"] / groups["decoder"]["lr"] == pytest.approx(expected / 1e-3)
+    backbone = {id(p) for p in trainer.model.backbone.parameters()}
+    assert {id(p) for p in groups["backbone"]["params"]} == backbone
+    assert not backbone & {id(p) for p in groups["decoder"]["params"]}
+    assert all(g["weight_decay"] == 0 for g in trainer.optimizer.param_groups)
+    saved = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["optimizer"]["param_groups"]
+    assert [g["initial_lr"] for g in saved] == pytest.approx([1e-3, expected])  # and a resume keeps them
 
 
 def test_bad_pairs_are_listed_and_skipped_labels_stay_soft(tmp_path):

@@ -191,6 +191,7 @@ class Trainer:
         self.protect = list(protect)
         self.rank, self.world = _world()
         self.teacher = None
+        self.optimizer: torch.optim.Optimizer | None = None  # set by fit()
         self.guard_set = guard_set
         if guard and self.config.guard_weight > 0:
             self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
@@ -213,6 +214,11 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             return DistributedDataParallel(_Pyramid(self.model), device_ids=ids)
         return _Pyramid(self.model)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """Adam with the decoder at ``lr`` and the backbone at ``backbone_lr`` (default lr / 10, as the authors)."""
+        cfg = self.config
+        return build_optimizer(self.model, cfg.lr, cfg.backbone_lr if cfg.backbone_lr is not None else cfg.lr / 10)
 
     def _train_mode(self) -> None:
         self.model.train()
@@ -332,7 +338,7 @@ class Trainer:
         ckpt_dir = self.out_dir / "checkpoints"
         torch.manual_seed(cfg.seed)
         net = self._prepare_model()
-        optimizer = build_optimizer(self.model, cfg.lr, cfg.backbone_lr if cfg.backbone_lr is not None else cfg.lr / 10)
+        optimizer = self.optimizer = self._optimizer()
         steps_per_epoch = self.steps_per_epoch()
         if steps_per_epoch == 0:
             raise ValueError(
