@@ -7,13 +7,16 @@ scores (optionally keeping the maps). Files pair by stem (``cat.png`` with
 ``problems``, never fatal. Pre-processing is TRAINING.md section 3: maps are
 uint8 PNGs (a network map is quantised x255, truncated), a map of another
 size than its mask is resized to the mask with bilinear ``align_corners=True``
-(as the authors resize before saving), ``gt = mask > 128``.
+(as the authors resize before saving), ``gt = mask > 128``. Files are read
+by :mod:`inspyrenet_lite.masks`, as training reads its labels: 16-bit data is
+scaled, and masks stored as 0/1 are read as 0/255 (with a logged warning).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from inspyrenet_lite.masks import read_grey, read_mask
 from inspyrenet_lite.metrics import METRIC_KEYS, Evaluator
 
-__all__ = ["EvalResult", "evaluate_folder", "evaluate_model", "pair_files", "make_remover", "read_grey", "format_table"]
+__all__ = [
+    "EvalResult", "evaluate_folder", "evaluate_model", "pair_files", "make_remover", "read_grey", "format_table",
+    "map_folder_labels",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -83,21 +90,51 @@ def pair_files(left: str | os.PathLike, gt: str | os.PathLike, what: str = "pred
     return pairs, problems
 
 
-def read_grey(path: str | os.PathLike) -> np.ndarray:
-    """A map or mask file as a uint8 HxW array (colour files: luma).
+class _MaskReader:
+    """Reads the masks of one evaluation (:func:`inspyrenet_lite.masks.read_mask`) and counts 0/1 masks."""
 
-    Raises :class:`~inspyrenet_lite.image_io.ImageLoadError` naming the file.
+    def __init__(self, gt_dir: str | os.PathLike) -> None:
+        self.gt_dir = gt_dir
+        self.zero_one = 0
+
+    def __call__(self, path: Path) -> np.ndarray:
+        mask = read_mask(path)
+        self.zero_one += mask.zero_one
+        return mask.pixels
+
+    def report(self) -> None:
+        if self.zero_one:
+            logger.warning(
+                "%d mask(s) in %s hold only the values 0 and 1: scored as 0 and 255 (1 is foreground)",
+                self.zero_one, self.gt_dir,
+            )
+
+
+def _map_folder_label(model: str) -> str:
+    """A folder name for one model's maps: a local path's last name, a Hub id with '/' as '--', made safe."""
+    trimmed = model.rstrip("/\\")
+    label = Path(trimmed).name if Path(trimmed).exists() or Path(trimmed).is_absolute() else trimmed
+    label = re.sub(r"[^A-Za-z0-9._+-]+", "_", label.replace("/", "--").replace("\\", "--")).strip("_")
+    return label.lstrip(".") or "model"
+
+
+def map_folder_labels(models: Sequence[str]) -> list[str]:
+    """One safe, distinct folder name per model (``--save-maps DIR/<label>``), in order.
+
+    Never a path: an absolute model path or ``..`` cannot lead outside DIR.
+    Repeated labels get ``-2``, ``-3``, ... (compared case-insensitively).
     """
-    from PIL import Image
-
-    from inspyrenet_lite.image_io import ImageLoadError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return np.asarray(img.convert("L"), dtype=np.uint8)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageLoadError(str(path), f"not a readable image ({exc})") from exc
+    seen: set[str] = set()
+    out = []
+    for model in models:
+        base = label = _map_folder_label(model)
+        n = 1
+        while label.lower() in seen:
+            n += 1
+            label = f"{base}-{n}"
+        seen.add(label.lower())
+        out.append(label)
+    return out
 
 
 def _resize_map(map01: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -125,14 +162,20 @@ def evaluate_folder(
     with_mba: bool = True,
     progress: bool = False,
 ) -> EvalResult:
-    """Score the saved maps of ``pred_dir`` against the masks of ``gt_dir``."""
+    """Score the saved maps of ``pred_dir`` against the masks of ``gt_dir``.
+
+    Logs a warning when both are the same folder (every mask scored against
+    itself: a perfect score that says nothing).
+    """
     from inspyrenet_lite.image_io import ImageLoadError
 
+    _warn_if_same_folder(pred_dir, gt_dir)
     pairs, problems = pair_files(pred_dir, gt_dir)
     ev = Evaluator(with_mba=with_mba)
+    read_gt = _MaskReader(gt_dir)
     for stem, pred_path, gt_path in _progress(pairs, progress, str(name or pred_dir)):
         try:
-            gt = read_grey(gt_path)
+            gt = read_gt(gt_path)
             pred = read_grey(pred_path)
         except ImageLoadError as exc:
             problems.append(f"unreadable: {exc}")
@@ -140,7 +183,21 @@ def evaluate_folder(
         if pred.shape != gt.shape:
             pred = _resize_map(pred / 255.0, gt.shape)
         ev.update(pred, gt)
+    read_gt.report()
     return EvalResult(str(name or pred_dir), ev.results(), len(ev), problems)
+
+
+def _warn_if_same_folder(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> None:
+    try:
+        same = os.path.samefile(pred_dir, gt_dir)
+    except OSError:  # a missing folder is reported by pair_files
+        return
+    if same:
+        logger.warning(
+            "the predictions %s and the masks %s are the same folder: every mask is scored against itself, "
+            "so the scores are perfect and say nothing; give the folder of predicted maps as --pred",
+            pred_dir, gt_dir,
+        )
 
 
 def make_remover(model: str, **kwargs: Any):
@@ -183,9 +240,10 @@ def evaluate_model(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     ev = Evaluator(with_mba=with_mba)
+    read_gt = _MaskReader(gt_dir)
     for stem, image_path, gt_path in _progress(pairs, progress, name):
         try:
-            gt = read_grey(gt_path)
+            gt = read_gt(gt_path)
             map01 = remover.predict(image_path, hr_blend=hr_blend)
         except ImageLoadError as exc:
             problems.append(f"unreadable: {exc}")
@@ -194,6 +252,7 @@ def evaluate_model(
         if out_dir is not None:
             save_image(Image.fromarray(pred, mode="L"), out_dir / f"{stem}.png")
         ev.update(pred, gt)
+    read_gt.report()
     return EvalResult(name, ev.results(), len(ev), problems)
 
 

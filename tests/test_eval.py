@@ -158,3 +158,98 @@ def test_eval_cli_predicts_saves_and_scores(random_checkpoint, images_dir, tmp_p
     assert saved.shape == gt.shape and len(np.unique(saved)) > 10  # a real map at the mask's size
     for key, value in _pysod([(saved, gt)]).items():
         assert row[key] == pytest.approx(value, abs=1e-6), key
+
+
+def _one_pair(tmp_path: Path, pred: np.ndarray, gt: np.ndarray, tag: str) -> tuple[Path, Path]:
+    pred_dir, gt_dir = tmp_path / f"pred_{tag}", tmp_path / f"gt_{tag}"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    Image.fromarray(pred).save(pred_dir / "a.png")
+    Image.fromarray(gt).save(gt_dir / "a.png")
+    return pred_dir, gt_dir
+
+
+def test_16_bit_maps_and_masks_are_scaled_not_clipped(tmp_path):
+    from inspyrenet_lite.evaluate import evaluate_folder
+
+    gt8 = _ellipse(48, 64, 20, 30, 12, 20)
+    ramp16 = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (48, 1))  # a soft map, 16-bit
+    ramp8 = np.rint(ramp16 / 257.0).astype(np.uint8)
+    result = evaluate_folder(*_one_pair(tmp_path, ramp16, gt8, "map16"), with_mba=False)
+    ref = _pysod([(ramp8, gt8)])
+    for key, value in ref.items():
+        assert result.scores[key] == pytest.approx(value, abs=1e-6), key
+    # A 16-bit mask at half scale (32896 -> 128) is background (foreground is > 128), not 255.
+    gt16 = (gt8 > 0).astype(np.uint16) * 65535
+    gt16[:, :8] = 32896
+    result = evaluate_folder(*_one_pair(tmp_path, ramp8, gt16, "mask16"), with_mba=False)
+    gt_ref = np.where(gt16 == 32896, 128, gt8).astype(np.uint8)
+    assert result.scores["S"] == pytest.approx(_pysod([(ramp8, gt_ref)])["S"], abs=1e-6)
+
+
+def test_masks_stored_as_0_and_1_are_scored_as_0_and_255_with_a_warning(tmp_path, caplog):
+    from inspyrenet_lite.evaluate import evaluate_folder
+
+    gt = _ellipse(48, 64, 20, 30, 12, 20)
+    pred = np.clip(gt * 0.7 + 40, 0, 255).astype(np.uint8)
+    with caplog.at_level("WARNING", logger="inspyrenet_lite"):
+        zero_one = evaluate_folder(*_one_pair(tmp_path, pred, (gt // 255).astype(np.uint8), "01"), with_mba=False)
+    assert any("0 and 1" in r.getMessage() for r in caplog.records)
+    ref = _pysod([(pred, gt)])
+    for key, value in ref.items():
+        assert zero_one.scores[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_save_maps_with_an_absolute_model_path_writes_inside_the_maps_folder(tmp_path, images_dir, capsys):
+    """--model /abs/folder: the maps go to DIR/<folder's name>/, never into the model's own folder."""
+    from training_helpers import tiny_model
+
+    imgs, gts, maps = tmp_path / "images", tmp_path / "gt", tmp_path / "maps"
+    imgs.mkdir()
+    gts.mkdir()
+    with Image.open(images_dir / "cat.png") as im:
+        im.convert("RGB").resize((96, 64)).save(imgs / "config.png")  # a stem that a model folder also has
+    Image.fromarray(_ellipse(64, 96, 30, 50, 20, 30)).save(gts / "config.png")
+    model_dir = (tmp_path / "models" / "my model").resolve()
+    tiny_model().save_pretrained(model_dir)
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    code = main(["eval", "--images", str(imgs), "--gt", str(gts), "--model", str(model_dir), "--device", "cpu",
+                 "--save-maps", str(maps), "--no-mba", "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before  # the model folder is untouched
+    assert [p.relative_to(maps).as_posix() for p in sorted(maps.rglob("*"))] == ["my_model", "my_model/config.png"]
+
+
+def test_map_folder_labels_are_safe_and_unique():
+    from inspyrenet_lite.evaluate import map_folder_labels
+
+    labels = map_folder_labels(["fast", "/abs/a/run/", "/other/run", "owner/repo", "..", "/", "fast"])
+    assert labels == ["fast", "run", "run-2", "owner--repo", "model", "model-2", "fast-2"]
+
+
+def test_scoring_a_folder_against_itself_warns(folders, caplog):
+    """--pred X --gt X scores a perfect 1.0 that says nothing: the library warns (and the CLI shows it)."""
+    from inspyrenet_lite.evaluate import evaluate_folder
+
+    gt_dir, pred_dir, _ = folders
+    with caplog.at_level("WARNING", logger="inspyrenet_lite"):
+        evaluate_folder(gt_dir, gt_dir, with_mba=False)
+        assert [r.levelname for r in caplog.records if "same folder" in r.getMessage()] == ["WARNING"]
+        caplog.clear()
+        evaluate_folder(pred_dir, gt_dir, with_mba=False)
+        assert not [r for r in caplog.records if "same folder" in r.getMessage()]
+
+
+def test_eval_cli_says_on_stderr_that_pred_and_gt_are_the_same_folder(folders):
+    import os
+    import subprocess
+    import sys
+
+    gt_dir, _, _ = folders
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    same = str(gt_dir.parent / "." / gt_dir.name)  # another spelling of the same folder
+    proc = subprocess.run([sys.executable, "-m", "inspyrenet_lite", "eval", "--pred", same, "--gt", str(gt_dir),
+                           "-q", "--no-mba"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "same folder" in line]
+    assert len(lines) == 1, proc.stderr

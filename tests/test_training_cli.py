@@ -70,3 +70,55 @@ def test_full_size_swinb_takes_two_optimiser_steps_at_384_on_the_cpu(tmp_path):
     assert result.step == 2 and result.epoch == 1
     assert torch.isfinite(model.attention0.conv_out4.conv.weight).all()
     assert not torch.equal(model.attention0.conv_out4.conv.weight, before)
+
+
+def _finished_run(folder: Path) -> dict[str, bytes]:
+    """A stand-in for an earlier run's folder: 30 epoch checkpoints, last.pt, a metrics log, a model, a note."""
+    (folder / "checkpoints").mkdir(parents=True)
+    files = {f"checkpoints/epoch{e:03d}.pt": f"old epoch {e}".encode() for e in range(1, 31)}
+    files["checkpoints/last.pt"] = b"old last"
+    files["metrics.jsonl"] = b'{"epoch": 30, "step": 9999, "val_s_measure": 0.9}\n'
+    files["model.safetensors"] = b"old model"
+    files["notes.txt"] = b"mine"
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return files
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_train_refuses_the_init_models_folder_as_output_even_with_overwrite(tmp_path, images_dir, capsys):
+    data = write_pairs(tmp_path / "data", 4, photo_crops(images_dir), 64, seed=0)
+    start = tmp_path / "start"
+    tiny_model().save_pretrained(start)
+    before = _snapshot(start)
+    for extra in ([], ["--overwrite"]):
+        code = main(["train", "--data", str(data), "--init", str(start), "--batch-size", "2", "--epochs", "1",
+                     "-o", str(start), "-q", *extra])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert "starting model" in err and "Traceback" not in err
+    assert _snapshot(start) == before
+
+
+def test_train_refuses_an_earlier_runs_folder_and_overwrite_replaces_only_its_files(tmp_path, images_dir, capsys):
+    data = write_pairs(tmp_path / "data", 6, photo_crops(images_dir), 64, seed=0)
+    start = tmp_path / "start"
+    tiny_model().save_pretrained(start)
+    out = tmp_path / "out"
+    old = _finished_run(out)
+    args = ["train", "--data", str(data), "--init", str(start), "--batch-size", "2", "--epochs", "1",
+            "--val-fraction", "0.34", "-o", str(out), "-q"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already holds" in err and "--overwrite" in err and "--resume" in err
+    assert _snapshot(out) == old  # nothing touched
+    assert main([*args, "--overwrite"]) == 0
+    after = _snapshot(out)
+    assert sorted(n for n in after if n.startswith("checkpoints/")) == ["checkpoints/epoch001.pt", "checkpoints/last.pt"]
+    assert after["notes.txt"] == b"mine"  # not ours: kept
+    records = [json.loads(line) for line in after["metrics.jsonl"].decode().splitlines()]
+    assert records and all(r["step"] < 9999 for r in records)  # the old log is gone, not appended to
+    assert after["model.safetensors"] != b"old model"

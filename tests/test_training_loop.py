@@ -31,12 +31,13 @@ def small_data(tmp_path_factory, images_dir: Path) -> Path:
     return write_pairs(tmp_path_factory.mktemp("pairs"), 8, photo_crops(images_dir), 64, seed=0)
 
 
-def _trainer(data: Path, out: Path, **overrides) -> Trainer:
+def _trainer(data: Path, out: Path, trainer_args: dict | None = None, **overrides) -> Trainer:
     samples, _ = find_samples(data)
     settings = dict(epochs=2, batch_size=2, size=64, lr=1e-3, warmup=3, checkpoint_every=2, metric="mae")
     config = TrainConfig(**{**settings, **overrides})
     val = PairDataset(samples[:2], 64, augment=False)
-    return Trainer(tiny_model(seed=3), PairDataset(samples, 64, seed=5), out, config, val_set=val, guard=True)
+    return Trainer(tiny_model(seed=3), PairDataset(samples, 64, seed=5), out, config, val_set=val, guard=True,
+                   **(trainer_args or {}))
 
 
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(small_data, tmp_path):
@@ -97,16 +98,23 @@ def test_schedule_is_poly_with_warm_up_from_a_tenth():
     assert lr_at(99, base, 100, 12000) == pytest.approx((base - 1e-7) * 0.01**0.9 + 1e-7)
 
 
-def test_optimizer_gives_the_backbone_a_tenth_of_the_rate(tmp_path, small_data):
-    from inspyrenet_lite.training import build_optimizer
-
-    model = tiny_model()
-    opt = build_optimizer(model, 1e-4, 1e-5)
-    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
-    assert lrs == {"decoder": 1e-4, "backbone": 1e-5}
-    backbone = {id(p) for p in model.backbone.parameters()}
-    assert {id(p) for p in opt.param_groups[1]["params"]} == backbone
-    assert all(g["weight_decay"] == 0 for g in opt.param_groups)
+@pytest.mark.parametrize("backbone_lr", [None, 3e-4])
+def test_a_training_step_runs_the_backbone_at_a_tenth_of_the_rate_unless_told(small_data, tmp_path, backbone_lr):
+    """The optimiser Trainer.fit really steps: two groups, the backbone's parameters at lr/10 by default
+    (or at --backbone-lr), both scheduled from their own base rate."""
+    trainer = _trainer(small_data, tmp_path, max_steps=1, lr=1e-3, backbone_lr=backbone_lr)
+    trainer.fit()
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    expected = 1e-4 if backbone_lr is None else backbone_lr
+    assert groups["decoder"]["initial_lr"] == pytest.approx(1e-3)
+    assert groups["backbone"]["initial_lr"] == pytest.approx(expected)
+    assert groups["backbone"]["lr"] / groups["decoder"]["lr"] == pytest.approx(expected / 1e-3)
+    backbone = {id(p) for p in trainer.model.backbone.parameters()}
+    assert {id(p) for p in groups["backbone"]["params"]} == backbone
+    assert not backbone & {id(p) for p in groups["decoder"]["params"]}
+    assert all(g["weight_decay"] == 0 for g in trainer.optimizer.param_groups)
+    saved = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["optimizer"]["param_groups"]
+    assert [g["initial_lr"] for g in saved] == pytest.approx([1e-3, expected])  # and a resume keeps them
 
 
 def test_bad_pairs_are_listed_and_skipped_labels_stay_soft(tmp_path):
@@ -158,3 +166,85 @@ def test_frozen_backbone_stays_put_and_accumulation_counts_steps(small_data, tmp
     assert result.step == 2  # 8 samples / (batch 2 x 2 accumulated)
     for key, value in trainer.model.backbone.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def _keep_set(data: Path) -> PairDataset:
+    samples, _ = find_samples(data)
+    return PairDataset(samples[:5], 64, augment=False)  # 5 images, batches of 2: the cycle has a short batch
+
+
+@pytest.mark.parametrize("where", ["epoch_boundary", "mid_epoch_with_keep_set"])
+def test_resume_with_the_guard_is_bitwise_equal_to_an_uninterrupted_run(small_data, tmp_path, where):
+    """The guard's data position and the random numbers drawn around validation are part of the run's
+    future: resuming after an epoch (validation, and the guard's agreement, ran in between) or in the
+    middle of one with a --keep set gives the uninterrupted run's weights, bitwise."""
+    keep = _keep_set(small_data) if where != "epoch_boundary" else None
+
+    def trainer(out: Path, **overrides) -> Trainer:
+        return _trainer(small_data, out, {"guard_set": keep}, epochs=3, **overrides)
+
+    whole = trainer(tmp_path / "whole")
+    whole.fit()
+    if where == "epoch_boundary":
+        checkpoint = tmp_path / "whole" / "checkpoints" / "epoch001.pt"
+    else:
+        assert trainer(tmp_path / "cut", max_steps=6).fit().interrupted  # mid epoch 2, guard cycle part-way
+        checkpoint = tmp_path / "cut" / "checkpoints" / "last.pt"
+    resumed = trainer(tmp_path / "resumed")
+    assert resumed.fit(resume=checkpoint).step == 12
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def _pair_folder(folder: Path, masks: dict[str, np.ndarray]) -> Path:
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for stem, mask in masks.items():
+        Image.new("RGB", mask.shape[::-1], (90, 120, 30)).save(folder / "images" / f"{stem}.jpg")
+        Image.fromarray(mask).save(folder / "masks" / f"{stem}.png")
+    return folder
+
+
+def test_16_bit_masks_are_scaled_not_clipped(tmp_path):
+    """A 16-bit soft edge stays soft: 32896/65535 is a label of 128/255, not 1."""
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (64, 1))
+    ramp[:, 32] = 32896
+    samples, _ = find_samples(_pair_folder(tmp_path, {"a": ramp}))
+    _, y = PairDataset(samples, 64, augment=False)[0]
+    assert float(y[0, 0, 32]) == pytest.approx(128 / 255)
+    np.testing.assert_allclose(y[0].numpy(), np.rint(ramp / 257.0) / 255.0, atol=1e-6)
+
+
+def test_masks_stored_as_0_and_1_are_read_as_0_and_255_with_one_warning(tmp_path, caplog):
+    blob = np.zeros((64, 64), np.uint8)
+    blob[16:48, 20:44] = 1
+    samples, _ = find_samples(_pair_folder(tmp_path, {"a": blob, "b": blob.T.copy()}))
+    dataset = PairDataset(samples, 64, augment=False)
+    with caplog.at_level("WARNING", logger="inspyrenet_lite"):
+        labels = [dataset[i][1] for i in (0, 1, 0, 1)]
+    assert torch.equal(labels[0][0], torch.from_numpy(blob.astype(np.float32)))  # 1 is foreground, not 1/255
+    warnings = [r for r in caplog.records if "0 and 1" in r.getMessage()]
+    assert len(warnings) == 1 and "masks" in warnings[0].getMessage()
+
+
+def test_trainer_refuses_a_folder_that_is_not_this_runs_own(small_data, tmp_path):
+    from inspyrenet_lite.training import OutputFolderError
+
+    out = tmp_path / "out"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "epoch007.pt").write_bytes(b"an earlier run")
+    with pytest.raises(OutputFolderError, match="already holds"):
+        _trainer(small_data, out, max_steps=1).fit()
+    assert (out / "checkpoints" / "epoch007.pt").read_bytes() == b"an earlier run"
+    # Its own folder on resume is fine; a starting model's folder never is, overwrite or not.
+    run = tmp_path / "run"
+    _trainer(small_data, run, max_steps=1).fit()
+    _trainer(small_data, run, max_steps=2).fit(resume=run / "checkpoints" / "last.pt")
+    start = tmp_path / "start"
+    tiny_model().save_pretrained(start)
+    before = (start / "model.safetensors").read_bytes()
+    trainer = _trainer(small_data, start, {"overwrite": True, "protect": [start]}, max_steps=1)
+    with pytest.raises(OutputFolderError, match="starting model"):
+        trainer.fit()
+    assert (start / "model.safetensors").read_bytes() == before

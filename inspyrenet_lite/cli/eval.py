@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", choices=("static", "dynamic"), default="static", help="network input size for --model")
     p.add_argument("--ckpt", metavar="PATH", help="local checkpoint for --model")
     p.add_argument("--device", help="torch device for --model (default: cuda, mps, then cpu)")
-    p.add_argument("--save-maps", metavar="DIR", help="keep the --model maps here (DIR/<model>/<stem>.png)")
+    p.add_argument("--save-maps", metavar="DIR", help="keep the --model maps here (DIR/<label>/<stem>.png; label: the model's name, "
+                        "a path's last name)")
     p.add_argument("--no-mba", action="store_true", help="skip mBA")
     p.add_argument("--json", metavar="PATH", help="write the scores as JSON (a list, one object per source)")
     p.add_argument("--csv", metavar="PATH", help="write the scores as CSV (one row per source)")
@@ -78,14 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"{out!r} is a folder; give a file name")
 
     from inspyrenet_lite._atomic import atomic_write_text
-    from inspyrenet_lite.evaluate import evaluate_folder, evaluate_model, format_table
+    from inspyrenet_lite.evaluate import evaluate_folder, evaluate_model, format_table, map_folder_labels
 
     progress = not args.quiet
     results = []
     for folder in args.pred:
         results.append(evaluate_folder(folder, args.gt, with_mba=not args.no_mba, progress=progress))
-    for name in args.model:
-        save = Path(args.save_maps) / name if args.save_maps else None
+    for name, label in zip(args.model, map_folder_labels(args.model)):
+        save = Path(args.save_maps) / label if args.save_maps else None
         try:
             results.append(
                 evaluate_model(

@@ -15,7 +15,9 @@ Fine-tune InSPyReNet on your own images with the authors' objective.
 DATA holds images/ and masks/ (paired by file name; masks 0..255, soft edges
 kept) or RGBA cut-outs whose alpha is the label. OUT receives the best model
 (config.json, model.safetensors, model.pth: load it with
-Remover(model=OUT)), checkpoints/ and metrics.jsonl.
+Remover(model=OUT)), checkpoints/ and metrics.jsonl. OUT must be new or
+empty (or the run's own, with --resume); --overwrite reuses an earlier run's
+folder; the --init model's folder is always refused.
 """
 
 
@@ -29,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start: a registry name (default fast), a checkpoint file, a Hub repo, a save_pretrained "
                         f"folder, or {FRESH_PREFIX}swinb / {FRESH_PREFIX}res2net50 for random weights")
     p.add_argument("--base-size", type=int, help="base size of a checkpoint that does not record it, or of a new model")
-    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("-o", "--out", required=True,
+                   help="output folder: new or empty, or this run's own with --resume (never the --init model's)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="reuse a folder that holds an earlier run: its run files (metrics.jsonl, config.json, "
+                        "model.safetensors, model.pth, checkpoints/last.pt and epochNNN.pt) are removed first; "
+                        "other files are kept")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--size", type=int, help="training size (default: the model's base size)")
@@ -86,8 +93,11 @@ def _run(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
     from inspyrenet_lite.training import PairDataset, TrainConfig, Trainer, find_samples, split_holdout
+    from inspyrenet_lite.training.outdir import check_out_dir
     from inspyrenet_lite.training.start import export_model, load_start
 
+    protect = [args.init] if not args.init.startswith(FRESH_PREFIX) and os.path.exists(args.init) else []
+    check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, protect=protect)  # before any slow work
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # launched by torchrun
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if distributed:
@@ -121,6 +131,7 @@ def _run(args: argparse.Namespace) -> int:
         val_set=PairDataset(val_samples, size, augment=False), guard=guard,
         guard_set=_keep_set(args.keep, size) if args.keep else None,
         export=lambda m, out: export_model(m, out, {"fine_tuned_from": args.init}),
+        overwrite=args.overwrite, protect=protect,
     )
     result = trainer.fit(resume=args.resume)
     if trainer.rank == 0:

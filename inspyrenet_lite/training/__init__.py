@@ -9,11 +9,13 @@ from .checkpoints import CheckpointError, load_state, save_state
 from .data import BadPair, PairDataset, Sample, find_samples, split_holdout
 from .loop import TrainConfig, Trainer, TrainResult
 from .losses import distillation_loss, pyramid_labels, pyramid_loss, sod_loss
+from .outdir import OutputFolderError
 from .schedule import build_optimizer, build_scheduler, lr_at
 
 __all__ = [
     "BadPair",
     "CheckpointError",
+    "OutputFolderError",
     "PairDataset",
     "Sample",
     "TrainConfig",

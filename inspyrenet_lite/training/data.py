@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..masks import read_mask
 from .augment import augment_pair, to_tensors
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ def find_samples(folder: str | Path) -> tuple[list[Sample], list[BadPair]]:
     """List the usable samples of a data folder and the bad ones.
 
     ``folder`` holds either ``images/`` and ``masks/`` (paired by file stem;
-    masks are read as greyscale and kept soft), or RGBA cut-outs whose alpha
+    masks are read as greyscale and kept soft, 16-bit ones scaled and 0/1
+    ones read as 0/255 when loaded), or RGBA cut-outs whose alpha
     is the label. Missing partners, size mismatches, unreadable files and
     cut-outs without alpha are returned as :class:`BadPair` (and logged), not
     raised.
@@ -114,16 +116,37 @@ def split_holdout(samples: list[Sample], fraction: float, seed: int = 0) -> tupl
     return order[n_val:], order[:n_val]
 
 
+#: Mask folders whose 0/1 masks were reported (once per folder and process).
+_ZERO_ONE_REPORTED: set[Path] = set()
+
+
+def _report_zero_one(mask_path: Path) -> None:
+    folder = mask_path.parent
+    if folder not in _ZERO_ONE_REPORTED:
+        _ZERO_ONE_REPORTED.add(folder)
+        logger.warning(
+            "masks in %s (e.g. %s) hold only the values 0 and 1: training reads them as 0 and 255 "
+            "(1 is foreground); save them as 0/255 to silence this",
+            folder, mask_path.name,
+        )
+
+
 def load_sample(sample: Sample) -> tuple[Image.Image, Image.Image]:
-    """(RGB image, L mask) of a sample; a cut-out's alpha is its mask."""
+    """(RGB image, L mask) of a sample; a cut-out's alpha is its mask.
+
+    Mask files are read by :func:`inspyrenet_lite.masks.read_mask` (16-bit
+    scaled, 0/1 masks as 0/255, the latter logged once per mask folder).
+    """
     with Image.open(sample.image) as img:
         img.load()
         if sample.mask is None:
             rgba = img.convert("RGBA")
             return rgba.convert("RGB"), rgba.getchannel("A")
         image = img.convert("RGB")
-    with Image.open(sample.mask) as m:
-        return image, m.convert("L")
+    mask = read_mask(sample.mask)
+    if mask.zero_one:
+        _report_zero_one(sample.mask)
+    return image, Image.fromarray(mask.pixels)  # uint8 HxW: mode L
 
 
 class PairDataset(Dataset):

@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +17,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..modeling.inspyrenet import InSPyReNet
 from .checkpoints import load_state, rng_state, save_state, set_rng_state
 from .losses import distillation_loss, pyramid_loss
+from .outdir import prepare_out_dir
 from .schedule import build_optimizer, build_scheduler
 from .sync_bn import convert_batchnorm
 
@@ -108,6 +109,29 @@ def score_maps(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
     }
 
 
+class _GuardCycle:
+    """The guard's images in dataset order, in batches, over and over; ``position`` batches drawn so far.
+
+    A batch is a function of the position alone (no random draw, no loader
+    state), so a checkpoint that records the position resumes the same batches.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, device: torch.device, position: int = 0) -> None:
+        if not len(dataset):
+            raise ValueError("the guard set holds no images")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.device = device
+        self.position = position
+        self.batches_per_cycle = math.ceil(len(dataset) / batch_size)
+
+    def __next__(self) -> torch.Tensor:
+        start = (self.position % self.batches_per_cycle) * self.batch_size
+        indices = range(start, min(start + self.batch_size, len(self.dataset)))
+        self.position += 1
+        return default_collate([self.dataset[i] for i in indices])[0].to(self.device)
+
+
 class _Pyramid(nn.Module):
     """The model with ``pyramid`` as its forward, for DistributedDataParallel."""
 
@@ -134,6 +158,12 @@ class Trainer:
             agreement is reported on; without it, the guard acts on the
             training images and agreement is measured on ``val_set``.
         export: called as ``export(model, out_dir)`` when a new best is found.
+        overwrite: write into a folder that holds files (an earlier run's):
+            the files a run writes are removed first, others kept. Without it
+            such a folder is refused (:class:`OutputFolderError`), unless
+            :meth:`fit` resumes from a checkpoint in its ``checkpoints/``.
+        protect: paths (the starting model's folder or file) that ``out_dir``
+            must never be or hold, ``overwrite`` or not.
     """
 
     def __init__(
@@ -146,6 +176,8 @@ class Trainer:
         guard: bool = False,
         guard_set: Dataset | None = None,
         export: Callable[[InSPyReNet, Path], Any] | None = None,
+        overwrite: bool = False,
+        protect: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         self.config = config or TrainConfig()
         self.config.check()
@@ -155,8 +187,11 @@ class Trainer:
         self.val_set = val_set
         self.out_dir = Path(out_dir)
         self.export = export
+        self.overwrite = overwrite
+        self.protect = list(protect)
         self.rank, self.world = _world()
         self.teacher = None
+        self.optimizer: torch.optim.Optimizer | None = None  # set by fit()
         self.guard_set = guard_set
         if guard and self.config.guard_weight > 0:
             self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
@@ -179,6 +214,11 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             return DistributedDataParallel(_Pyramid(self.model), device_ids=ids)
         return _Pyramid(self.model)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """Adam with the decoder at ``lr`` and the backbone at ``backbone_lr`` (default lr / 10, as the authors)."""
+        cfg = self.config
+        return build_optimizer(self.model, cfg.lr, cfg.backbone_lr if cfg.backbone_lr is not None else cfg.lr / 10)
 
     def _train_mode(self) -> None:
         self.model.train()
@@ -216,28 +256,31 @@ class Trainer:
                 loss = loss + self.config.guard_weight * distillation_loss(student, teacher_maps)
         return loss
 
-    def _guard_batches(self) -> Iterator[torch.Tensor] | None:
+    def _guard_batches(self, position: int) -> _GuardCycle | None:
         if self.teacher is None or self.guard_set is None:
             return None
-
-        def cycle() -> Iterator[torch.Tensor]:
-            while True:
-                for x, _ in DataLoader(self.guard_set, batch_size=self.config.batch_size):
-                    yield x.to(self.device)
-
-        return cycle()
+        return _GuardCycle(self.guard_set, self.config.batch_size, self.device, position)
 
     @torch.no_grad()
     def _predict(self, model: nn.Module, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         preds, gts = [], []
-        for x, y in DataLoader(dataset, batch_size=self.config.batch_size):
+        for x, y in DataLoader(dataset, batch_size=self.config.batch_size, generator=torch.Generator()):
             with _autocast(self.config, self.device):
                 preds.append(model.predict(x.to(self.device)).float().cpu())
             gts.append(y)
         return torch.cat(preds), torch.cat(gts)
 
     def validate(self) -> dict[str, float]:
-        """Validation metrics and, with the guard, agreement with the starting model (1 − mean |Δmap|)."""
+        """Validation metrics and, with the guard, agreement with the starting model (1 − mean |Δmap|).
+
+        Draws nothing from the global random generators (the run's future
+        must not depend on what validation computed first, e.g. the
+        teacher's maps, which a resumed run computes again).
+        """
+        with torch.random.fork_rng(devices=[]):
+            return self._validate()
+
+    def _validate(self) -> dict[str, float]:
         self.model.eval()
         out: dict[str, float] = {}
         if self.val_set is not None and len(self.val_set):
@@ -255,7 +298,9 @@ class Trainer:
         return out
 
     # ------------------------------------------------------------ state
-    def _state(self, optimizer, scheduler, scaler, step, epoch, epoch_step, best, bad_epochs, history) -> dict:
+    def _state(
+        self, optimizer, scheduler, scaler, step, epoch, epoch_step, best, bad_epochs, history, guard_position
+    ) -> dict:
         return {
             "model": self.model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -268,6 +313,7 @@ class Trainer:
             "best": best,
             "bad_epochs": bad_epochs,
             "history": history,
+            "guard_position": guard_position,
             "config": asdict(self.config),
         }
 
@@ -278,15 +324,21 @@ class Trainer:
 
     # ------------------------------------------------------------ the run
     def fit(self, resume: str | os.PathLike[str] | None = None) -> TrainResult:
-        """Train for ``config.epochs`` epochs (continuing from ``resume``, a training checkpoint)."""
+        """Train for ``config.epochs`` epochs (continuing from ``resume``, a training checkpoint).
+
+        Raises :class:`OutputFolderError` for an output folder it must not
+        write into (see the class's ``overwrite`` and ``protect``).
+        """
         from tqdm.auto import tqdm
 
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        prepare_out_dir(
+            self.out_dir, resume=resume, overwrite=self.overwrite, protect=self.protect, clear=self.rank == 0
+        )
         ckpt_dir = self.out_dir / "checkpoints"
         torch.manual_seed(cfg.seed)
         net = self._prepare_model()
-        optimizer = build_optimizer(self.model, cfg.lr, cfg.backbone_lr if cfg.backbone_lr is not None else cfg.lr / 10)
+        optimizer = self.optimizer = self._optimizer()
         steps_per_epoch = self.steps_per_epoch()
         if steps_per_epoch == 0:
             raise ValueError(
@@ -298,6 +350,7 @@ class Trainer:
         step = start_epoch = epoch_step = bad_epochs = 0
         best: dict[str, Any] | None = None
         history: list[dict[str, Any]] = []
+        guard_position = 0
         if resume is not None:
             state = load_state(resume)
             self.model.load_state_dict(state["model"])
@@ -308,16 +361,22 @@ class Trainer:
             set_rng_state(state["rng"])
             step, start_epoch, epoch_step = state["step"], state["epoch"], state["epoch_step"]
             best, bad_epochs, history = state["best"], state["bad_epochs"], state["history"]
+            # Older checkpoints lack it: one guard batch per micro-batch so far.
+            guard_position = state.get("guard_position", step * cfg.accumulate)
             logger.info("resumed from %s at step %d (epoch %d)", resume, step, start_epoch)
+
+        guard_batches = self._guard_batches(guard_position)
 
         def checkpoint(name: str, epoch: int, epoch_step: int) -> None:
             if self.rank == 0:
                 save_state(
-                    self._state(optimizer, scheduler, scaler, step, epoch, epoch_step, best, bad_epochs, history),
+                    self._state(
+                        optimizer, scheduler, scaler, step, epoch, epoch_step, best, bad_epochs, history,
+                        guard_batches.position if guard_batches is not None else 0,
+                    ),
                     ckpt_dir / name,
                 )
 
-        guard_batches = self._guard_batches()
         higher = METRICS[cfg.metric]
         self._train_mode()
         bar = tqdm(total=steps_per_epoch * cfg.epochs, initial=step, disable=not cfg.progress or self.rank != 0)

@@ -1,0 +1,78 @@
+"""Reading masks and maps from files: the one reader for training labels and evaluation.
+
+Every file becomes a uint8 HxW array:
+
+* 8-bit grey stays as it is; colour files give their luma (an alpha channel
+  is ignored);
+* 16-bit data (``I;16*``, 16-bit PNG/TIFF) and mode ``I`` are *scaled* to
+  0..255, not clipped (32896 -> 128), by the rule :mod:`inspyrenet_lite.image_io`
+  applies to images;
+* a mask whose values are only 0 and 1 (a common export format) is read as 0
+  and 255 by :func:`read_mask` (``Mask.zero_one`` says so; the callers log it
+  once per dataset). An all-zero mask stays all background.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["Mask", "read_grey", "read_mask"]
+
+_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A mask file's pixels (uint8 HxW) and whether they were stored as 0/1 (then scaled to 0/255)."""
+
+    pixels: np.ndarray
+    zero_one: bool = False
+
+
+def _open(path: str | os.PathLike) -> Image.Image:
+    from inspyrenet_lite.image_io import ImageLoadError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageLoadError(str(path), f"not a readable image ({exc})") from exc
+
+
+def _to_uint8(img: Image.Image, path: str | os.PathLike) -> np.ndarray:
+    """uint8 grey, 16-bit and float data scaled (as images are), everything else through Pillow's ``L``."""
+    if img.mode in _INTEGER_MODES or img.mode == "F":
+        from inspyrenet_lite.image_io import _to_rgb
+
+        img = _to_rgb(str(path), img)  # the package's one 16-bit rule; grey in, equal channels out
+    return np.asarray(img.convert("L"), dtype=np.uint8)
+
+
+def _only_zero_one(values: np.ndarray) -> bool:
+    return values.size > 0 and int(values.max()) == 1 and int(values.min()) >= 0
+
+
+def read_grey(path: str | os.PathLike) -> np.ndarray:
+    """A map or mask file as a uint8 HxW array (16-bit scaled, colour as luma), without the 0/1 rule.
+
+    Raises :class:`~inspyrenet_lite.image_io.ImageLoadError` naming the file.
+    """
+    return _to_uint8(_open(path), path)
+
+
+def read_mask(path: str | os.PathLike) -> Mask:
+    """A label file as uint8 HxW: as :func:`read_grey`, and a mask holding only 0 and 1 becomes 0/255.
+
+    The 0/1 test looks at the stored values (before any 16-bit scaling).
+    Raises :class:`~inspyrenet_lite.image_io.ImageLoadError` naming the file.
+    """
+    img = _open(path)
+    raw = np.asarray(img) if img.mode in _INTEGER_MODES else _to_uint8(img, path)
+    if _only_zero_one(raw):
+        return Mask((raw > 0).astype(np.uint8) * 255, zero_one=True)
+    return Mask(raw if raw.dtype == np.uint8 else _to_uint8(img, path))
