@@ -59,6 +59,13 @@ def _positive(name: str, value: Any) -> float:
     return result
 
 
+def _at_least(name: str, value: Any, minimum: float) -> float:
+    result = _number(name, value)
+    if result < minimum:
+        raise ValueError(f"{name} must be at least {minimum:g}, got {value!r}")
+    return result
+
+
 def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return lambda name, value: None if value is None else check(name, value)
 
@@ -96,6 +103,23 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "crf_mp4": _optional(lambda name, value: _integer_in("crf", value, 0, 51, " for mp4 (H.264)")),
     "max_frames": _optional(lambda name, value: _integer(name, value, 1)),
     "max_seconds": _optional(_positive),
+    # Training (TrainConfig.check): counts, rates and strengths.
+    "epochs": lambda name, value: _integer(name, value, 1),
+    "accumulate": lambda name, value: _integer(name, value, 1),
+    "size": lambda name, value: _integer(name, value, STRIDE),
+    "lr": _positive,
+    "backbone_lr": _optional(_positive),
+    "warmup": lambda name, value: _integer(name, value, 0),
+    "checkpoint_every": lambda name, value: _integer(name, value, 0),
+    "patience": lambda name, value: _integer(name, value, 0),
+    "seed": lambda name, value: _integer(name, value, 0),
+    "num_workers": lambda name, value: _integer(name, value, 0),
+    "max_steps": _optional(lambda name, value: _integer(name, value, 1)),
+    "drop_path": _unit,
+    "guard_weight": lambda name, value: _at_least(name, value, 0.0),
+    "freeze_backbone": _flag,
+    "grad_checkpointing": _flag,
+    "progress": _flag,
 }
 
 
@@ -107,7 +131,10 @@ def check_options(**options: Any) -> dict[str, Any]:
     hr_short_side / hr_long_side (int >= 32), hr_max_pixels (int >= 1024),
     precision, resize, errors (one of their choices); for video: crf
     (``None`` or int in 0..63), crf_mp4 (the same, 0..51: H.264), max_frames
-    (``None`` or int >= 1), max_seconds (``None`` or a number > 0).
+    (``None`` or int >= 1), max_seconds (``None`` or a number > 0); for
+    training (:class:`~inspyrenet_lite.training.TrainConfig`): epochs,
+    accumulate, size, lr, backbone_lr, warmup, checkpoint_every, patience,
+    seed, num_workers, max_steps, drop_path, guard_weight and the flags.
     """
     checked = {}
     for name, value in options.items():

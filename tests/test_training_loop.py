@@ -248,3 +248,16 @@ def test_trainer_refuses_a_folder_that_is_not_this_runs_own(small_data, tmp_path
     with pytest.raises(OutputFolderError, match="starting model"):
         trainer.fit()
     assert (start / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("lr", float("nan")), ("lr", 0), ("epochs", True), ("epochs", 1.5), ("batch_size", 0), ("size", 16),
+     ("drop_path", 1.5), ("guard_weight", -1), ("max_steps", 0), ("precision", "fp8"), ("freeze_backbone", "no")],
+)
+def test_train_config_is_checked_by_the_one_check(field, value):
+    """TrainConfig goes through checks.check_options like every other entry point (issue 17)."""
+    from inspyrenet_lite.training import TrainConfig
+
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value}).check()

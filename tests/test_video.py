@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 from video_clips import AUDIO_RATE, displayed_frames, lie_about_duration, make_clip, retime_clip, stream_facts
 
+from inspyrenet_lite.predictor import MapRequest
 from inspyrenet_lite.video import Stabilizer, VideoLoadError, VideoTooLongError, flicker, lag, process_video
 from inspyrenet_lite.video.io import read_frames
 
@@ -28,7 +29,7 @@ FRAMES = 4  # the network costs seconds per frame on a CPU
 
 
 class MemoRemover:
-    """A Remover whose ``process`` remembers the map of each distinct frame
+    """A Remover whose Predictor remembers the map of each distinct frame
     (shared by every MemoRemover of the same Remover in the test session)."""
 
     _caches: dict[int, dict[bytes, np.ndarray]] = {}
@@ -38,14 +39,16 @@ class MemoRemover:
         self.max_pixels = remover.max_pixels
         self.cache = self._caches.setdefault(id(remover), {})
         self.calls = 0
+        self.predictor = self  # process_video asks the Remover's Predictor for float maps
 
-    def process(self, images, **kwargs):
-        keys = [hashlib.sha1(np.ascontiguousarray(i).tobytes()).digest() + repr(sorted(kwargs.items())).encode()
-                for i in images]
-        todo = [(k, i) for k, i in zip(keys, images) if k not in self.cache]
+    def predict_maps(self, requests, batch_size=1, errors="raise"):
+        keys = [hashlib.sha1(np.ascontiguousarray(r.image).tobytes()).digest() + repr(r.hr_blend).encode()
+                for r in requests]
+        todo = [(k, r) for k, r in zip(keys, requests) if k not in self.cache]
         if todo:
             self.calls += len(todo)
-            for (k, _), out in zip(todo, self.remover.process([i for _, i in todo], **kwargs)):
+            fresh = self.remover.predictor.predict_maps([r for _, r in todo], batch_size=batch_size)
+            for (k, _), out in zip(todo, fresh):
                 self.cache[k] = out
         return [self.cache[k] for k in keys]
 
@@ -56,8 +59,12 @@ class GreyRemover:
 
     max_pixels = None
 
-    def process(self, images, **kwargs):
-        return [np.asarray(i, dtype=np.uint8)[:, :, 1].copy() for i in images]
+    @property
+    def predictor(self):
+        return self
+
+    def predict_maps(self, requests, batch_size=1, errors="raise"):
+        return [np.asarray(r.image, dtype=np.float32)[:, :, 1] / 255.0 for r in requests]
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +149,9 @@ def test_rotation_and_variable_frame_rate_kept(tmp_path, clips, maps, clip):
 def test_alpha_equals_the_per_frame_map(tmp_path, clips, maps, name, tolerance):
     src, _ = clips["pan"]
     process_video(maps, src, tmp_path / name, stability=False)
-    # Remover.process(frame, type="map") on each decoded source frame (remembered by ``maps``).
-    expected = [m.astype(np.float32) for m in maps.process(decoded_rgb(src), type="map", hr_blend=None, batch_size=1)]
+    # The Predictor's float map of each decoded source frame (remembered by ``maps``), in grey levels
+    # (truncated, as the outputs store it).
+    expected = [np.floor(m * 255) for m in maps.predict_maps([MapRequest(f) for f in decoded_rgb(src)])]
     if name.endswith("_frames"):
         decoded = png_sequence(tmp_path / name)
         assert (tmp_path / name / "audio.mka").is_file()
@@ -168,7 +176,7 @@ def test_background_video_composite(tmp_path, clips, maps):
     # Where the map is 0 the output shows the background video's frame.
     cut = [f for f, _ in read_frames(tmp_path / "over.mp4")]
     back = decoded_rgb(background)
-    matte = [np.asarray(m) for m in maps.process(decoded_rgb(src), type="map", hr_blend=None, batch_size=1)]
+    matte = [np.floor(m * 255) for m in maps.predict_maps([MapRequest(f) for f in decoded_rgb(src)])]
     for out, bg, m in zip(cut, back, matte):
         clear = m < 8
         assert clear.sum() > 50
@@ -233,9 +241,13 @@ class MovingSquareRemover:
         out[30:70, x : x + 40] = 230
         return out
 
-    def process(self, images, **kwargs):
-        maps = [self.map(self.index + i, np.shape(image)) for i, image in enumerate(images)]
-        self.index += len(images)
+    @property
+    def predictor(self):
+        return self
+
+    def predict_maps(self, requests, batch_size=1, errors="raise"):
+        maps = [self.map(self.index + i, np.shape(r.image)) / np.float32(255) for i, r in enumerate(requests)]
+        self.index += len(requests)
         return maps
 
 
@@ -340,7 +352,7 @@ def test_frames_folder_holding_other_files_is_refused(tmp_path, clips, foreign):
     (folder / foreign).write_text("the user's own work")  # ...where the user put something
     before = _tree(tmp_path)
     remover = GreyRemover()
-    remover.process = lambda *a, **k: pytest.fail("refused only after work started")
+    remover.predict_maps = lambda *a, **k: pytest.fail("refused only after work started")
     with pytest.raises(ValueError, match=r"cut_frames.*did not write.*" + foreign.split("/")[0]):
         process_video(remover, src, folder)
     assert _tree(tmp_path) == before

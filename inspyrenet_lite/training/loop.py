@@ -22,13 +22,14 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from ..modeling.inspyrenet import InSPyReNet
 from .checkpoints import load_state, rng_state, save_state, set_rng_state
 from .losses import distillation_loss, pyramid_loss
+from ..checks import check_options
+from ..constants import PRECISIONS  # noqa: F401  (kept importable from here)
 from .outdir import prepare_out_dir
 from .schedule import build_optimizer, build_scheduler
 from .sync_bn import convert_batchnorm
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 #: Validation metrics: name -> True when higher is better.
 METRICS = {"s_measure": True, "mae": False}
 
@@ -59,15 +60,21 @@ class TrainConfig:
     progress: bool = False
 
     def check(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.precision == "fp16" and not self.device.startswith("cuda"):
+        """ValueError naming the first bad setting (the package's one check, :func:`~inspyrenet_lite.checks.check_options`)."""
+        checked = check_options(**{name: getattr(self, name) for name in _CHECKED})
+        for name, value in checked.items():
+            setattr(self, name, value)
+        if self.precision == "fp16" and not str(self.device).startswith("cuda"):
             raise ValueError("fp16 training needs a CUDA device; use bf16 on the CPU")
         if self.metric not in METRICS:
             raise ValueError(f"metric must be one of {sorted(METRICS)}, got {self.metric!r}")
-        for name in ("epochs", "batch_size", "accumulate"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+_CHECKED = (
+    "epochs", "batch_size", "size", "lr", "backbone_lr", "warmup", "accumulate", "precision", "freeze_backbone",
+    "grad_checkpointing", "drop_path", "guard_weight", "checkpoint_every", "patience", "seed", "num_workers",
+    "max_steps", "progress",
+)
 
 
 @dataclass

@@ -236,6 +236,8 @@ def process_video(
             (nothing is written).
         ValueError: a bad argument or destination (before any work).
     """
+    from inspyrenet_lite.predictor import MapRequest  # torch: only once there is work
+
     dst = Path(dst)
     background = _Backgrounds(type) if is_video(type) else None
     spec = OutputSpec("image") if background is not None else parse_output_type(type, max_pixels=remover.max_pixels)
@@ -264,11 +266,12 @@ def process_video(
         stabilizer = Stabilizer() if stability else None
         for batch in run.batches(batch_size):
             frames = [item for item in batch if isinstance(item, Frame)]
-            maps = remover.process([f.rgb for f in frames], type="map", hr_blend=hr_blend, batch_size=batch_size)
-            maps_iter = iter(maps)
+            # Float maps straight from the engine: no uint8 round trip before compositing.
+            requests = [MapRequest(f.rgb, hr_blend=hr_blend, name=f"frame at {f.time:.3f} s") for f in frames]
+            maps_iter = iter(remover.predictor.predict_maps(requests, batch_size=batch_size))
             for item in batch:
                 if isinstance(item, Frame):
-                    saliency = next(maps_iter).astype(np.float32) / 255.0
+                    saliency = next(maps_iter)
                     if stabilizer is not None:
                         saliency = stabilizer(item.rgb, saliency)
                     run.put_out((item, saliency))
