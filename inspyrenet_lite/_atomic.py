@@ -8,6 +8,9 @@ the user creates (no ``os.umask`` round trip, which would race with other
 threads). The temporary name is short and of fixed length
 (``.inspyrenet-XXXXXXXX.part``), so any final name the file system accepts
 works.
+
+A destination that is a folder is refused before anything is written, with
+an :class:`IsADirectoryError` that says so (no errno text).
 """
 
 from __future__ import annotations
@@ -19,6 +22,24 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+
+def _refuse_folder(path: Path) -> None:
+    """Raise a clear IsADirectoryError if ``path`` is an existing folder (a file cannot replace it)."""
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"cannot write {str(path)!r}: a folder of that name exists there; "
+            "move or rename that folder, or choose another output name or folder"
+        )
+
+
+def _replace(tmp: str, path: Path) -> None:
+    """``os.replace(tmp, path)``, with a clear message if ``path`` became a folder meanwhile."""
+    try:
+        os.replace(tmp, path)
+    except IsADirectoryError:
+        _refuse_folder(path)
+        raise
 
 
 def _create_temporary(folder: Path) -> tuple[int, str]:
@@ -37,13 +58,14 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """A binary file to write ``path``'s new content into; it replaces ``path``
     when the block ends without an exception, and is removed otherwise."""
     path = Path(path)
+    _refuse_folder(path)
     fd, tmp = _create_temporary(path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -53,6 +75,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     """Call ``write(tmp_path)`` to produce the file, then move it to ``path`` atomically
     (creating ``path``'s folder if needed)."""
     path = Path(path)
+    _refuse_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temporary(path.parent)
     mode = stat.S_IMODE(os.fstat(fd).st_mode)  # 0666 & ~umask, as the kernel applied it
@@ -62,7 +85,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         os.chmod(tmp, mode)  # some writers (safetensors) make a file of their own at tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
