@@ -83,3 +83,96 @@ def test_the_cli_says_in_one_line_that_an_output_name_is_a_folder(tmp_path: Path
     assert "a folder of that name exists" in line and "Errno" not in err and "Traceback" not in err
     assert (out / "a.png" / "keep.txt").read_text() == "mine"
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+
+
+# -- temporaries left by a killed run (issue 18, item 13) ----------------------------
+
+_WRITER = """
+import sys, time
+from inspyrenet_lite._atomic import atomic_write
+
+def write(tmp):
+    with open(tmp, "wb") as fh:
+        fh.write(b"half of a result")
+        fh.flush()
+        print("writing", flush=True)
+        time.sleep(600)
+
+atomic_write(sys.argv[1], write)
+"""
+
+
+def _start_writer(dest: Path):
+    """A process in the middle of an atomic write of ``dest`` (its temporary exists once this returns)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(_atomic.__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(dest)], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().strip() == "writing"
+    return proc
+
+
+def _age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return sorted(folder.glob(".inspyrenet-*.part"))
+
+
+def test_a_later_run_removes_the_temporary_of_a_killed_run_but_not_of_a_live_one(tmp_path: Path, stand_in, capsys):
+    import signal
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    _photo(src / "a.png")
+    out.mkdir()
+    killed = _start_writer(out / "x.png")
+    (left,) = _temporaries(out)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert left.exists()  # what kill -9 leaves behind
+    live = _start_writer(out / "y.png")
+    try:
+        (busy,) = [p for p in _temporaries(out) if p != left]
+        for path in (left, busy):
+            _age(path, 3600)  # an hour untouched: only the dead writer's goes
+        assert main([str(src), "-o", str(out), "-q"]) == 0
+        assert _temporaries(out) == [busy]
+    finally:
+        live.kill()
+        live.wait()
+    assert _files(out) == sorted(["a.png", busy.name])
+
+
+def test_only_our_own_stale_temporaries_are_removed(tmp_path: Path):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)  # a process that has exited
+    names = {
+        f".inspyrenet-{dead}-0123abcd.part": "stale",  # dead writer, old
+        ".inspyrenet-89abcdef.part": "stale",  # an earlier version's name (no pid), old
+        f".inspyrenet-{dead}-00000000.part": "fresh",  # dead writer, but touched a minute ago
+        f".inspyrenet-{os.getpid()}-11111111.part": "mine",  # a live writer (this process), old
+        ".inspyrenet-lite-manifest.jsonl": "other",
+        ".inspyrenet-probe-abc123": "other",
+        ".inspyrenet-0123abcd.part.bak": "other",
+        "inspyrenet-0123abcd.part": "other",
+        ".inspyrenet-0123ABCD.part": "other",
+        "photo.part": "other",
+    }
+    for name, kind in names.items():
+        (tmp_path / name).write_bytes(b"x")
+        _age(tmp_path / name, 60 if kind == "fresh" else 2 * _atomic.STALE_AFTER_S)
+    folder_named_so = tmp_path / ".inspyrenet-22222222.part"
+    folder_named_so.mkdir()
+    _age(folder_named_so, 2 * _atomic.STALE_AFTER_S)
+
+    removed = _atomic.remove_stale_temporaries(tmp_path)
+
+    assert sorted(p.name for p in removed) == sorted(n for n, kind in names.items() if kind == "stale")
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {n for n, kind in names.items() if kind != "stale"} | {folder_named_so.name}

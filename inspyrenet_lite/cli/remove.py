@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from inspyrenet_lite import __version__
 from inspyrenet_lite.cli.manifest import Manifest, Record
 from inspyrenet_lite.cli.model_args import add_model_arguments
-from inspyrenet_lite.cli.plan import IMAGE_SUFFIXES, Job, assign_outputs, find_inputs, probe_folder
+from inspyrenet_lite.cli.plan import IMAGE_SUFFIXES, Job, assign_outputs, find_inputs, probe_folder, remove_leftovers
 from inspyrenet_lite.cli import video as video_cli
 from inspyrenet_lite.registry import MODELS, decode_base_size
 
@@ -386,6 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         manifest.compact()
+        remove_leftovers(output_dir, jobs)
     except OSError as exc:
         print(f"inspyrenet-lite: cannot write into -o {args.output!r}: {exc}", file=sys.stderr)
         return 2
