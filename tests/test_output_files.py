@@ -176,3 +176,45 @@ def test_only_our_own_stale_temporaries_are_removed(tmp_path: Path):
     assert sorted(p.name for p in removed) == sorted(n for n, kind in names.items() if kind == "stale")
     left = {p.name for p in tmp_path.iterdir()}
     assert left == {n for n, kind in names.items() if kind != "stale"} | {folder_named_so.name}
+
+
+# -- --skip-existing's input-to-output mapping: cases beside tests/test_cli.py's (issue 18, item 16) --
+
+
+def test_skip_existing_keeps_one_result_per_input_and_format(tmp_path: Path, stand_in, capsys):
+    src, out = tmp_path / "src", tmp_path / "out"
+    _photo(src / "a.png", (40, 30))
+    assert main([str(src), "-o", str(out), "-q"]) == 0
+    capsys.readouterr()
+
+    # Another format is another result: made, not skipped because a.png is done.
+    assert main([str(src), "-o", str(out), "--skip-existing", "--format", "webp", "-q"]) == 0
+    assert "1 done, 0 skipped, 0 failed" in capsys.readouterr().err
+    assert _files(out) == ["a.png", "a.webp"]
+    with Image.open(out / "a.webp") as img:
+        assert img.format == "WEBP" and img.size == (40, 30)
+    # Each is now recorded as done under its own name: both formats resume to a skip.
+    for fmt in ("png", "webp"):
+        assert main([str(src), "-o", str(out), "--skip-existing", "--format", fmt, "-q"]) == 0
+        assert "0 done, 1 skipped, 0 failed" in capsys.readouterr().err
+    assert _files(out) == ["a.png", "a.webp"]
+
+
+def test_skip_existing_tells_same_named_inputs_of_different_folders_apart(tmp_path: Path, stand_in, capsys):
+    src, out = tmp_path / "src", tmp_path / "out"
+    _photo(src / "day" / "a.png", (40, 30))
+    _photo(src / "night" / "a.png", (20, 10))
+    assert main([str(src), "-o", str(out), "-q"]) == 0
+    assert _files(out) == ["day/a.png", "night/a.png"]
+    capsys.readouterr()
+
+    _photo(src / "night" / "a.png", (24, 12))  # only night's input changes
+    _StandIn.calls = []
+    assert main([str(src), "-o", str(out), "--skip-existing", "-q"]) == 0
+    assert "1 done, 1 skipped, 0 failed" in capsys.readouterr().err
+    assert _StandIn.calls == [str(src / "night" / "a.png")]
+    with Image.open(out / "night" / "a.png") as img:
+        assert img.size == (24, 12)
+    with Image.open(out / "day" / "a.png") as img:
+        assert img.size == (40, 30)
+    assert _files(out) == ["day/a.png", "night/a.png"]
