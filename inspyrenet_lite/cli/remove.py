@@ -287,13 +287,7 @@ def _prepare_onnx_graph(remover, args: argparse.Namespace) -> int:
     hr_blend = args.hr_blend if args.hr_blend is not None else remover.hr_blend
     if remover.resize != "static" or hr_blend:
         return 0  # every pass runs in PyTorch (the backend logs why)
-    if not backend.cache_path(remover.base_size).is_file():
-        print(
-            "inspyrenet-lite: exporting the network to ONNX for ONNX Runtime "
-            "(once per model and size, then cached; about a minute for fast, two to three for base)...",
-            file=sys.stderr,
-        )
-    try:
+    try:  # before an export the backend warns how long it takes and why (shown through logging)
         backend.session(remover.base_size)
     except KeyboardInterrupt:
         print("inspyrenet-lite: interrupted during the ONNX export; nothing was written", file=sys.stderr)
