@@ -5,26 +5,59 @@ included) leaves the old file (if any) untouched and no temporary file. The
 result gets the user's normal permissions (0666 & ~umask): the temporary file
 is created with mode 0666 and the kernel applies the umask, as for any file
 the user creates (no ``os.umask`` round trip, which would race with other
-threads). The temporary name is short and of fixed length
-(``.inspyrenet-XXXXXXXX.part``), so any final name the file system accepts
-works.
+threads). The temporary name is short (``.inspyrenet-<pid>-XXXXXXXX.part``,
+at most about 30 characters), so any final name the file system accepts
+works; it carries the writer's process id so that a later run can tell a
+temporary left by a killed process (``kill -9``) from one still being written
+(:func:`remove_stale_temporaries`).
+
+A destination that is a folder is refused before anything is written, with
+an :class:`IsADirectoryError` that says so (no errno text).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import secrets
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+logger = logging.getLogger(__name__)
+
+#: Our temporaries: ``.inspyrenet-<pid>-<8 hex>.part`` (and the pid-less names of earlier versions).
+_TEMPORARY = re.compile(r"\.inspyrenet-(?:(\d{1,10})-)?[0-9a-f]{8}\.part")
+#: A temporary untouched for this long is no one's work in progress (writers append as they go).
+STALE_AFTER_S = 15 * 60
+
+
+def _refuse_folder(path: Path) -> None:
+    """Raise a clear IsADirectoryError if ``path`` is an existing folder (a file cannot replace it)."""
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"cannot write {str(path)!r}: a folder of that name exists there; "
+            "move or rename that folder, or choose another output name or folder"
+        )
+
+
+def _replace(tmp: str, path: Path) -> None:
+    """``os.replace(tmp, path)``, with a clear message if ``path`` became a folder meanwhile."""
+    try:
+        os.replace(tmp, path)
+    except IsADirectoryError:
+        _refuse_folder(path)
+        raise
 
 
 def _create_temporary(folder: Path) -> tuple[int, str]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        name = os.path.join(folder, f".inspyrenet-{secrets.token_hex(4)}.part")
+        name = os.path.join(folder, f".inspyrenet-{os.getpid()}-{secrets.token_hex(4)}.part")
         try:
             return os.open(name, flags, 0o666), name
         except FileExistsError:
@@ -37,13 +70,14 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """A binary file to write ``path``'s new content into; it replaces ``path``
     when the block ends without an exception, and is removed otherwise."""
     path = Path(path)
+    _refuse_folder(path)
     fd, tmp = _create_temporary(path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -53,6 +87,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     """Call ``write(tmp_path)`` to produce the file, then move it to ``path`` atomically
     (creating ``path``'s folder if needed)."""
     path = Path(path)
+    _refuse_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temporary(path.parent)
     mode = stat.S_IMODE(os.fstat(fd).st_mode)  # 0666 & ~umask, as the kernel applied it
@@ -62,7 +97,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         os.chmod(tmp, mode)  # some writers (safetensors) make a file of their own at tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -72,3 +107,48 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (True when unsure)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's live process, or a pid we cannot ask about
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Delete temporaries this module left in ``folder`` when their writer was killed.
+
+    Only regular files named exactly as :func:`_create_temporary` names them,
+    untouched for ``older_than_s`` seconds, and whose writer's process id (if
+    the name carries one) is not a live process here, are removed: never
+    another file, nor the temporary of a writer still at work (another run
+    into the same folder included). Returns what was removed; best effort
+    (a file that cannot be removed is logged and left).
+    """
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) or now - entry.stat(follow_symlinks=False).st_mtime < older_than_s:
+                continue
+            if match.group(1) is not None and _pid_alive(int(match.group(1))):
+                continue
+            os.unlink(entry.path)
+        except OSError as exc:
+            logger.debug("could not remove the stale temporary %s: %s", entry.path, exc)
+            continue
+        removed.append(Path(entry.path))
+        logger.info("removed %s, a temporary left by an interrupted earlier run", entry.path)
+    return removed

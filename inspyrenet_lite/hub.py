@@ -128,6 +128,13 @@ class InSPyReNetHubMixin(
             )
         return None
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any):  # type: ignore[override]
+        """Load a folder or Hub repo; an unreachable Hub or a missing repo fails in seconds with a clear error."""
+        from ._hub_access import load_pretrained
+
+        return load_pretrained(super().from_pretrained, str(pretrained_model_name_or_path), kwargs)
+
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> str:  # type: ignore[override]
         """Upload this model to the Hub repo ``repo_id`` (created if needed) in one commit.
 

@@ -16,7 +16,8 @@ What it serves, per file and per source ("hub" or "release"), is set with
 
 Hub: ``HEAD``/``GET /{repo_id}/resolve/{revision}/{filename}`` answer with the
 headers ``hf_hub_download`` needs (``X-Repo-Commit``, ``ETag``,
-``X-Linked-Etag``, ``X-Linked-Size``, ``Content-Length``). Release:
+``X-Linked-Etag``, ``X-Linked-Size``, ``Content-Length``); any other repo gets
+the Hub's 401 ``RepoNotFound``. Release:
 ``GET /releases/download/{tag}/{filename}`` redirects (302) to
 ``/release-assets/{tag}/{filename}`` as GitHub does. Google Drive
 (:meth:`FakeHub.serve_drive`): ``GET /uc?export=download&id=ID`` answers with
@@ -206,6 +207,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith(assets_prefix):
             self.hub._record(Request("release", self.command, path))
             self._send_file("release", path[len(assets_prefix) :], send_body)
+        elif "/resolve/" in path:
+            # Another repo: the Hub answers 401 RepositoryNotFound (it will not say whether a private one exists).
+            self.hub._record(Request("hub", self.command, path))
+            self.send_response(401)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("X-Error-Message", "Repository not found")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         else:
             self.hub._record(Request("other", self.command, path))
             self._send_status(404)

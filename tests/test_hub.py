@@ -160,3 +160,99 @@ def test_from_pretrained_downloads_from_the_hub_then_works_offline(tmp_path: Pat
         out = json.loads(run.stdout.strip().splitlines()[-1])
         assert out["base_size"] == [64, 96]
         assert out["sum"] == pytest.approx(expected, rel=1e-6)
+
+
+# -- failing fast and clearly; saying nothing about a folder without config.json (issue 18) -------
+
+_TRY = """
+import json, time
+from inspyrenet_lite import InSPyReNet
+started = time.monotonic()  # after the imports: only the loading is timed
+try:
+    InSPyReNet.from_pretrained({repo!r})
+except Exception as exc:
+    out = {{"error": type(exc).__name__, "message": str(exc)}}
+else:
+    out = {{"loaded": True}}
+print(json.dumps({{**out, "seconds": time.monotonic() - started}}))
+"""
+
+
+def _closed_endpoint() -> dict[str, str]:
+    """HF_ENDPOINT of a server that has stopped: its port on 127.0.0.1 refuses connections."""
+    hub = FakeHub().start()
+    env = hub.env()
+    hub.stop()
+    return env
+
+
+def test_an_unreachable_hub_repo_fails_in_seconds_with_what_to_do(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    env = {**_closed_endpoint(), "HF_HOME": str(tmp_path / "hf")}
+    args = [str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"), "--model", REPO]
+    code = (
+        "import sys, time\nimport inspyrenet_lite.remover\nfrom inspyrenet_lite.cli import main\n"
+        f"started = time.monotonic()\nstatus = main({args!r})\n"
+        "print(time.monotonic() - started)\nsys.exit(status)\n"
+    )
+    proc = run_python(code, env)
+    seconds = float(proc.stdout.strip().splitlines()[-1])  # the run itself, imports aside
+    assert proc.returncode == 2, proc.stderr
+    # Before: five "Retrying in ..." lines (26 s), then a generic LocalEntryNotFoundError.
+    assert seconds < 10, f"took {seconds:.1f} s"
+    assert "Retrying" not in proc.stderr and "Traceback" not in proc.stderr
+    (line,) = [line for line in proc.stderr.splitlines() if REPO in line]
+    assert "cannot be reached" in line and "HF_HUB_OFFLINE" in line and "folder" in line
+
+
+@pytest.mark.parametrize("case", ["offline, not cached", "no such repo"])
+def test_a_hub_repo_that_cannot_be_had_says_why(tmp_path: Path, case: str) -> None:
+    with FakeHub(repo_id="someone/other-model") as hub:
+        env = {**hub.env(), "HF_HOME": str(tmp_path / "hf")}
+        if case == "offline, not cached":
+            env["HF_HUB_OFFLINE"] = "1"
+        proc = run_python(_TRY.format(repo=REPO), env)
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert out["error"] == "WeightsUnavailableError", out
+        assert REPO in out["message"]
+        if case == "offline, not cached":
+            assert "HF_HUB_OFFLINE" in out["message"] and "hf download" in out["message"]
+            assert hub.requests == []
+        else:
+            assert "no such repo" in out["message"] and "HF_TOKEN" in out["message"]
+
+
+def test_a_cached_hub_repo_loads_in_seconds_while_the_hub_is_unreachable(tmp_path: Path) -> None:
+    folder = tmp_path / "saved"
+    tiny("swinb", (64, 64)).save_pretrained(folder)
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub-cache")}
+    with FakeHub(repo_id=REPO) as hub:
+        for name in ("config.json", "model.safetensors"):
+            hub.serve(name, folder / name)
+        assert run_python(_TRY.format(repo=REPO), {**env, **hub.env()}).returncode == 0
+        endpoint = hub.env()
+    proc = run_python(_TRY.format(repo=REPO), {**env, **endpoint})  # the port is closed now; not offline
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out.get("loaded"), (out, proc.stderr)
+    assert out["seconds"] < 10 and "Retrying" not in proc.stderr, (out, proc.stderr)
+
+
+def test_a_folder_without_config_loads_without_printing_anything(tmp_path: Path, images_dir: Path) -> None:
+    folder = tmp_path / "model"
+    tiny("swinb", (64, 64)).save_pretrained(folder)
+    (folder / "config.json").unlink()
+    # A fresh interpreter: the Hub client's own handler writes to the stderr it found at import.
+    code = (
+        "import sys\n"
+        "from inspyrenet_lite import InSPyReNet\n"
+        f"InSPyReNet.from_pretrained({str(folder)!r})\n"
+        "from inspyrenet_lite.cli import main\n"
+        f"sys.exit(main({[str(images_dir / 'cat.png'), '-o', str(tmp_path / 'out'), '--model', str(folder), '-q']!r}))\n"
+    )
+    proc = run_python(code, {})
+    assert proc.returncode == 0, proc.stderr
+    # Before: "config.json not found in <folder>" once from the library, once more from the CLI (-q or not).
+    assert "config.json" not in proc.stdout + proc.stderr, proc.stderr

@@ -332,7 +332,7 @@ def test_export_command_writes_a_verified_documented_graph_of_a_saved_model(
 
 
 def test_the_cli_backend_says_it_exports_once_and_gives_the_torch_maps(
-    swin_case, images_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    swin_case, images_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ):
     model, _ = swin_case
     folder = tmp_path / "saved"
@@ -343,11 +343,15 @@ def test_the_cli_backend_says_it_exports_once_and_gives_the_torch_maps(
     Image.open(images_dir / "coffee.png").convert("RGB").resize((200, 150)).save(photos / "coffee.png")
     common = [str(photos), "--model", str(folder), "--device", "cpu", "--type", "map", "-q"]
     assert cli_main([*common, "-o", str(tmp_path / "torch")]) == 0
+    # The warning is logged (the command prints warnings; pytest's log capture takes them here).
+    caplog.set_level(logging.WARNING, logger="inspyrenet_lite")
+    caplog.clear()
     assert cli_main([*common, "-o", str(tmp_path / "ort"), "--backend", "onnxruntime"]) == 0
-    assert "exporting the network to ONNX" in capsys.readouterr().err
+    assert "exporting the network to ONNX" in caplog.text
     assert len(list((tmp_path / "graphs").glob("*.onnx"))) == 1
+    caplog.clear()
     assert cli_main([*common, "-o", str(tmp_path / "again"), "--backend", "onnxruntime"]) == 0
-    assert "exporting" not in capsys.readouterr().err  # the cached graph
+    assert "exporting" not in caplog.text  # the cached graph
     expected = np.asarray(Image.open(tmp_path / "torch" / "coffee.png"), dtype=np.int16)
     for run in ("ort", "again"):
         got = np.asarray(Image.open(tmp_path / run / "coffee.png"), dtype=np.int16)
@@ -413,3 +417,102 @@ def test_onednn_linear_is_as_close_to_float64_as_the_blas_path(monkeypatch: pyte
     ours = backbones._linear(layer, x)
     assert ours.shape == (4, 576, 1536)
     assert (ours.double() - exact).abs().max() <= 4 * blas_error + 1e-6
+
+
+# -- told before the export; auto never slower; a cache path that is a file (issue 18) -------------
+
+
+class _StopBeforeExport(Exception):
+    pass
+
+
+@pytest.mark.parametrize("asked", [True, False])
+def test_the_user_is_warned_how_long_the_export_takes_before_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, asked: bool
+):
+    seen_at_export: list[list[logging.LogRecord]] = []
+
+    def export(*args, **kwargs):
+        seen_at_export.append(list(caplog.records))
+        raise _StopBeforeExport
+
+    monkeypatch.setattr(ort_module, "export_onnx", export)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"weights")
+    backend = OrtBackend(torch.nn.Identity(), weights, strict=True, cache_dir=tmp_path / "graphs")
+    backend.strict = asked  # asked for by name (strict), or chosen by auto
+    caplog.set_level(logging.WARNING, logger="inspyrenet_lite")
+    with pytest.raises(_StopBeforeExport):
+        backend._open_or_export((384, 384))
+    (records,) = seen_at_export
+    (warning,) = [r for r in records if r.levelno == logging.WARNING and r.name.startswith("inspyrenet_lite")]
+    text = warning.getMessage()
+    assert "exporting the network to ONNX" in text and "384x384" in text
+    assert "minute" in text and "memory" in text and str(tmp_path / "graphs") in text  # how long, what it costs
+    if asked:
+        assert "Intel" in text and "no faster" in text and "auto" in text  # why it may not pay, what to use
+
+
+@pytest.mark.parametrize("speedup", [1.49, 1.0, 0.6, float("nan")])
+def test_auto_never_takes_onnxruntime_where_it_measures_no_clearly_faster(
+    swin_case, speedup: float, monkeypatch: pytest.MonkeyPatch
+):
+    from inspyrenet_lite.backends import matmul_speed
+
+    monkeypatch.setattr(matmul_speed, "onnxruntime_speedup", lambda threads=None: speedup)
+    backend = create_backend("auto", swin_case[0], device=torch.device("cpu"), precision="fp32",
+                             checkpoint_path=_weights("swin_small_lr"))
+    assert backend.name == "torch"
+
+
+def test_an_onnx_cache_dir_that_is_a_file_is_refused_with_what_to_do(
+    swin_case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    from inspyrenet_lite.backends import matmul_speed
+
+    not_a_folder = tmp_path / "graphs"
+    not_a_folder.write_text("a file")
+    monkeypatch.setenv("INSPYRENET_LITE_ONNX_DIR", str(not_a_folder))
+    model = swin_case[0]
+    kwargs = {"device": torch.device("cpu"), "precision": "fp32", "checkpoint_path": _weights("swin_small_lr")}
+    with pytest.raises(ValueError) as info:
+        create_backend("onnxruntime", model, **kwargs)
+    message = str(info.value)
+    assert "INSPYRENET_LITE_ONNX_DIR" in message and "is a file, not a folder" in message and "Errno" not in message
+    monkeypatch.setattr(matmul_speed, "onnxruntime_speedup", lambda threads=None: 3.0)
+    assert create_backend("auto", model, **kwargs).name == "torch"  # auto falls back instead
+    monkeypatch.setenv("INSPYRENET_LITE_ONNX_DIR", str(not_a_folder / "sub"))  # below a file
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        create_backend("onnxruntime", model, **kwargs)
+
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder)
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30)).save(photo)
+    capsys.readouterr()
+    args = [str(photo), "-o", str(tmp_path / "out"), "--model", str(folder), "--backend", "onnxruntime", "-q"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "INSPYRENET_LITE_ONNX_DIR" in err and "Errno" not in err
+    assert not not_a_folder.is_dir()
+
+
+def test_the_command_prints_the_export_warning_before_exporting(swin_case, tmp_path: Path):
+    from fake_hub import run_python
+
+    folder = tmp_path / "saved"
+    swin_case[0].save_pretrained(folder)
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30)).save(photo)
+    args = [str(photo), "-o", str(tmp_path / "out"), "--model", str(folder), "--backend", "onnxruntime", "-q"]
+    code = (
+        "import sys\nfrom inspyrenet_lite.backends import ort\n"
+        "def export(*a, **k):\n    raise RuntimeError('stopped here by the test')\n"
+        "ort.export_onnx = export\nfrom inspyrenet_lite.cli import main\n"
+        f"sys.exit(main({args!r}))\n"
+    )
+    proc = run_python(code, {"INSPYRENET_LITE_ONNX_DIR": str(tmp_path / "graphs")})
+    assert proc.returncode == 2, proc.stderr
+    warned = proc.stderr.find("exporting the network to ONNX")
+    assert 0 <= warned < proc.stderr.find("stopped here by the test"), proc.stderr
+    assert proc.stderr.count("exporting the network to ONNX") == 1 and "minute" in proc.stderr

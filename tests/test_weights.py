@@ -133,6 +133,24 @@ def test_both_sources_bad_gives_an_error_naming_both_and_how_to_pass_ckpt(
     assert not (tmp_path / "own" / FAST).exists()
 
 
+def test_a_release_file_corrupted_past_its_first_mebibyte_with_the_right_length_is_refused(hub, env, tmp_path):
+    # Beside the "corrupt" cases above (bytes flipped from the very first one on, in a
+    # 200 kB file): here the download streams in several chunks and only one byte in
+    # the middle of the third MiB differs, so only a hash of every byte can tell.
+    good = random.Random(1).randbytes(5 * (1 << 20) // 2)
+    bad = bytearray(good)
+    bad[len(bad) // 2 + (1 << 20) // 2] ^= 0x01
+    hub.serve(FAST, bytes(bad), hub=404, release="ok")
+
+    result = resolve(env, md5s={"fast": hashlib.md5(good).hexdigest()})
+    assert result["error"] == "WeightsUnavailableError", result
+    release = [why for source, why in result["attempts"] if source.startswith("GitHub release")]
+    assert len(release) == 1 and "md5" in release[0] and hashlib.md5(bytes(bad)).hexdigest() in release[0]
+    assert hub.count("release") >= 1
+    assert not (tmp_path / "own" / FAST).exists()
+    assert not [p for p in files_under(tmp_path) if p.stat().st_size == len(bad)], "the bad download was kept"
+
+
 def test_release_download_shows_a_progress_bar_unless_disabled(hub, env):
     hub.serve(FAST, GOOD, hub=404)
     quiet = resolve(env)  # run_python sets HF_HUB_DISABLE_PROGRESS_BARS=1

@@ -60,6 +60,12 @@ def onnxruntime_missing() -> str | None:
     return None
 
 
+def _cache_problem() -> str | None:
+    from .ort import cache_dir_problem, default_cache_dir
+
+    return cache_dir_problem(default_cache_dir())
+
+
 def create_backend(
     name: str,
     model: torch.nn.Module,
@@ -85,7 +91,7 @@ def create_backend(
     elif checkpoint_path is None:
         reason = "the model has no checkpoint file to key the ONNX graph cache on"
     else:
-        reason = onnxruntime_missing()
+        reason = onnxruntime_missing() or _cache_problem()
     if reason is None and name == "auto":
         from .matmul_speed import onnxruntime_speedup
 
@@ -94,7 +100,7 @@ def create_backend(
         except Exception as exc:  # auto never fails: it falls back
             reason = f"ONNX Runtime's speed could not be measured ({exc})"
         else:
-            if speedup < AUTO_MIN_SPEEDUP:
+            if not speedup >= AUTO_MIN_SPEEDUP:  # a NaN measurement is no evidence of speed either
                 reason = (
                     f"ONNX Runtime multiplies float32 matrices only {speedup:.2f}x as fast as PyTorch on this CPU "
                     f"(auto wants {AUTO_MIN_SPEEDUP}x to pay for the export); backend='onnxruntime' forces it"

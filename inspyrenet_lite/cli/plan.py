@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from inspyrenet_lite._atomic import remove_stale_temporaries
 from inspyrenet_lite.cli.manifest import Manifest
 from inspyrenet_lite.video.formats import is_video
 
@@ -223,3 +224,11 @@ def _free(
     if record is not None:
         return manifest.key(record.input) == manifest.key(job.key)
     return overwrite or not os.path.lexists(path)
+
+
+def remove_leftovers(output_dir: Path, jobs: Sequence[Job]) -> None:
+    """Remove the temporaries that killed earlier runs (``kill -9``, out of memory) left
+    in the folders this run writes to (:func:`~inspyrenet_lite._atomic.remove_stale_temporaries`)."""
+    folders = {output_dir, *(job.output.parent for job in jobs if job.output is not None)}
+    for folder in sorted(folders):
+        remove_stale_temporaries(folder)

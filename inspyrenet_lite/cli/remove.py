@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from inspyrenet_lite import __version__
 from inspyrenet_lite.cli.manifest import Manifest, Record
 from inspyrenet_lite.cli.model_args import add_model_arguments
-from inspyrenet_lite.cli.plan import IMAGE_SUFFIXES, Job, assign_outputs, find_inputs, probe_folder
+from inspyrenet_lite.cli.plan import IMAGE_SUFFIXES, Job, assign_outputs, find_inputs, probe_folder, remove_leftovers
 from inspyrenet_lite.cli import video as video_cli
 from inspyrenet_lite.registry import MODELS, decode_base_size
 
@@ -287,13 +287,7 @@ def _prepare_onnx_graph(remover, args: argparse.Namespace) -> int:
     hr_blend = args.hr_blend if args.hr_blend is not None else remover.hr_blend
     if remover.resize != "static" or hr_blend:
         return 0  # every pass runs in PyTorch (the backend logs why)
-    if not backend.cache_path(remover.base_size).is_file():
-        print(
-            "inspyrenet-lite: exporting the network to ONNX for ONNX Runtime "
-            "(once per model and size, then cached; about a minute for fast, two to three for base)...",
-            file=sys.stderr,
-        )
-    try:
+    try:  # before an export the backend warns how long it takes and why (shown through logging)
         backend.session(remover.base_size)
     except KeyboardInterrupt:
         print("inspyrenet-lite: interrupted during the ONNX export; nothing was written", file=sys.stderr)
@@ -386,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         manifest.compact()
+        remove_leftovers(output_dir, jobs)
     except OSError as exc:
         print(f"inspyrenet-lite: cannot write into -o {args.output!r}: {exc}", file=sys.stderr)
         return 2
