@@ -22,8 +22,7 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from inspyrenet_lite.constants import IMAGENET_MEAN, IMAGENET_STD
 PB_SHORT_SIDE_CAP = 1280
 PB_THRESHOLD = 512
 
@@ -214,7 +213,7 @@ class LiteOrtAdapter(LiteAdapter):
         self.model = self.remover.model
         self._process_params = inspect.signature(self.remover.process).parameters
         # Export (or open the cached graph) now, so that latency is inference only.
-        self.remover.backend.session(self.remover.base_size)
+        self.remover.predictor.warmup()
 
 
 ADAPTERS: dict[str, type[Adapter]] = {"tb": ReferenceAdapter, "lite": LiteAdapter, "ort": LiteOrtAdapter}

@@ -33,8 +33,7 @@ log = logging.getLogger(__name__)
 SEED = 0
 #: Calibration input side and how many photos go into the batch (1024 is memory-hungry).
 CALIBRATION = {"fast": (384, 8), "base": (1024, 2)}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from inspyrenet_lite.constants import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _calibration_batch(photos: list[Path], size: int) -> torch.Tensor:

@@ -78,7 +78,7 @@ def prepare_onnx(mode: str, ckpt: str, threads: int) -> dict:
     start = time.perf_counter()
     remover = Remover(mode=mode, ckpt=ckpt, device="cpu", backend="onnxruntime")
     cached = remover.backend.cache_path(remover.base_size).is_file()
-    remover.backend.session(remover.base_size)
+    remover.predictor.warmup()
     return {"export_s": time.perf_counter() - start, "peak_rss_mib": peak_rss_mib(), "was_cached": cached}
 
 

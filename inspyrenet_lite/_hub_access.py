@@ -8,15 +8,15 @@
 * A repo that does not exist, is private or has no weights gets one line
   saying so and what to do, as a :class:`~inspyrenet_lite.weights.WeightsUnavailableError`.
 * A folder without ``config.json`` is supported (the weights' header says the
-  architecture): the Hub mixin's "config.json not found" warning is dropped.
+  architecture), silently: ``hub.py`` reads the folder itself, not through the
+  Hub mixin that warns about it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from huggingface_hub import constants as hf_constants
@@ -40,8 +40,7 @@ WEIGHTS_NAME = "model.safetensors"
 def load_pretrained(load: Callable[..., Any], name: str, kwargs: dict[str, Any]) -> Any:
     """Call the Hub mixin's ``load(name, **kwargs)`` for a folder or a Hub repo (see the module docstring)."""
     if os.path.isdir(name):
-        with _without_missing_config_warning():
-            return load(name, **kwargs)
+        return load(name, **kwargs)
     kwargs = dict(kwargs)
     if _cache_only(name, kwargs):
         kwargs["local_files_only"] = True
@@ -118,23 +117,3 @@ def _failure(repo_id: str, exc: BaseException) -> str:
         )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"{where}: {first}"
-
-
-class _DropMissingConfig(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage().startswith(f"{hf_constants.CONFIG_NAME} not found in "):
-            logger.debug("%s; the architecture comes from the weights' header", record.getMessage())
-            return False
-        return True
-
-
-@contextlib.contextmanager
-def _without_missing_config_warning() -> Iterator[None]:
-    """Drop the Hub mixin's warning about a folder without config.json while loading one."""
-    hub_logger = logging.getLogger("huggingface_hub.hub_mixin")
-    dropped = _DropMissingConfig()
-    hub_logger.addFilter(dropped)
-    try:
-        yield
-    finally:
-        hub_logger.removeFilter(dropped)

@@ -35,7 +35,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Suffixes of map, mask and image files looked for in a folder.
-SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".jfif"})
+from inspyrenet_lite.constants import IMAGE_SUFFIXES as SUFFIXES  # noqa: E402  (the one set of image suffixes)
 
 
 @dataclass

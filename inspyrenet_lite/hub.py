@@ -128,13 +128,6 @@ class InSPyReNetHubMixin(
             )
         return None
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any):  # type: ignore[override]
-        """Load a folder or Hub repo; an unreachable Hub or a missing repo fails in seconds with a clear error."""
-        from ._hub_access import load_pretrained
-
-        return load_pretrained(super().from_pretrained, str(pretrained_model_name_or_path), kwargs)
-
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> str:  # type: ignore[override]
         """Upload this model to the Hub repo ``repo_id`` (created if needed) in one commit.
 
@@ -154,7 +147,25 @@ class InSPyReNetHubMixin(
         )
 
     @classmethod
-    def from_pretrained(  # type: ignore[override]
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any):  # type: ignore[override]
+        """Load a model saved with ``save_pretrained``: a local folder or a Hub repo ``"owner/name"``.
+
+        Keyword arguments: ``revision``, ``cache_dir``, ``force_download``,
+        ``local_files_only``, ``token`` (the Hub client's), ``device`` /
+        ``map_location``, and architecture overrides (e.g.
+        ``base_size=(1024, 1024)`` for weights that do not say it). The
+        folder's config.json is validated
+        (:class:`~inspyrenet_lite.serialization.ConfigError` names the bad
+        field). An unreachable Hub or a missing repo fails in seconds with a
+        :class:`~inspyrenet_lite.WeightsUnavailableError` saying what to do;
+        a repo in the Hub cache loads from it (see :mod:`inspyrenet_lite._hub_access`).
+        """
+        from ._hub_access import load_pretrained
+
+        return load_pretrained(cls._load_pretrained, str(pretrained_model_name_or_path), kwargs)
+
+    @classmethod
+    def _load_pretrained(
         cls,
         pretrained_model_name_or_path: str | Path,
         *,
@@ -167,12 +178,7 @@ class InSPyReNetHubMixin(
         map_location: Any = None,
         **overrides: Any,
     ):
-        """Load a model saved with ``save_pretrained``: a local folder or a Hub repo ``"owner/name"``.
-
-        ``overrides`` replace architecture fields (e.g. ``base_size=(1024, 1024)``
-        for a file that does not say it). The folder's config.json is validated
-        (:class:`~inspyrenet_lite.serialization.ConfigError` names the bad field).
-        """
+        """:meth:`from_pretrained` without its Hub-access guard."""
         model_id = str(pretrained_model_name_or_path)
         hub_args = dict(
             revision=revision, cache_dir=cache_dir, force_download=force_download, token=token,

@@ -301,7 +301,7 @@ class Predictor:
         sizes = list(sizes) if sizes is not None else [self.base_size]
         warm = getattr(self.backend, "warmup", None)
         if warm is not None:
-            with self._lock:
+            with self._lock, torch.inference_mode(), self._autocast():
                 warm(sizes)
             return
         for height, width in sizes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import errno
 import os
 import subprocess
@@ -14,7 +16,7 @@ import pytest
 from PIL import Image
 
 from inspyrenet_lite.cli import collect_jobs, main
-from inspyrenet_lite.cli.manifest import MANIFEST_NAME
+from inspyrenet_lite.jobs.manifest import MANIFEST_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +46,20 @@ class _FakeRemover:
         _FakeRemover.made.append(self)
         self.calls: list[str] = []
 
-    def process(self, source, type="rgba", threshold=None, hr_blend=0.0, reverse=False):
+    backend = types.SimpleNamespace(name="torch")
+
+    def process(self, source, type="rgba", threshold=None, hr_blend=0.0, reverse=False, batch_size=1, errors="raise"):
+        """As Remover.process: a list in, a list out (with errors="skip", an exception in a failed item's place)."""
+        if isinstance(source, list):
+            results = []
+            for item in source:
+                try:
+                    results.append(self.process(item, type=type, threshold=threshold, hr_blend=hr_blend, reverse=reverse))
+                except Exception as exc:
+                    if errors != "skip":
+                        raise
+                    results.append(exc)
+            return results
         from inspyrenet_lite.image_io import load_image
 
         self.calls.append(source)
@@ -266,7 +281,7 @@ def test_batches_give_the_one_at_a_time_results_and_survive_a_bad_file(tmp_path:
 
     assert main([*base, "-o", str(tmp_path / "single")]) == 1
     assert batches == []
-    # pairs: (a, b) go through together; (c, d_broken) fails as a batch and is redone one by one
+    # pairs: (a, b) go through together; in (c, d_broken) the Remover's errors="skip" isolates the bad file
     assert main([*base, "-o", str(tmp_path / "batched"), "--batch-size", "2"]) == 1
     assert batches == [2, 2]
     err = capsys.readouterr().err
@@ -324,7 +339,7 @@ def test_overwrite_replaces_other_files_but_never_an_input(tmp_path: Path, fake_
 
 
 def test_on_a_case_insensitive_file_system_the_input_is_not_planned_as_output(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr("inspyrenet_lite.cli.remove.probe_folder", lambda folder: True)
+    monkeypatch.setattr("inspyrenet_lite.jobs.plan.probe_folder", lambda folder: True)
     _photo(tmp_path / "Shot.PNG", (8, 8))
     (job,) = collect_jobs([str(tmp_path / "Shot.PNG")], tmp_path, ".png")
     assert job.output.name.lower() != "shot.png"

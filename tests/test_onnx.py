@@ -516,3 +516,13 @@ def test_the_command_prints_the_export_warning_before_exporting(swin_case, tmp_p
     warned = proc.stderr.find("exporting the network to ONNX")
     assert 0 <= warned < proc.stderr.find("stopped here by the test"), proc.stderr
     assert proc.stderr.count("exporting the network to ONNX") == 1 and "minute" in proc.stderr
+
+
+def test_autos_speed_probe_never_changes_torchs_thread_count(monkeypatch: pytest.MonkeyPatch):
+    """torch's thread count is process-wide: the auto probe must not set it, even to the same value (issue 17)."""
+    from inspyrenet_lite.backends import matmul_speed
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
+    speedup = matmul_speed.onnxruntime_speedup(repeats=1)
+    assert speedup > 0 and calls == []

@@ -15,7 +15,7 @@ from PIL import Image
 
 from inspyrenet_lite import _atomic
 from inspyrenet_lite.cli import main
-from inspyrenet_lite.cli.manifest import MANIFEST_NAME
+from inspyrenet_lite.jobs.manifest import MANIFEST_NAME
 
 
 def _photo(path: Path, size: tuple[int, int] = (16, 12), colour=(200, 60, 40)) -> Path:

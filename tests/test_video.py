@@ -11,6 +11,7 @@ frame, and the same frames (the pan clip) serve several formats.
 from __future__ import annotations
 
 import hashlib
+import types
 import tracemalloc
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class GreyRemover:
     what is measured here is the pipeline's buffering, not the model."""
 
     max_pixels = None
+    backend = types.SimpleNamespace(name="grey")
 
     @property
     def predictor(self):

@@ -35,6 +35,9 @@ class Backend(Protocol):
     def predict(self, x: torch.Tensor, x_lr: torch.Tensor | None = None, hr_blend: float = 0.0) -> torch.Tensor:
         """The map (B, 1, H, W) in [0, 1] for a normalised batch, as ``InSPyReNet.predict``."""
 
+    def warmup(self, sizes: list[tuple[int, int]]) -> None:
+        """Pay each network size's one-time costs (graphs, caches) before the first request."""
+
 
 class TorchBackend:
     """The PyTorch model as it is."""
@@ -48,6 +51,11 @@ class TorchBackend:
         if x_lr is None:
             return self.model.predict(x)
         return self.model.predict(x, x_lr=x_lr, hr_blend=hr_blend)
+
+    def warmup(self, sizes: list[tuple[int, int]]) -> None:
+        param = next(self.model.parameters())
+        for height, width in sizes:
+            self.model.predict(torch.zeros(1, 3, height, width, device=param.device))
 
 
 def onnxruntime_missing() -> str | None:

@@ -50,13 +50,19 @@ def _runner(runtime: str, a: torch.Tensor, b: torch.Tensor, threads: int):
 
 
 def _best_gflops(runtimes: tuple[str, ...], threads: int | None, repeats: int, shape: tuple[int, int, int]) -> list[float]:
-    """Best GFLOP/s of each runtime, their runs taking turns (a busy moment hits both alike)."""
-    threads = threads or torch.get_num_threads()
+    """Best GFLOP/s of each runtime, their runs taking turns (a busy moment hits both alike).
+
+    ``threads=None`` (the ``auto`` backend's probe) measures at torch's current
+    thread count and never changes it (a process-wide setting other threads
+    rely on); an explicit count (benchmarks) is set for the measurement and restored.
+    """
+    current = torch.get_num_threads()
+    threads = threads or current
     m, k, n = shape
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    if threads != current:
+        torch.set_num_threads(threads)
     try:
         runs = [_runner(runtime, a, b, threads) for runtime in runtimes]
         for run in runs:
@@ -68,7 +74,8 @@ def _best_gflops(runtimes: tuple[str, ...], threads: int | None, repeats: int, s
                 run()
                 best[i] = min(best[i], time.perf_counter() - start)
     finally:
-        torch.set_num_threads(previous)
+        if threads != current:
+            torch.set_num_threads(current)
     return [2 * m * k * n / seconds / 1e9 for seconds in best]
 
 

@@ -126,6 +126,14 @@ class OrtBackend:
             return self._torch.predict(x)
         return run_session(session, x)
 
+    def warmup(self, sizes: list[tuple[int, int]]) -> None:
+        """Export (or open the cached) graph for each size it covers (the base size), then run it once."""
+        for size in sizes:
+            if tuple(size) == tuple(self.model.base_size):
+                self.predict(torch.zeros(1, 3, *size))
+            else:
+                self._torch.predict(torch.zeros(1, 3, *size))
+
     # ------------------------------------------------------------------ cache
     def cache_path(self, size: tuple[int, int]) -> Path:
         """Where the graph for ``size`` is cached (keyed by checkpoint, size and versions)."""

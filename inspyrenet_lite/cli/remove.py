@@ -3,8 +3,9 @@
 Inputs are files, folders (searched recursively for images) and glob
 patterns. Each result goes to ``-o DIR`` (default: the current folder) as
 ``<name>.<format>``, keeping the sub-folders of a folder input. Work is never
-lost (planning rules in :mod:`inspyrenet_lite.cli.plan`, the output folder's
-record in :mod:`inspyrenet_lite.cli.manifest`):
+lost (planning rules in :mod:`inspyrenet_lite.jobs.plan`, the output folder's
+record in :mod:`inspyrenet_lite.jobs.manifest`, the run in :mod:`inspyrenet_lite.jobs.run`;
+this module only parses, checks and reports):
 
 * no file is written over unless this tool wrote it for the same input
   (``--overwrite`` lifts that for files that are not inputs);
@@ -25,34 +26,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import logging
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from inspyrenet_lite import __version__
-from inspyrenet_lite.cli.manifest import Manifest, Record
-from inspyrenet_lite.cli.model_args import add_model_arguments
-from inspyrenet_lite.cli.plan import IMAGE_SUFFIXES, Job, assign_outputs, find_inputs, probe_folder, remove_leftovers
 from inspyrenet_lite.cli import video as video_cli
+from inspyrenet_lite.cli.model_args import add_model_arguments
+from inspyrenet_lite.constants import IMAGE_SUFFIXES
+from inspyrenet_lite.jobs.manifest import Manifest
+from inspyrenet_lite.jobs.plan import Job, collect_jobs, probe_folder, remove_leftovers
+from inspyrenet_lite.jobs.run import NO_ALPHA_FORMATS as _NO_ALPHA_FORMATS
 from inspyrenet_lite.registry import MODELS, decode_base_size
-
-if TYPE_CHECKING:
-    from PIL import Image
 
 __all__ = ["main", "build_parser", "collect_jobs", "Job", "IMAGE_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
 
 FORMATS = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG", "jpeg": "JPEG", "bmp": "BMP", "tiff": "TIFF"}
-_NO_ALPHA_FORMATS = {"JPEG", "BMP"}  # Pillow writes no alpha into these
 _QUALITY_FORMATS = {"JPEG", "WEBP"}
 MODES = tuple(MODELS)
-#: Errors after which no further file can be written: the run stops.
-_FATAL_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 def _unit_float(text: str) -> float:
@@ -197,35 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def collect_jobs(
-    inputs: Sequence[str],
-    output_dir: Path,
-    suffix: str | Callable[[Path], str],
-    manifest: Manifest | None = None,
-    overwrite: bool = False,
-) -> list[Job]:
-    """Expand inputs and plan an output path for each file (rules in :mod:`inspyrenet_lite.cli.plan`).
-
-    Without ``manifest``, the output folder's own is read (and its file
-    system probed for case-insensitivity where it can be written).
-    """
-    if manifest is None:
-        try:
-            case_insensitive = probe_folder(output_dir)
-        except OSError:
-            case_insensitive = False
-        manifest = Manifest.load(output_dir, case_insensitive)
-    found, problems = find_inputs(inputs, output_dir, manifest)
-    return problems + assign_outputs(found, output_dir, suffix, manifest, overwrite)
-
-
-def _prepare_for_format(img: Image.Image, fmt: str) -> Image.Image:
-    """Pillow cannot write every mode in every format: flatten what needs it."""
-    if fmt in _NO_ALPHA_FORMATS and img.mode not in ("RGB", "L"):
-        return img.convert("RGB")
-    return img
-
-
 def _device_problem(name: str | None) -> str | None:
     """Why ``--device name`` cannot run a model here (None if it can)."""
     if name is None:
@@ -253,10 +219,6 @@ class _Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
-class _DiskFull(Exception):
-    pass
-
-
 @contextlib.contextmanager
 def _signals_as_interrupts() -> Iterator[None]:
     """Turn SIGTERM and SIGHUP into :class:`_Stopped` while the block runs (main thread only)."""
@@ -279,16 +241,16 @@ def _signals_as_interrupts() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _prepare_onnx_graph(remover, args: argparse.Namespace) -> int:
-    """Export (or open) the ONNX Runtime graph before the first image, saying so when it takes a while."""
-    backend = getattr(remover, "backend", None)
-    if getattr(backend, "name", None) != "onnxruntime":
+def _warm_up(remover, args: argparse.Namespace) -> int:
+    """Pay the backend's one-time cost before the first image: the ONNX Runtime backend exports (or
+    opens) its graph here, where it warns how long that takes and a failure or Ctrl-C is reported plainly."""
+    if getattr(getattr(remover, "backend", None), "name", None) != "onnxruntime":
         return 0
     hr_blend = args.hr_blend if args.hr_blend is not None else remover.hr_blend
     if remover.resize != "static" or hr_blend:
         return 0  # every pass runs in PyTorch (the backend logs why)
-    try:  # before an export the backend warns how long it takes and why (shown through logging)
-        backend.session(remover.base_size)
+    try:
+        remover.predictor.warmup()
     except KeyboardInterrupt:
         print("inspyrenet-lite: interrupted during the ONNX export; nothing was written", file=sys.stderr)
         return 130
@@ -302,19 +264,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    _setup_logging(args.verbose)
+    fmt, spec, max_pixels = _check_arguments(parser, args)
+    planned = _plan(parser, args)
+    if isinstance(planned, int):
+        return planned
+    manifest, jobs = planned
+    remover = _load_remover(args, max_pixels)
+    if isinstance(remover, int):
+        return remover
+    try:
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+        manifest.compact()
+        remove_leftovers(Path(args.output), jobs)
+    except OSError as exc:
+        print(f"inspyrenet-lite: cannot write into -o {args.output!r}: {exc}", file=sys.stderr)
+        return 2
+    return _run(args, remover, manifest, jobs, spec, fmt)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # huggingface_hub prints through a handler of its own: without this, each of
     # its warnings would be printed twice (once bare, once by the handler above).
     logging.getLogger("huggingface_hub").propagate = False
-    fmt = FORMATS[args.format]
 
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """(Pillow format, parsed --type or None for a background video, pixel limit); parser.error otherwise."""
     from inspyrenet_lite.compositing import parse_output_type
     from inspyrenet_lite.image_io import DEFAULT_MAX_PIXELS
 
-    # --max-pixels is the only pixel limit: 0 lifts it (image_io lifts Pillow's guard to match).
+    fmt = FORMATS[args.format]
+    # --max-pixels is the only pixel limit: 0 lifts it (image_io widens Pillow's guard to match).
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     spec = None  # a background video (--type clip.mp4) is read by the video pipeline
     if not (video_cli.is_video(args.type) and Path(args.type).is_file()):
@@ -327,7 +309,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--format {args.format} cannot store transparency; use png or webp, or a --type such as white")
     if args.quality is not None and fmt not in _QUALITY_FORMATS:
         parser.error(f"--quality applies to jpg and webp; --format {args.format} is always lossless")
-
     output_dir = Path(args.output)
     if output_dir.is_file():
         parser.error(f"-o {args.output!r} is a file, not a folder")
@@ -336,6 +317,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"-o takes a folder, and {args.output!r} looks like a file name; "
             f"use -o {str(output_dir.parent / output_dir.stem)!r} (results are named after their inputs)"
         )
+    return fmt, spec, max_pixels
+
+
+def _plan(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Manifest, list[Job]] | int:
+    """The output folder's manifest and the jobs, or an exit status when there is nothing to do."""
+    output_dir = Path(args.output)
     try:
         case_insensitive = probe_folder(output_dir)
     except OSError as exc:
@@ -350,13 +337,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"inspyrenet-lite: {job.source}: {job.error or job.skip}", file=sys.stderr)
         print("inspyrenet-lite: no input images found", file=sys.stderr)
         return 2
+    return manifest, jobs
+
+
+def _load_remover(args: argparse.Namespace, max_pixels: int | None):
+    """The Remover (warmed up), or an exit status after saying why not."""
     problem = _device_problem(args.device)
     if problem is not None:
         print(f"inspyrenet-lite: {problem}", file=sys.stderr)
         return 2
-
-    from tqdm.auto import tqdm
-
     from inspyrenet_lite.remover import Remover
 
     try:
@@ -374,127 +363,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RuntimeError, ValueError, OSError) as exc:
         print(f"inspyrenet-lite: cannot load the model: {exc}", file=sys.stderr)
         return 2
-    status = _prepare_onnx_graph(remover, args)
-    if status != 0:
-        return status
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        manifest.compact()
-        remove_leftovers(output_dir, jobs)
-    except OSError as exc:
-        print(f"inspyrenet-lite: cannot write into -o {args.output!r}: {exc}", file=sys.stderr)
-        return 2
+    status = _warm_up(remover, args)
+    return remover if status == 0 else status
 
-    from inspyrenet_lite.image_io import save_image
 
-    video_jobs = [job for job in jobs if job.error is None and video_cli.is_video(job.source)]
-    jobs = [job for job in jobs if job not in video_jobs]
+def _run(args: argparse.Namespace, remover, manifest: Manifest, jobs: list[Job], spec, fmt: str) -> int:
+    """Run the jobs with a progress bar; the exit status (1 if any failed, 128 + signal when stopped)."""
+    from tqdm.auto import tqdm
+
+    from inspyrenet_lite.jobs.run import DiskFull, ImageOutput, JobRunner
+
     for job in jobs:
-        if spec is None and job.error is None:
+        if spec is None and job.error is None and not video_cli.is_video(job.source):
             job.error = "a background video (--type) applies to video inputs only"
-    done = skipped = failed = 0
-    options = {"type": spec, "threshold": args.threshold, "hr_blend": args.hr_blend, "reverse": args.reverse}
-
-    def note(job: Job, status: str, error: str | None = None) -> None:
-        assert job.output_name is not None
-        manifest.record(Record(job.output_name, job.key, job.size, job.mtime_ns, status, error))
-
-    def save(job: Job, result: Image.Image) -> None:
-        assert job.output is not None
-        job.output.parent.mkdir(parents=True, exist_ok=True)
-        save_image(_prepare_for_format(result, fmt), job.output, format=fmt, quality=args.quality)
-
-    def fail(job: Job, exc: BaseException | str) -> None:
-        nonlocal failed
-        failed += 1
-        if isinstance(exc, BaseException):
-            logger.debug("failure on %s", job.source, exc_info=exc)
-        tqdm.write(f"failed: {job.source}: {exc}", file=sys.stderr)
-
-    def triage(job: Job) -> bool:
-        """Whether ``job`` is to be processed now (else it was counted)."""
-        nonlocal skipped
-        if job.error is not None:
-            fail(job, job.error)
-            return False
-        if job.skip is not None:
-            skipped += 1
-            tqdm.write(f"skipped: {job.source}: {job.skip}", file=sys.stderr)
-            return False
-        record = manifest.get(job.output_name or "")
-        same = record is not None and (record.input, record.size, record.mtime_ns) == (job.key, job.size, job.mtime_ns)
-        if not (args.skip_existing and same):
-            return True
-        assert record is not None and job.output is not None
-        if record.status == "done" and job.output.exists():
-            skipped += 1
-            return False
-        if record.status == "started" and not args.retry_failed:
-            fail(
-                job,
-                "an earlier run stopped while processing it (killed, perhaps for lack of memory); "
-                "skipped: --retry-failed tries it again, --max-pixels or a smaller image may help",
-            )
-            return False
-        return True
-
-    bar = tqdm(total=len(jobs), unit="image", disable=True if args.quiet else None, file=sys.stderr)
-    todo: list[Job] = []
-    finished: set[int] = set()
+    image_count = sum(1 for job in jobs if not (job.error is None and video_cli.is_video(job.source)))
+    bar = tqdm(total=image_count, unit="image", disable=True if args.quiet else None, file=sys.stderr)
+    runner = JobRunner(
+        remover,
+        manifest,
+        ImageOutput(spec, args.threshold, args.hr_blend, args.reverse, fmt, args.quality),
+        batch_size=args.batch_size,
+        skip_existing=args.skip_existing,
+        retry_failed=args.retry_failed,
+        video=lambda job: video_cli.run_one(remover, job, args, spec),
+        reporter=_BarReporter(bar),
+    )
     try:
         with _signals_as_interrupts():
-            for job in video_jobs:  # one at a time; frames are batched inside
-                if not triage(job):
-                    continue
-                todo, finished = [job], set()  # what the interrupt handler marks "interrupted"
-                note(job, "started")
-                try:
-                    video_cli.run_one(remover, job, args, spec)
-                    note(job, "done")
-                    done += 1
-                except Exception as exc:  # one bad video must not stop the others
-                    note(job, "failed", str(exc))
-                    fail(job, exc)
-                finished.add(0)
-            for start in range(0, len(jobs), args.batch_size):
-                chunk = jobs[start : start + args.batch_size]
-                todo = [job for job in chunk if triage(job)]
-                finished = set()
-                for job in todo:  # recorded before the work: a resume knows what killed a run
-                    note(job, "started")
-                results = None
-                if len(todo) > 1:
-                    try:
-                        results = remover.process([str(j.source) for j in todo], batch_size=len(todo), **options)
-                    except Exception:  # a bad file in the batch: redo it one by one to find it
-                        logger.debug("batch failed; processing its files one at a time", exc_info=True)
-                for i, job in enumerate(todo):
-                    try:
-                        save(job, results[i] if results is not None else remover.process(str(job.source), **options))
-                        note(job, "done")
-                        done += 1
-                    except Exception as exc:  # one bad file must not stop the others
-                        note(job, "failed", str(exc))
-                        fail(job, exc)
-                        if isinstance(exc, OSError) and exc.errno in _FATAL_WRITE_ERRORS:
-                            raise _DiskFull(exc) from exc
-                    finished.add(i)
-                bar.update(len(chunk))
+            runner.run(jobs)
     except KeyboardInterrupt as exc:
         bar.close()
-        for i, job in enumerate(todo):
-            if i not in finished:
-                note(job, "interrupted")
-        print(f"inspyrenet-lite: interrupted: {done} done, {skipped} skipped, {failed} failed", file=sys.stderr)
+        print(f"inspyrenet-lite: interrupted: {runner.counts}", file=sys.stderr)
         return 128 + exc.signum if isinstance(exc, _Stopped) else 130
-    except _DiskFull as exc:
+    except DiskFull as exc:
         bar.close()
         print(
             f"inspyrenet-lite: stopped: no more files can be written to {args.output!r} ({exc}); "
-            f"{done} done, {skipped} skipped, {failed} failed; free some space and rerun with --skip-existing",
+            f"{runner.counts}; free some space and rerun with --skip-existing",
             file=sys.stderr,
         )
         return 1
     bar.close()
-    print(f"inspyrenet-lite: {done} done, {skipped} skipped, {failed} failed", file=sys.stderr)
-    return 1 if failed else 0
+    print(f"inspyrenet-lite: {runner.counts}", file=sys.stderr)
+    return 1 if runner.counts.failed else 0
+
+
+class _BarReporter:
+    """Failures and skips as lines above the progress bar; progress on it."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+
+    def failed(self, job: Job, error: BaseException | str) -> None:
+        self.bar.write(f"failed: {job.source}: {error}", file=sys.stderr)
+
+    def skipped(self, job: Job, reason: str) -> None:
+        self.bar.write(f"skipped: {job.source}: {reason}", file=sys.stderr)
+
+    def advanced(self, count: int) -> None:
+        self.bar.update(count)

@@ -12,9 +12,8 @@ import random
 import numpy as np
 import torch
 from PIL import Image, ImageEnhance
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _centre_crop_or_pad(img: Image.Image, size: int) -> Image.Image:

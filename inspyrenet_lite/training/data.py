@@ -13,10 +13,10 @@ from torch.utils.data import Dataset
 
 from ..masks import read_mask
 from .augment import augment_pair, to_tensors
+from ..constants import IMAGE_SUFFIXES  # noqa: F401  (also importable from here)
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""From the command line's INPUT arguments to jobs: which files, and where each result goes.
+"""From INPUT arguments (files, folders, globs) to jobs: which files, and where each result goes.
 
 Rules (see the README's command-line section):
 
@@ -25,13 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inspyrenet_lite._atomic import remove_stale_temporaries
-from inspyrenet_lite.cli.manifest import Manifest
+from inspyrenet_lite.constants import IMAGE_SUFFIXES  # suffixes picked up in folders (explicit files: any)
+from inspyrenet_lite.jobs.manifest import Manifest
 from inspyrenet_lite.video.formats import is_video
-
-#: Suffixes picked up when searching a folder (explicit files may have any suffix).
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".ppm", ".pgm", ".pbm"}
-)
 
 
 @dataclass
@@ -232,3 +228,25 @@ def remove_leftovers(output_dir: Path, jobs: Sequence[Job]) -> None:
     folders = {output_dir, *(job.output.parent for job in jobs if job.output is not None)}
     for folder in sorted(folders):
         remove_stale_temporaries(folder)
+
+
+def collect_jobs(
+    inputs: Sequence[str],
+    output_dir: Path,
+    suffix: str | Callable[[Path], str],
+    manifest: Manifest | None = None,
+    overwrite: bool = False,
+) -> list[Job]:
+    """Expand inputs and plan an output path for each file (the rules in the module docstring).
+
+    Without ``manifest``, the output folder's own is read (and its file
+    system probed for case-insensitivity where it can be written).
+    """
+    if manifest is None:
+        try:
+            case_insensitive = probe_folder(output_dir)
+        except OSError:
+            case_insensitive = False
+        manifest = Manifest.load(output_dir, case_insensitive)
+    found, problems = find_inputs(inputs, output_dir, manifest)
+    return problems + assign_outputs(found, output_dir, suffix, manifest, overwrite)

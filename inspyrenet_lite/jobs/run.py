@@ -1,0 +1,240 @@
+"""Run planned jobs on a Remover and write their results, keeping the output folder's manifest.
+
+The command line's default command, and every later room that turns many
+files into many files (several devices, a cluster), run jobs through
+:class:`JobRunner`: it decides per job whether it is to be done now (resume
+rules), records ``started`` before the work and ``done`` / ``failed`` /
+``interrupted`` after it, batches images through the Remover (whose
+``errors="skip"`` isolates a bad file), writes each result atomically, and
+reports what happened through a :class:`Reporter` (the CLI prints; a library
+caller may log or collect).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from inspyrenet_lite.jobs.manifest import Manifest, Record
+from inspyrenet_lite.jobs.plan import Job
+
+logger = logging.getLogger(__name__)
+
+#: Pillow format names that hold no alpha channel (results are flattened for them).
+NO_ALPHA_FORMATS = frozenset({"JPEG", "BMP"})
+#: Errors after which no further file can be written: the run stops.
+FATAL_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+class DiskFull(Exception):
+    """No more results can be written (full disk, quota, read-only file system)."""
+
+
+@dataclass(frozen=True)
+class ImageOutput:
+    """What is made of each image and how it is written.
+
+    ``spec`` is a parsed output type (:func:`inspyrenet_lite.compositing.parse_output_type`);
+    ``format`` a Pillow format name (``"PNG"``, ``"WEBP"``, ``"JPEG"``...).
+    """
+
+    spec: Any
+    threshold: float | None = None
+    hr_blend: float | None = None
+    reverse: bool = False
+    format: str = "PNG"
+    quality: int | None = None
+
+
+@dataclass
+class RunCounts:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.done} done, {self.skipped} skipped, {self.failed} failed"
+
+
+class Reporter(Protocol):
+    def failed(self, job: Job, error: BaseException | str) -> None: ...
+    def skipped(self, job: Job, reason: str) -> None: ...
+    def advanced(self, count: int) -> None: ...
+
+
+class LogReporter:
+    """A :class:`Reporter` that logs (the default for library callers)."""
+
+    def failed(self, job: Job, error: BaseException | str) -> None:
+        logger.warning("failed: %s: %s", job.source, error)
+
+    def skipped(self, job: Job, reason: str) -> None:
+        logger.info("skipped: %s: %s", job.source, reason)
+
+    def advanced(self, count: int) -> None:
+        pass
+
+
+class JobRunner:
+    """Runs jobs on ``remover`` into their planned outputs (see the module docstring).
+
+    Args:
+        remover: a :class:`~inspyrenet_lite.Remover` (or anything with its ``process``).
+        manifest: the output folder's record (:class:`~inspyrenet_lite.jobs.manifest.Manifest`).
+        output: what to make of each image and how to write it.
+        batch_size: images per network pass.
+        skip_existing: resume: skip jobs whose recorded output is done and whose input is unchanged,
+            and jobs an earlier run died on (unless ``retry_failed``).
+        video: ``video(job)`` processes a video job (raises on failure); ``None``: videos fail.
+        reporter: where failures, skips and progress go.
+
+    ``counts`` holds what happened so far, also after an interruption
+    (``KeyboardInterrupt`` is re-raised once the jobs in flight are recorded
+    ``interrupted``) or :class:`DiskFull`.
+    """
+
+    def __init__(
+        self,
+        remover: Any,
+        manifest: Manifest,
+        output: ImageOutput,
+        *,
+        batch_size: int = 1,
+        skip_existing: bool = False,
+        retry_failed: bool = False,
+        video: Callable[[Job], None] | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.remover = remover
+        self.manifest = manifest
+        self.output = output
+        self.batch_size = batch_size
+        self.skip_existing = skip_existing
+        self.retry_failed = retry_failed
+        self.video = video
+        self.reporter = reporter or LogReporter()
+        self.counts = RunCounts()
+        self._in_flight: list[Job] = []
+
+    def run(self, jobs: Sequence[Job]) -> RunCounts:
+        """Process ``jobs``: videos one at a time first, then images in batches."""
+        from inspyrenet_lite.video.formats import is_video
+
+        videos = [job for job in jobs if job.error is None and is_video(job.source)]
+        images = [job for job in jobs if job not in videos]
+        self.manifest.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            for job in videos:
+                self._run_video(job)
+            for start in range(0, len(images), self.batch_size):
+                chunk = images[start : start + self.batch_size]
+                self._run_images([job for job in chunk if self._to_do(job)])
+                self.reporter.advanced(len(chunk))
+        except KeyboardInterrupt:
+            for job in self._in_flight:
+                self._note(job, "interrupted")
+            raise
+        finally:
+            self._in_flight = []
+        return self.counts
+
+    # -------------------------------------------------------------- internals
+    def _note(self, job: Job, status: str, error: str | None = None) -> None:
+        assert job.output_name is not None
+        self.manifest.record(Record(job.output_name, job.key, job.size, job.mtime_ns, status, error))
+
+    def _fail(self, job: Job, error: BaseException | str) -> None:
+        self.counts.failed += 1
+        if isinstance(error, BaseException):
+            logger.debug("failure on %s", job.source, exc_info=error)
+        self.reporter.failed(job, error)
+
+    def _to_do(self, job: Job) -> bool:
+        """Whether ``job`` is to be processed now (else it was counted)."""
+        if job.error is not None:
+            self._fail(job, job.error)
+            return False
+        if job.skip is not None:
+            self.counts.skipped += 1
+            self.reporter.skipped(job, job.skip)
+            return False
+        record = self.manifest.get(job.output_name or "")
+        same = record is not None and (record.input, record.size, record.mtime_ns) == (job.key, job.size, job.mtime_ns)
+        if not (self.skip_existing and same):
+            return True
+        assert record is not None and job.output is not None
+        if record.status == "done" and job.output.exists():
+            self.counts.skipped += 1
+            return False
+        if record.status == "started" and not self.retry_failed:
+            self._fail(
+                job,
+                "an earlier run stopped while processing it (killed, perhaps for lack of memory); "
+                "skipped: --retry-failed tries it again, --max-pixels or a smaller image may help",
+            )
+            return False
+        return True
+
+    def _run_video(self, job: Job) -> None:
+        if not self._to_do(job):
+            return
+        self._in_flight = [job]
+        self._note(job, "started")
+        try:
+            if self.video is None:
+                raise ValueError("video inputs are not handled by this run")
+            self.video(job)
+        except Exception as exc:  # one bad video must not stop the others
+            self._note(job, "failed", str(exc))
+            self._fail(job, exc)
+        else:
+            self._note(job, "done")
+            self.counts.done += 1
+        self._in_flight = []
+
+    def _run_images(self, todo: list[Job]) -> None:
+        if not todo:
+            return
+        self._in_flight = list(todo)
+        for job in todo:  # recorded before the work: a resume knows what killed a run
+            self._note(job, "started")
+        for job, result in zip(todo, self._process(todo), strict=True):
+            try:
+                if isinstance(result, Exception):
+                    raise result
+                self._save(job, result)
+            except Exception as exc:  # one bad file must not stop the others
+                self._note(job, "failed", str(exc))
+                self._fail(job, exc)
+                if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRNOS:
+                    self._in_flight.remove(job)
+                    raise DiskFull(exc) from exc
+            else:
+                self._note(job, "done")
+                self.counts.done += 1
+            self._in_flight.remove(job)
+
+    def _process(self, todo: list[Job]) -> list[Any]:
+        """The Remover's result (or exception) per job: one call per batch (``errors="skip"`` isolates
+        a bad file), a plain call for a single file."""
+        out = self.output
+        options = {"type": out.spec, "threshold": out.threshold, "hr_blend": out.hr_blend, "reverse": out.reverse}
+        if len(todo) > 1:
+            sources = [str(job.source) for job in todo]
+            return self.remover.process(sources, batch_size=len(todo), errors="skip", **options)
+        try:
+            return [self.remover.process(str(todo[0].source), **options)]
+        except Exception as exc:
+            return [exc]
+
+    def _save(self, job: Job, result: Any) -> None:
+        from inspyrenet_lite.image_io import save_image
+
+        assert job.output is not None
+        if self.output.format in NO_ALPHA_FORMATS and result.mode not in ("RGB", "L"):
+            result = result.convert("RGB")  # Pillow cannot write alpha into these
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        save_image(result, job.output, format=self.output.format, quality=self.output.quality)

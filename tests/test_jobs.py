@@ -1,0 +1,88 @@
+"""The jobs module the CLI is built on: plan, run on a Remover, write, record (issue 17)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inspyrenet_lite import InSPyReNet, Remover
+from inspyrenet_lite.compositing import parse_output_type
+from inspyrenet_lite.jobs import ImageOutput, JobRunner, Manifest, collect_jobs
+
+TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
+
+
+@pytest.fixture(scope="module")
+def remover(tmp_path_factory: pytest.TempPathFactory) -> Remover:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny")
+    InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN).save_pretrained(folder)
+    return Remover(model=str(folder), device="cpu")
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, size in (("a.png", (80, 60)), ("sub/b.jpg", (70, 90)), ("c.png", (64, 64))):
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(folder / name)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return folder
+
+
+def statuses(manifest: Manifest) -> dict[str, str]:
+    return {name: manifest.get(name).status for name in manifest.outputs()}
+
+
+def test_a_folder_runs_into_named_outputs_with_the_removers_pixels(remover, photos, tmp_path):
+    out = tmp_path / "out"
+    manifest = Manifest.load(out)
+    jobs = collect_jobs([str(photos)], out, ".png", manifest)
+    counts = JobRunner(remover, manifest, ImageOutput(parse_output_type("rgba")), batch_size=2).run(jobs)
+    assert (counts.done, counts.skipped, counts.failed) == (3, 0, 1)
+    assert statuses(Manifest.load(out)) == {
+        "a.png": "done", "c.png": "done", "sub/b.png": "done", "broken.png": "failed",
+    }
+    for name, source in (("a.png", "a.png"), ("sub/b.png", "sub/b.jpg"), ("c.png", "c.png")):
+        with Image.open(out / name) as written:
+            assert written.mode == "RGBA"
+            want = remover.process(str(photos / source))
+            assert np.abs(np.asarray(written, np.int16) - np.asarray(want, np.int16)).max() <= 1
+    # A second run with skip_existing does nothing again, and fails the broken file again.
+    manifest = Manifest.load(out)
+    again = JobRunner(remover, manifest, ImageOutput(parse_output_type("rgba")), skip_existing=True)
+    counts = again.run(collect_jobs([str(photos)], out, ".png", manifest))
+    assert (counts.done, counts.skipped, counts.failed) == (0, 3, 1)
+
+
+class _Interrupting:
+    """A Remover whose second batch is interrupted (Ctrl-C while the network runs)."""
+
+    def __init__(self, remover: Remover) -> None:
+        self.remover, self.batches = remover, 0
+
+    def process(self, *args, **kwargs):
+        self.batches += 1
+        if self.batches == 2:
+            raise KeyboardInterrupt
+        return self.remover.process(*args, **kwargs)
+
+
+def test_an_interrupt_records_the_jobs_in_flight_and_keeps_the_counts(remover, photos, tmp_path):
+    (photos / "broken.png").unlink()
+    out = tmp_path / "out"
+    manifest = Manifest.load(out)
+    jobs = collect_jobs([str(photos)], out, ".png", manifest)
+    runner = JobRunner(_Interrupting(remover), manifest, ImageOutput(parse_output_type("map")), batch_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(jobs)
+    assert runner.counts.done == 2
+    recorded = statuses(Manifest.load(out))
+    assert sorted(recorded.values()) == ["done", "done", "interrupted"]
+    interrupted = next(name for name, status in recorded.items() if status == "interrupted")
+    assert not (out / interrupted).exists()
