@@ -256,3 +256,28 @@ def test_a_folder_without_config_loads_without_printing_anything(tmp_path: Path,
     assert proc.returncode == 0, proc.stderr
     # Before: "config.json not found in <folder>" once from the library, once more from the CLI (-q or not).
     assert "config.json" not in proc.stdout + proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [("[]", "JSON object"), ("null", "JSON object"), ("{", "not valid JSON"), ('{"depth": -3}', "'depth'"),
+     ('{"base_size": [65, 64]}', "'base_size'"), ('{"backbone": "vit"}', "'backbone'"),
+     ('{"backbone_args": [1]}', "'backbone_args'")],
+)
+def test_a_bad_config_json_is_one_clear_error_naming_the_file_and_field(tmp_path: Path, text: str, field: str, capsys) -> None:
+    """Issue 18 item 5: no raw AttributeError/torch error, and no model that loads and then fails every image."""
+    from inspyrenet_lite.cli import main
+    from inspyrenet_lite.serialization import ConfigError
+
+    tiny("swinb", (64, 64)).save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / "config.json").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        InSPyReNet.from_pretrained(tmp_path / "model")
+    assert str(tmp_path / "model" / "config.json") in str(info.value) and field in str(info.value)
+    photo = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(photo)
+    assert main([str(photo), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "model"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load the model" in err and field in err and "Traceback" not in err
