@@ -90,6 +90,8 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "threshold": _optional(_unit),
     "hr_blend": _unit,
     "reverse": _flag,
+    "skip_existing": _flag,
+    "retry_failed": _flag,
     "batch_size": lambda name, value: _integer(name, value, 1),
     "max_pixels": _optional(lambda name, value: _integer(name, value, 1)),
     "hr_short_side": lambda name, value: _integer(name, value, STRIDE),

@@ -212,6 +212,20 @@ class InSPyReNet(_Network, InSPyReNetHubMixin):
     ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``; every model the package builds or loads is one."""
 
 
+def with_hub_methods(model: _Network) -> InSPyReNet:
+    """``model`` itself if it has the Hub methods, else the same network (sharing its weights) with them:
+    a bare :class:`inspyrenet_lite.modeling.inspyrenet.InSPyReNet` built by hand can still be saved."""
+    if isinstance(model, InSPyReNet):
+        return model
+    if not isinstance(model, _Network):
+        raise TypeError(f"expected an InSPyReNet, got {type(model).__name__}")
+    from .modeling.build import from_config
+
+    return from_config(architecture_config(model), model.reference_state_dict(), device="cpu", cls=InSPyReNet).train(
+        model.training
+    )
+
+
 def _model_file(model_id: str, filename: str, *, required: bool, **hub_args: Any) -> Path | None:
     """``filename`` of a local model folder or of a Hub repo (downloaded into the Hub cache).
 

@@ -61,9 +61,11 @@ def pick_name(model: str | None, mode: str | None) -> str:
     name = model if model is not None else mode if mode is not None else DEFAULT_MODEL
     if not isinstance(name, str) or not name:
         raise ValueError(f"model must be a registry name, a Hub repo 'owner/name' or a folder, got {name!r}")
+    missing_file = not name.startswith(HUB_PREFIX) and not os.path.exists(name)
+    if name not in MODELS and missing_file and name.lower().endswith(CHECKPOINT_SUFFIXES):
+        # "ckpts/model.pth" would otherwise look like a Hub repo "owner/name".
+        raise FileNotFoundError(f"checkpoint file {name!r} does not exist; check the path")
     if name not in MODELS and not is_hub_or_folder(name) and not is_checkpoint_file(name):
-        if name.lower().endswith(CHECKPOINT_SUFFIXES):
-            raise FileNotFoundError(f"checkpoint file {name!r} does not exist; check the path")
         from .registry import get_entry
 
         get_entry(name)  # a typo is refused before anything is loaded; the error lists the names
@@ -85,24 +87,27 @@ def load(
     """
     from .weights import ENV_CKPT, resolve_checkpoint
 
-    local = ckpt is not None or bool(os.environ.get(ENV_CKPT, "").strip())
-    if is_checkpoint_file(name) and ckpt is None:
-        model = load_file(name, None, base_size, device)
-        return LoadedModel(model, name, None, name, name)
-    if is_hub_or_folder(name) and not local:
+    if is_checkpoint_file(name) or is_hub_or_folder(name):
+        if ckpt is not None:
+            raise ValueError(
+                f"ckpt= replaces the download of a registry model, and {name!r} is not one (it is a checkpoint "
+                "file, a folder or a Hub repo): give the file as the model, or a registry name with ckpt="
+            )
+        if os.environ.get(ENV_CKPT, "").strip():
+            logger.info("%s applies to registry names only, not to %s", ENV_CKPT, name)
+        if is_checkpoint_file(name):
+            return LoadedModel(load_file(name, None, base_size, device), name, None, name, name)
         from .hub import InSPyReNet
 
         repo = name[len(HUB_PREFIX) :] if name.startswith(HUB_PREFIX) else name
         overrides = {"base_size": _pair(base_size)} if base_size is not None else {}
         model = InSPyReNet.from_pretrained(repo, device=device, **overrides)
         return LoadedModel(model, name, None, repo, getattr(model, "weights_file", None))
-    entry = MODELS.get(name)
-    if entry is None and not local:
-        from .registry import get_entry
+    from .registry import get_entry
 
-        get_entry(name)  # raises, listing the names
-    path = resolve_checkpoint(name if entry else DEFAULT_MODEL, ckpt)
-    model = load_file(path, entry, base_size, device, named=entry is not None and name != DEFAULT_MODEL)
+    entry = get_entry(name)  # raises for an unknown name, listing the names
+    path = resolve_checkpoint(name, ckpt)
+    model = load_file(path, entry, base_size, device, named=name != DEFAULT_MODEL)
     return LoadedModel(model, name, entry, str(path), str(path))
 
 
@@ -117,14 +122,14 @@ def load_file(
     ``base_size``, the file's metadata, or ``entry`` (the registry row named)."""
     from .build import from_config
     from .checkpoint import detect_backbone, load_checkpoint
-    from .serialization import config_from_metadata, read_safetensors_metadata
+    from .serialization import check_config, config_from_metadata, read_safetensors_metadata
 
     state_dict = load_checkpoint(path)
     try:
         backbone = detect_backbone(state_dict)
     except ValueError as exc:
         raise ValueError(f"checkpoint {str(path)!r}: {exc}") from exc
-    arch = config_from_metadata(read_safetensors_metadata(path))
+    arch = check_config(config_from_metadata(read_safetensors_metadata(path)), source=f"{path} (its metadata)")
     arch["backbone"] = backbone
     if base_size is not None:
         arch["base_size"] = _pair(base_size)

@@ -253,6 +253,7 @@ class Predictor:
         x_lr = None if x_lr is None else x_lr.to(self.device)
         with self._lock, torch.inference_mode(), self._autocast():
             pred = self.backend.predict(x, x_lr=x_lr, hr_blend=hr_blend).float()
+        pred = pred.clone()  # an ordinary tensor: callers may change it in place outside inference mode
         if not bool(torch.isfinite(pred).all()):
             raise RuntimeError(
                 f"the network returned NaN or infinite values at precision {self.precision!r} "

@@ -124,7 +124,9 @@ class Remover:
         self.mode = name
         self.entry = entry
         self.max_pixels: int | None = options["max_pixels"]
-        allow_pixels(self.max_pixels)  # once, here: decoding never changes Pillow's process-wide limit
+        # Pillow's process-wide guard is widened here if max_pixels is above it (never narrowed, never
+        # toggled per decode: see image_io.allow_pixels).
+        allow_pixels(self.max_pixels)
 
         loaded = model_source.load(name, ckpt=ckpt, base_size=base_size, device=device)
         self.predictor = Predictor(

@@ -86,7 +86,7 @@ def config_from_metadata(metadata: Mapping[str, str] | None) -> dict[str, Any]:
     if "backbone" in metadata:
         out["backbone"] = metadata["backbone"]
     if "base_size" in metadata:
-        out["base_size"] = list(decode_base_size(metadata["base_size"]))
+        out["base_size"] = metadata["base_size"]  # "HxW": check_config decodes it, naming the field if bad
     if "depth" in metadata and str(metadata["depth"]).isdigit():
         out["depth"] = int(metadata["depth"])
     return out

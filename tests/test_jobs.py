@@ -86,3 +86,30 @@ def test_an_interrupt_records_the_jobs_in_flight_and_keeps_the_counts(remover, p
     assert sorted(recorded.values()) == ["done", "done", "interrupted"]
     interrupted = next(name for name, status in recorded.items() if status == "interrupted")
     assert not (out / interrupted).exists()
+
+
+def test_bad_runner_options_are_refused(remover, tmp_path):
+    manifest = Manifest.load(tmp_path / "out")
+    for kwargs, field in (({"batch_size": 0}, "batch_size"), ({"batch_size": -1}, "batch_size"),
+                          ({"skip_existing": "yes"}, "skip_existing")):
+        with pytest.raises(ValueError, match=field):
+            JobRunner(remover, manifest, ImageOutput(parse_output_type("map")), **kwargs)
+
+
+def test_a_full_disk_stops_the_run_and_leaves_no_job_looking_like_a_crash(remover, photos, tmp_path, monkeypatch):
+    import errno
+
+    from inspyrenet_lite.jobs import DiskFull
+    from inspyrenet_lite import image_io
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(image_io, "save_image", full)
+    (photos / "broken.png").unlink()
+    out = tmp_path / "out"
+    manifest = Manifest.load(out)
+    runner = JobRunner(remover, manifest, ImageOutput(parse_output_type("map")), batch_size=3)
+    with pytest.raises(DiskFull):
+        runner.run(collect_jobs([str(photos)], out, ".png", manifest))
+    assert sorted(statuses(Manifest.load(out)).values()) == ["failed", "interrupted", "interrupted"]

@@ -78,3 +78,34 @@ def test_model_and_mode_must_agree(random_checkpoint: Path) -> None:
         Remover(model="base", mode="fast", ckpt=random_checkpoint)
     with pytest.raises(ValueError, match="swinb-dis5k"):
         Remover(model="turbo")
+
+
+def test_the_ckpt_variable_applies_to_registry_names_never_to_a_named_folder(tmp_path: Path, monkeypatch) -> None:
+    """INSPYRENET_LITE_CKPT (or ckpt=) must not swap in other weights for a folder/file the caller named."""
+    from inspyrenet_lite import model_source
+
+    tiny_swin((64, 64)).save_pretrained(tmp_path / "a")
+    tiny_swin((96, 96)).save_pretrained(tmp_path / "b")
+    monkeypatch.setenv("INSPYRENET_LITE_CKPT", str(tmp_path / "b" / "model.safetensors"))
+    assert model_source.load(str(tmp_path / "a")).model.base_size == (64, 64)
+    with pytest.raises(ValueError, match="is not one"):
+        model_source.load(str(tmp_path / "a"), ckpt=tmp_path / "b" / "model.safetensors")
+    with pytest.raises(ValueError, match="is not one"):
+        model_source.load(str(tmp_path / "a" / "model.safetensors"), ckpt=tmp_path / "b" / "model.safetensors")
+
+
+def test_a_missing_checkpoint_path_with_a_slash_is_not_taken_for_a_hub_repo(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Remover(model="ckpts/model.pth", device="cpu")
+
+
+def test_bad_metadata_in_a_checkpoint_file_names_the_file_and_field(tmp_path: Path) -> None:
+    from inspyrenet_lite.serialization import ConfigError
+
+    model = tiny_swin((64, 64))
+    metadata = {**safetensors_metadata(architecture_config(model)), "base_size": "64xseven"}
+    del metadata["config"]
+    path = save_checkpoint(model.reference_state_dict(), tmp_path / "m.safetensors", metadata=metadata)
+    with pytest.raises(ConfigError, match="base_size") as info:
+        Remover(model=str(path), device="cpu")
+    assert str(path) in str(info.value)

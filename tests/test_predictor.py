@@ -129,3 +129,9 @@ def test_warmup_runs_each_size_once(predictor: Predictor, monkeypatch: pytest.Mo
     monkeypatch.setattr(predictor.backend, "predict", lambda x, **kw: shapes.append(tuple(x.shape)) or real(x, **kw))
     predictor.warmup([(64, 64), (96, 128)])
     assert shapes == [(1, 3, 64, 64), (1, 3, 96, 128)]
+
+
+def test_predict_torch_gives_an_ordinary_tensor_the_caller_may_change(predictor: Predictor) -> None:
+    pred = predictor.predict_torch(torch.zeros(1, 3, 64, 64))
+    pred.mul_(255)  # an inference tensor would refuse this outside inference mode
+    assert float(pred.max()) <= 255.0

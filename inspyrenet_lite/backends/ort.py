@@ -127,12 +127,13 @@ class OrtBackend:
         return run_session(session, x)
 
     def warmup(self, sizes: list[tuple[int, int]]) -> None:
-        """Export (or open the cached) graph for each size it covers (the base size), then run it once."""
+        """Export (or open the cached) graph for the base size, the one it covers (no forward: the
+        export already verified it); other sizes run in PyTorch, which is warmed with one forward."""
         for size in sizes:
             if tuple(size) == tuple(self.model.base_size):
-                self.predict(torch.zeros(1, 3, *size))
+                self.session(tuple(size))
             else:
-                self._torch.predict(torch.zeros(1, 3, *size))
+                self._torch.warmup([tuple(size)])
 
     # ------------------------------------------------------------------ cache
     def cache_path(self, size: tuple[int, int]) -> Path:

@@ -108,12 +108,15 @@ class JobRunner:
         video: Callable[[Job], None] | None = None,
         reporter: Reporter | None = None,
     ) -> None:
+        from inspyrenet_lite.checks import check_options
+
+        options = check_options(batch_size=batch_size, skip_existing=skip_existing, retry_failed=retry_failed)
         self.remover = remover
         self.manifest = manifest
         self.output = output
-        self.batch_size = batch_size
-        self.skip_existing = skip_existing
-        self.retry_failed = retry_failed
+        self.batch_size: int = options["batch_size"]
+        self.skip_existing: bool = options["skip_existing"]
+        self.retry_failed: bool = options["retry_failed"]
         self.video = video
         self.reporter = reporter or LogReporter()
         self.counts = RunCounts()
@@ -211,6 +214,8 @@ class JobRunner:
                 self._fail(job, exc)
                 if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRNOS:
                     self._in_flight.remove(job)
+                    for waiting in self._in_flight:  # not tried: a resume must not take them for crashes
+                        self._note(waiting, "interrupted")
                     raise DiskFull(exc) from exc
             else:
                 self._note(job, "done")

@@ -38,7 +38,8 @@ def export_model(model: Any, folder: str | os.PathLike[str], config: dict[str, A
     and config.json record the backbone and base size.
     """
     from ..checkpoint import save_checkpoint
+    from ..hub import with_hub_methods
 
     folder = Path(folder)
-    model.save_pretrained(folder, config=config)
+    with_hub_methods(model).save_pretrained(folder, config=config)
     save_checkpoint(model.reference_state_dict(), folder / "model.pth")
