@@ -176,7 +176,7 @@ async def _read_fields(request: Request, state: ServiceState) -> tuple[dict[str,
                 files[key] = await value.read()
             else:
                 fields[key] = value
-    else:
+    elif content_type:
         raise ServeError(415, "unsupported_media", "send multipart/form-data, a urlencoded form or JSON "
                          "(as remove.bg's API takes)")
     return fields, files
