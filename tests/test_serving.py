@@ -6,6 +6,8 @@ import asyncio
 import io
 import re
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import httpx
@@ -234,3 +236,20 @@ def test_settings_refuse_bad_values() -> None:
         ServeSettings(queue_size=0)
     with pytest.raises(ValueError, match="api_key"):
         ServeSettings(api_key="")
+
+
+def test_a_large_upload_gets_413_not_a_reset_connection() -> None:
+    app = create_app(BoxPredictor(), ServeSettings(max_upload_bytes=4_000_000))
+    big = b"\0" * 5_000_000
+    with running(app) as base:
+        declared = httpx.post(f"{base}/v1/remove", content=big, timeout=30)
+        streamed = httpx.post(f"{base}/v1/remove", content=iter([big[:1_000_000]] * 5), timeout=30)
+        multipart = httpx.post(f"{base}/v1/remove", files={"image": ("a.png", big, "image/png")}, timeout=30)
+        removebg = httpx.post(f"{base}/v1.0/removebg", files={"image_file": ("a.png", big)}, timeout=30)
+        # A client that sends the whole body before it reads (urllib) must get the 413 too.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(f"{base}/v1/remove", data=b"\0" * 12_000_000), timeout=60)
+    assert refused.value.code == 413
+    for response in (declared, streamed, multipart):
+        assert response.status_code == 413 and response.json()["error"]["code"] == "file_too_large"
+    assert removebg.status_code == 413 and removebg.json()["errors"][0]["code"] == "file_too_large"

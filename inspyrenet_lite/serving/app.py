@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/v1/health", "/v1/ready", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
 #: Paths whose errors use remove.bg's shape.
 REMOVEBG_PATHS = frozenset({"/v1.0/removebg", "/api/removebg", "/v1.0/account"})
+#: A refused upload is still read (and dropped) up to this many times the limit, so that clients
+#: which send the whole body before reading the answer get the 413 rather than a reset connection.
+_DRAIN_FACTOR = 4
 _IMAGE_MEDIA = ("image/", "application/octet-stream")
 
 
@@ -262,9 +265,13 @@ class _Guard:
             await send(message)
 
         path = scope.get("path", "")
+        if not _is_service_path(path):  # e.g. the Space's page and Gradio's own API: not ours to guard
+            await self.app(scope, receive, send)
+            return
         refusal = self._refuse(scope, path)
         try:
             if refusal is not None:
+                await _drain(receive, _DRAIN_FACTOR * self.state.settings.max_upload_bytes)
                 await JSONResponse(error_body(path, refusal), status_code=error_status(path, refusal),
                                    headers=refusal.headers)(scope, receive, send_wrapper)
             else:
@@ -298,10 +305,27 @@ class _Guard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    if message.get("more_body", False):
+                        await _drain(receive, _DRAIN_FACTOR * limit - seen)
                     raise _too_large(limit)
             return message
 
         return limited_receive
+
+
+def _is_service_path(path: str) -> bool:
+    return path.startswith("/v1/") or path in REMOVEBG_PATHS or path in OPEN_PATHS
+
+
+async def _drain(receive: Any, budget: int) -> None:
+    """Read and drop the rest of the request body, at most ``budget`` bytes."""
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def _too_large(limit: int) -> ServeError:
