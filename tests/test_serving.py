@@ -6,6 +6,7 @@ import asyncio
 import io
 import re
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -253,3 +254,26 @@ def test_a_large_upload_gets_413_not_a_reset_connection() -> None:
     for response in (declared, streamed, multipart):
         assert response.status_code == 413 and response.json()["error"]["code"] == "file_too_large"
     assert removebg.status_code == 413 and removebg.json()["errors"][0]["code"] == "file_too_large"
+
+
+def test_a_client_that_disconnects_frees_its_slot_and_is_not_computed() -> None:
+    gate = threading.Event()
+    predictor = BoxPredictor(gate)
+    app = create_app(predictor, ServeSettings(queue_size=2, max_batch_size=1, max_wait_ms=0))
+    data = png_bytes(photo(40, 30))
+    depth = 'inspyrenet_queue_depth{model="box"} '
+    with running(app) as base:
+        first = threading.Thread(target=lambda: httpx.post(f"{base}/v1/remove", content=data, timeout=30))
+        first.start()
+        assert predictor.entered.wait(10)  # the first request holds the network
+        with pytest.raises(httpx.ReadTimeout):  # the second waits behind it; its client gives up
+            httpx.post(f"{base}/v1/remove", content=data, timeout=httpx.Timeout(30, read=0.5))
+        deadline = time.monotonic() + 10
+        while depth + "1" not in httpx.get(f"{base}/metrics").text:
+            assert time.monotonic() < deadline, "the slot of the client that left was not freed"
+            time.sleep(0.05)
+        gate.set()
+        first.join(30)
+        after = httpx.get(f"{base}/metrics").text
+    assert depth + "0" in after
+    assert predictor.batches == [1]  # the request whose client left never reached the network

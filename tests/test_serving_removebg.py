@@ -236,3 +236,14 @@ def test_loopback_is_refused_without_an_allow_list(no_packets_out: list, image_h
         response = post(url, data={"image_url": f"http://photos.test:{image_host}/photo.png"})
     assert response.status_code == 400 and "loopback" in response.json()["errors"][0]["title"]
     assert all(address[1] != image_host for address in no_packets_out)
+
+
+@pytest.mark.parametrize(("address", "refused"), [
+    ("127.0.0.1", True), ("10.1.2.3", True), ("172.16.0.1", True), ("192.168.1.1", True),
+    ("169.254.169.254", True), ("100.100.100.200", True), ("0.0.0.0", True), ("224.0.0.1", True),
+    ("::1", True), ("fe80::1", True), ("fd00:ec2::254", True), ("::ffff:127.0.0.1", True), ("::", True),
+    ("93.184.216.34", False), ("2606:2800:220:1:248:1893:25c8:1946", False),
+])
+def test_address_policy(address: str, refused: bool) -> None:
+    assert (urlfetch.refusal(address) is not None) is refused
+    assert urlfetch.refusal(address, ("0.0.0.0/0", "::/0")) is None  # an explicit allow list wins
