@@ -223,6 +223,7 @@ def test_probes_models_metrics_and_no_cors_by_default() -> None:
     assert "# TYPE inspyrenet_request_duration_seconds histogram" in text
     assert 'inspyrenet_requests_total{method="POST",route="/v1/remove",status="503"} 1' in text
     assert "/v1/remove" in docs["paths"] and "/v1.0/removebg" in docs["paths"]
+    assert docs["info"]["version"] == "v1"  # the API's version, not the library's
 
 
 def test_cors_when_configured() -> None:

@@ -51,7 +51,9 @@ def create_app(model: ModelSource, settings: ServeSettings | None = None) -> Fas
         finally:
             await state.stop()
 
-    app = FastAPI(title="inspyrenet-lite", summary="Background removal with InSPyReNet", lifespan=lifespan)
+    # version: the API's, never the library's (no response says which library version runs).
+    app = FastAPI(title="inspyrenet-lite", summary="Background removal with InSPyReNet", version="v1",
+                  lifespan=lifespan)
     app.state.serving = state
     add_routes(app, state)
     return app
