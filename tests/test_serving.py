@@ -278,3 +278,18 @@ def test_a_client_that_disconnects_frees_its_slot_and_is_not_computed() -> None:
         after = httpx.get(f"{base}/metrics").text
     assert depth + "0" in after
     assert predictor.batches == [1]  # the request whose client left never reached the network
+
+
+def test_nothing_below_the_serving_room_imports_it() -> None:
+    from test_import_graph import MODULES, NAME, imports_of
+
+    offenders = {
+        name: sorted(m for m in imports_of(path, top_level_only=False) if m.startswith(f"{NAME}.serving"))
+        for name, path in MODULES.items()
+        if not name.startswith(f"{NAME}.serving") and name != f"{NAME}.cli.serve"
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+    # The room itself builds on the engine and never on the command line.
+    for name, path in MODULES.items():
+        if name.startswith(f"{NAME}.serving"):
+            assert not any(m.startswith(f"{NAME}.cli") for m in imports_of(path, top_level_only=False)), name
