@@ -71,6 +71,10 @@ def test_remove_multipart_and_raw_body_give_remover_pixels(tiny_folder: Path, ti
                 assert (response.headers["x-width"], response.headers["x-height"]) == ("90", "70")
                 assert float(response.headers["x-time-ms"]) > 0
                 assert np.abs(pixels(response.content) - expected).max() <= 1, kind
+        # `curl --data-binary @photo.png` without -H sends the image labelled as a urlencoded form.
+        curl_default = httpx.post(f"{base}/v1/remove", content=data,
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert curl_default.status_code == 200 and pixels(curl_default.content).shape == (70, 90, 4)
         threshold = httpx.post(f"{base}/v1/remove", params={"type": "map", "threshold": "0.5", "reverse": "true"},
                                content=data)
         expected = np.asarray(tiny_remover.process(image, type="map", threshold=0.5, reverse=True))
@@ -165,12 +169,14 @@ def test_bad_requests_get_the_right_4xx_without_internals() -> None:
             "quality": httpx.post(f"{base}/v1/remove", params={"quality": "high", "format": "webp"}, content=small),
             "model": httpx.post(f"{base}/v1/remove", params={"model": "nope"}, content=small),
             "no image": httpx.post(f"{base}/v1/remove", files={"other": ("a.png", small, "image/png")}),
+            "a form, no image": httpx.post(f"{base}/v1/remove", data={"type": "map"}),
         }
     expected = {
         "too many bytes": (413, None), "too many bytes, multipart": (413, None), "too many pixels": (413, "image"),
         "not an image": (415, "image"), "text media type": (415, "image"), "text part": (415, "image"),
         "threshold": (422, "threshold"), "type": (422, "type"), "format": (422, "format"),
         "quality": (422, "quality"), "model": (422, "model"), "no image": (400, "image"),
+        "a form, no image": (400, "image"),
     }
     for name, response in cases.items():
         status, field = expected[name]

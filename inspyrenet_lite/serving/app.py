@@ -11,6 +11,7 @@ import contextlib
 import hmac
 import logging
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -168,7 +169,14 @@ async def read_upload(
     carries the image as multipart field ``file_field`` or as the raw body."""
     fields = dict(request.query_params)
     content_type = request.headers.get("content-type", "").lower()
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        body = await request.body()
+        if _looks_binary(body):  # `curl --data-binary @photo.jpg` labels the image this way
+            return fields, body, None
+        fields.update(urllib.parse.parse_qsl(body.decode("ascii"), keep_blank_values=True))
+        raise ServeError(400, "missing_image", f"a urlencoded form carries no image: send it as multipart "
+                         f"-F {file_field}=@photo.jpg, or as the raw body", file_field)
+    if content_type.startswith("multipart/form-data"):
         form = await request.form(max_part_size=state.settings.max_upload_bytes)
         files: dict[str, bytes] = {}
         for key, value in form.multi_items():
@@ -184,6 +192,11 @@ async def read_upload(
         raise ServeError(415, "unsupported_media", f"Content-Type {content_type.split(';')[0]!r} is not an image: "
                          "send the image bytes (image/* or application/octet-stream) or multipart", file_field)
     return fields, await request.body(), None
+
+
+def _looks_binary(body: bytes) -> bool:
+    """Whether ``body`` is no urlencoded text (every image format has control or high bytes up front)."""
+    return any(byte < 0x20 or byte > 0x7E for byte in body[:64])
 
 
 async def _read_part(key: str, upload: UploadFile) -> bytes:
