@@ -20,7 +20,19 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.datastructures import UploadFile
 
 from ..predictor import MapRequest
-from . import pipeline
+from .pipeline import (
+    FORMATS,
+    OutputSpec,
+    Rendered,
+    decode,
+    encode,
+    parse_choice,
+    parse_flag,
+    parse_int,
+    parse_type,
+    parse_unit,
+    render,
+)
 from .errors import ServeError
 from .settings import ServeSettings
 from .state import ModelSource, ServiceState
@@ -111,12 +123,12 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
         options = RemoveOptions.parse(fields, has_background=background is not None)
         batcher = state.batcher(options.model)
 
-        async def work() -> pipeline.Rendered:
-            rgb = await state.cpu(pipeline.decode, data, settings.max_pixels, "image")
+        async def work() -> Rendered:
+            rgb = await state.cpu(decode, data, settings.max_pixels, "image")
             spec = options.spec
             if background is not None:
-                bg = await state.cpu(pipeline.decode, background, settings.max_pixels, "background")
-                spec = pipeline.OutputSpec("image", background=bg)
+                bg = await state.cpu(decode, background, settings.max_pixels, "background")
+                spec = OutputSpec("image", background=bg)
             pred = await state.predict(batcher, MapRequest(rgb, resize=options.resize, hr_blend=options.hr_blend))
             return await state.cpu(_render_encode, rgb, pred, spec, options)
 
@@ -140,26 +152,26 @@ class RemoveOptions:
 
     @classmethod
     def parse(cls, fields: dict[str, str], has_background: bool = False) -> RemoveOptions:
-        spec = pipeline.parse_type(fields.get("type", "rgba") or "rgba")
-        fmt = pipeline.parse_choice("format", fields.get("format"), tuple(pipeline.FORMATS)) or "png"
+        spec = parse_type(fields.get("type", "rgba") or "rgba")
+        fmt = parse_choice("format", fields.get("format"), tuple(FORMATS)) or "png"
         if fmt in ("jpg", "jpeg") and spec.has_alpha and not has_background:
             raise ServeError(422, "invalid_option", "format=jpg cannot hold transparency: use png or webp, or a "
                              "type without alpha (map, a colour, blur, overlay)", "format")
         return cls(
             spec=spec,
             format=fmt,
-            threshold=pipeline.parse_unit("threshold", fields.get("threshold")),
-            hr_blend=pipeline.parse_unit("hr_blend", fields.get("hr_blend")),
-            reverse=pipeline.parse_flag("reverse", fields.get("reverse")),
-            resize=pipeline.parse_choice("resize", fields.get("resize"), ("static", "dynamic")),
-            quality=pipeline.parse_int("quality", fields.get("quality"), 1, 100),
+            threshold=parse_unit("threshold", fields.get("threshold")),
+            hr_blend=parse_unit("hr_blend", fields.get("hr_blend")),
+            reverse=parse_flag("reverse", fields.get("reverse")),
+            resize=parse_choice("resize", fields.get("resize"), ("static", "dynamic")),
+            quality=parse_int("quality", fields.get("quality"), 1, 100),
             model=(fields.get("model") or None),
         )
 
 
-def _render_encode(rgb: Any, pred: Any, spec: Any, options: RemoveOptions) -> pipeline.Rendered:
-    image = pipeline.render(rgb, pred, spec, options.threshold, options.reverse)
-    return pipeline.encode(image, options.format, options.quality)
+def _render_encode(rgb: Any, pred: Any, spec: Any, options: RemoveOptions) -> Rendered:
+    image = render(rgb, pred, spec, options.threshold, options.reverse)
+    return encode(image, options.format, options.quality)
 
 
 async def read_upload(

@@ -80,7 +80,8 @@ class Metrics:
                 "# TYPE inspyrenet_requests_total counter",
             ]
             for (method, route, status), count in sorted(self.requests.items()):
-                lines.append(f'inspyrenet_requests_total{{method="{method}",route="{route}",status="{status}"}} {count}')
+                labels = f'method="{method}",route="{route}",status="{status}"'
+                lines.append(f"inspyrenet_requests_total{{{labels}}} {count}")
             lines += [
                 "# HELP inspyrenet_request_duration_seconds Time from request to response.",
                 "# TYPE inspyrenet_request_duration_seconds histogram",

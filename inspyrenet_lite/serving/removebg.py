@@ -32,7 +32,7 @@ from starlette.datastructures import UploadFile
 from ..compositing import OutputSpec, alpha_to_uint8, composite, parse_colour
 from ..image_io import carry_metadata
 from ..predictor import MapRequest
-from . import pipeline
+from .pipeline import decode, encode, parse_flag
 from .errors import ServeError
 from .state import ServiceState
 
@@ -83,7 +83,7 @@ class RemoveBgOptions:
         if channels not in CHANNELS:
             raise _bad("channels", f"channels must be rgba or alpha, got {fields.get('channels')!r}")
         return cls(size, fmt, channels, _parse_bg_color(fields.get("bg_color")),
-                   pipeline.parse_flag("crop", fields.get("crop")), _parse_margin(fields.get("crop_margin")))
+                   parse_flag("crop", fields.get("crop")), _parse_margin(fields.get("crop_margin")))
 
 
 def _parse_bg_color(text: str | None) -> tuple[int, int, int] | None:
@@ -111,7 +111,8 @@ def _parse_margin(text: str | None) -> tuple[tuple[float, bool], ...]:
             raise _bad("crop_margin", f"crop_margin values are like 30px or 10%, got {part!r}")
         value, percent = float(match.group(1)), match.group(2) == "%"
         if value > (_MAX_MARGIN_PCT if percent else _MAX_MARGIN_PX):
-            raise _bad("crop_margin", f"crop_margin is at most {_MAX_MARGIN_PX}px or {_MAX_MARGIN_PCT:g}%, got {part!r}")
+            raise _bad("crop_margin",
+                       f"crop_margin is at most {_MAX_MARGIN_PX}px or {_MAX_MARGIN_PCT:g}%, got {part!r}")
         values.append((value, percent))
     if len(values) == 1:
         values *= 4
@@ -136,7 +137,7 @@ def add_removebg_routes(app: FastAPI, state: ServiceState) -> None:
             rgb = await state.cpu(_decode_scaled, data, state.settings.max_pixels, limit)
             bg_image = None
             if "bg_image_file" in files:
-                bg_image = await state.cpu(pipeline.decode, files["bg_image_file"], state.settings.max_pixels,
+                bg_image = await state.cpu(decode, files["bg_image_file"], state.settings.max_pixels,
                                            "bg_image_file")
             pred = await state.predict(batcher, MapRequest(rgb))
             return await state.cpu(_build, rgb, pred, options, bg_image)
@@ -221,7 +222,7 @@ async def _source_bytes(fields: dict[str, str], files: dict[str, bytes], state: 
 def _decode_scaled(data: bytes, max_pixels: int, limit: int) -> Image.Image:
     """Decode, then scale down (never up) to at most ``limit`` pixels, as remove.bg's ``size`` does."""
     try:
-        rgb = pipeline.decode(data, max_pixels, "image_file")
+        rgb = decode(data, max_pixels, "image_file")
     except ServeError as exc:
         raise ServeError(400 if exc.status == 415 else exc.status, "invalid_file_type" if exc.status == 415
                          else exc.code, exc.message, exc.field) from None
@@ -275,11 +276,14 @@ def _crop_array(pred: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     out = np.zeros((bottom - top, right - left), dtype=pred.dtype)
     src_top, src_left = max(top, 0), max(left, 0)
     src_bottom, src_right = min(bottom, pred.shape[0]), min(right, pred.shape[1])
-    out[src_top - top : src_bottom - top, src_left - left : src_right - left] = pred[src_top:src_bottom, src_left:src_right]
+    inside = pred[src_top:src_bottom, src_left:src_right]
+    out[src_top - top : src_bottom - top, src_left - left : src_right - left] = inside
     return out
 
 
-def _encode(rgb: Image.Image, pred: np.ndarray, options: RemoveBgOptions, bg_image: Image.Image | None) -> tuple[bytes, str]:
+def _encode(
+    rgb: Image.Image, pred: np.ndarray, options: RemoveBgOptions, bg_image: Image.Image | None
+) -> tuple[bytes, str]:
     if bg_image is not None:
         spec = OutputSpec("image", background=bg_image)
     elif options.bg_color is not None:
@@ -291,8 +295,8 @@ def _encode(rgb: Image.Image, pred: np.ndarray, options: RemoveBgOptions, bg_ima
         alpha = composite(rgb, pred, OutputSpec("map"))
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("color.jpg", pipeline.encode(colour, "jpg").body)
-            archive.writestr("alpha.png", pipeline.encode(alpha, "png").body)
+            archive.writestr("color.jpg", encode(colour, "jpg").body)
+            archive.writestr("alpha.png", encode(alpha, "png").body)
         return buffer.getvalue(), "application/zip"
     image = carry_metadata(rgb, composite(rgb, pred, spec))
     fmt = options.format
@@ -300,5 +304,5 @@ def _encode(rgb: Image.Image, pred: np.ndarray, options: RemoveBgOptions, bg_ima
         fmt = "png" if spec.kind in ("rgba", "map") else "jpg"
     if fmt == "jpg" and image.mode == "RGBA":
         image = carry_metadata(rgb, composite(rgb, pred, OutputSpec("colour", colour=(255, 255, 255))))
-    rendered = pipeline.encode(image, fmt)
+    rendered = encode(image, fmt)
     return rendered.body, rendered.media_type
