@@ -6,7 +6,9 @@ and ``GRADIO_SERVER_PORT`` choose where it listens. ``INSPYRENET_LITE_CKPT``
 downloaded.
 
 The click on "Remove background" is also the API endpoint
-``/remove_background``; its first output is the full-resolution PNG.
+``/remove_background``; its first output is the full-resolution PNG. The
+REST routes of ``inspyrenet-lite serve`` (``POST /v1/remove``, the
+remove.bg-compatible ``POST /v1.0/removebg``, ...) are served beside it.
 """
 
 from __future__ import annotations
@@ -417,6 +419,24 @@ THEME = gr.themes.Soft(
 
 demo = build_demo()
 
+
+def build_app() -> Any:
+    """The REST service of ``inspyrenet-lite serve`` (``/v1/remove``, ``/v1.0/removebg``, ...) with this
+    page mounted at ``/``: a deployed Space is also a REST endpoint. Shares the ``fast`` model above."""
+    from inspyrenet_lite.serving import ServeSettings, create_app
+
+    app = create_app({"fast": lambda: get_remover("fast")}, ServeSettings(max_upload_bytes=20 * 1024 * 1024))
+    return gr.mount_gradio_app(app, demo, path="/", max_file_size=MAX_FILE_SIZE, theme=THEME, css=CSS)
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    demo.launch(max_file_size=MAX_FILE_SIZE, theme=THEME, css=CSS)
+    try:
+        import uvicorn
+
+        rest_app = build_app()
+    except ImportError:  # a library without the serving room: the page alone
+        demo.launch(max_file_size=MAX_FILE_SIZE, theme=THEME, css=CSS)
+    else:
+        host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+        uvicorn.run(rest_app, host=host, port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))

@@ -1,0 +1,132 @@
+"""``inspyrenet-lite serve``: the HTTP service (needs the ``[serve]`` extra).
+
+Loads the model once, then serves :func:`inspyrenet_lite.serving.create_app`
+with uvicorn on 127.0.0.1:8000 by default. SIGTERM (or Ctrl-C) stops
+accepting, finishes the requests in flight and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from inspyrenet_lite.cli.model_args import add_model_arguments
+
+API_KEY_ENV = "INSPYRENET_LITE_API_KEY"
+_CONFIG_ENV = "INSPYRENET_LITE_SERVE_CONFIG"  # how --workers > 1 hands the options to each worker
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inspyrenet-lite serve",
+        description="Serve background removal over HTTP: POST /v1/remove, the remove.bg-compatible "
+        "POST /v1.0/removebg, /v1/health, /v1/ready, /v1/models, /metrics, OpenAPI at /docs.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                        "only; 0.0.0.0 for every interface, e.g. in a container)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    add_model_arguments(parser)
+    parser.add_argument("--ckpt", default=None, help="a local checkpoint file instead of the download")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda, then mps, then cpu)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime", "auto"), default="torch")
+    parser.add_argument("--max-batch-size", type=int, default=4, help="most images per forward (1: no batching)")
+    parser.add_argument("--max-wait-ms", type=float, default=10.0,
+                        help="how long a request waits for others to share its batch (default 10)")
+    parser.add_argument("--queue-size", type=int, default=32,
+                        help="most requests waiting or running; more get 503 + Retry-After at once (default 32)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="per-request deadline in seconds (504 past it)")
+    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (413 above)")
+    parser.add_argument("--max-pixels", type=int, default=40_000_000, help="largest decoded image (413 above)")
+    parser.add_argument("--api-key", default=None,
+                        help=f"require this key in header X-Api-Key (or set {API_KEY_ENV}; prefer the variable: "
+                        "arguments show in the process list)")
+    parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                        help="allow browser calls from ORIGIN (repeatable; default: no CORS)")
+    parser.add_argument("--allow-image-url", action="store_true",
+                        help="let remove.bg's image_url make the server fetch public URLs (off by default)")
+    parser.add_argument("--cpu-workers", type=int, default=2, help="threads decoding and compositing (default 2)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes, each with its own model copy (default 1: one device, batching)")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up forward before /v1/ready")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from inspyrenet_lite.serving import ServeSettings
+
+    return ServeSettings(
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        queue_size=args.queue_size,
+        timeout_s=args.timeout,
+        max_upload_bytes=max(1, int(args.max_upload_mb * 1024 * 1024)),
+        max_pixels=args.max_pixels,
+        api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        cors_origins=tuple(args.cors_origin),
+        cpu_workers=args.cpu_workers,
+        allow_image_url=args.allow_image_url,
+        warmup=not args.no_warmup,
+    )
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from inspyrenet_lite.predictor import Predictor
+
+    return Predictor.from_pretrained(
+        args.model or args.mode or "fast", ckpt=args.ckpt, device=args.device, precision=args.precision,
+        backend=args.backend,
+    )
+
+
+def _app_from_env() -> Any:
+    """The app of one ``--workers`` process (uvicorn factory): options from the environment."""
+    from inspyrenet_lite.serving import create_app
+
+    args = build_parser().parse_args(json.loads(os.environ[_CONFIG_ENV]))
+    return create_app(_load(args), _settings(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvicorn
+
+        from inspyrenet_lite.serving import create_app
+    except ImportError as exc:
+        print(f"inspyrenet-lite serve: error: the serving extra is not installed ({exc.name} missing); "
+              'install it with: pip install "inspyrenet-lite[serve]"', file=sys.stderr)
+        return 2
+    try:
+        settings = _settings(args)
+        if args.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    except ValueError as exc:
+        print(f"inspyrenet-lite serve: error: {exc}", file=sys.stderr)
+        return 2
+    common = {"host": args.host, "port": args.port, "log_level": args.log_level,
+              "timeout_graceful_shutdown": int(settings.timeout_s) + 5}
+    if args.workers > 1:
+        os.environ[_CONFIG_ENV] = json.dumps(list(argv if argv is not None else sys.argv[2:]))
+        uvicorn.run("inspyrenet_lite.cli.serve:_app_from_env", factory=True, workers=args.workers, **common)
+        return 0
+    try:
+        predictor = _load(args)
+    except Exception as exc:  # one line, no traceback: a name, a file or a download that failed
+        print(f"inspyrenet-lite serve: error: cannot load the model: {exc}", file=sys.stderr)
+        return 1
+    server = uvicorn.Server(uvicorn.Config(create_app(predictor, settings), **common))
+    # uvicorn re-raises the signal it drained on; handled here, so a graceful stop exits 0.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda signum, frame: None)
+    server.run()  # SIGTERM/SIGINT: stop accepting, finish in-flight requests, run the shutdown, return
+    logging.getLogger(__name__).info("stopped")
+    return 0

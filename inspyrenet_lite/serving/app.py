@@ -1,0 +1,360 @@
+"""``create_app``: the FastAPI application of ``inspyrenet-lite serve``.
+
+Routes: ``POST /v1/remove``, ``GET /v1/health``, ``GET /v1/ready``,
+``GET /v1/models``, ``GET /metrics`` and the remove.bg-compatible ones
+(:mod:`.removebg`). See README "Serving" for the knobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import time
+import urllib.parse
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.datastructures import UploadFile
+
+from ..predictor import MapRequest
+from .pipeline import (
+    FORMATS,
+    OutputSpec,
+    Rendered,
+    decode,
+    encode,
+    parse_choice,
+    parse_flag,
+    parse_int,
+    parse_type,
+    parse_unit,
+    render,
+)
+from .errors import ServeError
+from .settings import ServeSettings
+from .state import ModelSource, ServiceState
+
+logger = logging.getLogger(__name__)
+
+#: Routes open without the API key (probes and scraping).
+OPEN_PATHS = frozenset({"/v1/health", "/v1/ready", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+#: Paths whose errors use remove.bg's shape.
+REMOVEBG_PATHS = frozenset({"/v1.0/removebg", "/api/removebg", "/v1.0/account"})
+#: A refused upload is still read (and dropped) up to this many times the limit, so that clients
+#: which send the whole body before reading the answer get the 413 rather than a reset connection.
+_DRAIN_FACTOR = 4
+_IMAGE_MEDIA = ("image/", "application/octet-stream")
+
+
+def create_app(model: ModelSource, settings: ServeSettings | None = None) -> FastAPI:
+    """The service for ``model`` (a Predictor, a Remover, a function loading one, or a mapping
+    name -> one of these; the first is the default). Models load and warm up in the
+    background after startup; ``/v1/ready`` answers 503 until then."""
+    settings = settings or ServeSettings()
+    state = ServiceState(model, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    # version: the API's, never the library's (no response says which library version runs).
+    app = FastAPI(title="inspyrenet-lite", summary="Background removal with InSPyReNet", version="v1",
+                  lifespan=lifespan)
+    app.state.serving = state
+    add_routes(app, state)
+    return app
+
+
+def add_routes(app: FastAPI, state: ServiceState) -> None:
+    """Put the service's routes, middleware and error handlers on ``app`` (also used by the Space)."""
+    from .removebg import add_removebg_routes
+
+    settings = state.settings
+    app.add_exception_handler(ServeError, _serve_error_handler)
+    app.add_exception_handler(Exception, _unexpected_error_handler)
+    app.add_middleware(_Guard, state=state)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["*"], expose_headers=["*"])
+
+    @app.get("/v1/health", tags=["service"])
+    async def health() -> dict[str, str]:
+        """Alive (the process answers); says nothing about the model."""
+        return {"status": "ok"}
+
+    @app.get("/v1/ready", tags=["service"])
+    async def ready() -> JSONResponse:
+        """200 once every model is loaded and warmed up, else 503."""
+        if state.ready:
+            return JSONResponse({"status": "ready", "models": list(state.batchers)})
+        status = "failed" if state.failed else "loading"
+        return JSONResponse({"status": status}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.get("/v1/models", tags=["service"])
+    async def models() -> dict[str, Any]:
+        """The models served (the first is the default of ``model``)."""
+        return {"default": state.default_model, "models": [_describe(name, state) for name in state.sources]}
+
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus text format."""
+        return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.post("/v1/remove", tags=["remove"], response_class=Response)
+    async def remove(request: Request) -> Response:
+        """Remove the background of the image sent as multipart field ``image`` or as the raw body.
+
+        Options (query or form fields): ``type`` (rgba, map, blur, overlay, green, white, #rrggbb),
+        ``threshold``, ``hr_blend``, ``reverse``, ``resize`` (static/dynamic), ``model``,
+        ``format`` (png/webp/jpg), ``quality`` (1-100); a multipart ``background`` image
+        replaces the background. Returns the image; ``X-Width``, ``X-Height``, ``X-Time-Ms``.
+        """
+        started = time.perf_counter()
+        fields, data, background = await read_upload(request, state)
+        options = RemoveOptions.parse(fields, has_background=background is not None)
+        batcher = state.batcher(options.model)
+
+        async def work() -> Rendered:
+            rgb = await state.cpu(decode, data, settings.max_pixels, "image")
+            spec = options.spec
+            if background is not None:
+                bg = await state.cpu(decode, background, settings.max_pixels, "background")
+                spec = OutputSpec("image", background=bg)
+            pred = await state.predict(batcher, MapRequest(rgb, resize=options.resize, hr_blend=options.hr_blend))
+            return await state.cpu(_render_encode, rgb, pred, spec, options)
+
+        rendered = await state.within_deadline(request.receive, work())
+        headers = {
+            "X-Width": str(rendered.width),
+            "X-Height": str(rendered.height),
+            "X-Model": batcher.name,
+            "X-Time-Ms": f"{(time.perf_counter() - started) * 1000:.1f}",
+        }
+        return Response(rendered.body, media_type=rendered.media_type, headers=headers)
+
+    add_removebg_routes(app, state)
+
+
+class RemoveOptions:
+    """The options of ``/v1/remove``, checked (422 naming the field)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    @classmethod
+    def parse(cls, fields: dict[str, str], has_background: bool = False) -> RemoveOptions:
+        spec = parse_type(fields.get("type", "rgba") or "rgba")
+        fmt = parse_choice("format", fields.get("format"), tuple(FORMATS)) or "png"
+        if fmt in ("jpg", "jpeg") and spec.has_alpha and not has_background:
+            raise ServeError(422, "invalid_option", "format=jpg cannot hold transparency: use png or webp, or a "
+                             "type without alpha (map, a colour, blur, overlay)", "format")
+        return cls(
+            spec=spec,
+            format=fmt,
+            threshold=parse_unit("threshold", fields.get("threshold")),
+            hr_blend=parse_unit("hr_blend", fields.get("hr_blend")),
+            reverse=parse_flag("reverse", fields.get("reverse")),
+            resize=parse_choice("resize", fields.get("resize"), ("static", "dynamic")),
+            quality=parse_int("quality", fields.get("quality"), 1, 100),
+            model=(fields.get("model") or None),
+        )
+
+
+def _render_encode(rgb: Any, pred: Any, spec: Any, options: RemoveOptions) -> Rendered:
+    image = render(rgb, pred, spec, options.threshold, options.reverse)
+    return encode(image, options.format, options.quality)
+
+
+async def read_upload(
+    request: Request, state: ServiceState, file_field: str = "image", extra_file: str | None = "background"
+) -> tuple[dict[str, str], bytes, bytes | None]:
+    """(fields from query and form, the image bytes, an optional second image) of a request that
+    carries the image as multipart field ``file_field`` or as the raw body."""
+    fields = dict(request.query_params)
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        body = await request.body()
+        if _looks_binary(body):  # `curl --data-binary @photo.jpg` labels the image this way
+            return fields, body, None
+        fields.update(urllib.parse.parse_qsl(body.decode("ascii"), keep_blank_values=True))
+        raise ServeError(400, "missing_image", f"a urlencoded form carries no image: send it as multipart "
+                         f"-F {file_field}=@photo.jpg, or as the raw body", file_field)
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_part_size=state.settings.max_upload_bytes)
+        files: dict[str, bytes] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                files[key] = await _read_part(key, value)
+            else:
+                fields[key] = value
+        if file_field not in files:
+            raise ServeError(400, "missing_image", f"no multipart field {file_field!r}: send the image as "
+                             f"-F {file_field}=@photo.jpg, or as the raw request body", file_field)
+        return fields, files[file_field], files.get(extra_file) if extra_file else None
+    if content_type and not content_type.startswith(_IMAGE_MEDIA):
+        raise ServeError(415, "unsupported_media", f"Content-Type {content_type.split(';')[0]!r} is not an image: "
+                         "send the image bytes (image/* or application/octet-stream) or multipart", file_field)
+    return fields, await request.body(), None
+
+
+def _looks_binary(body: bytes) -> bool:
+    """Whether ``body`` is no urlencoded text (every image format has control or high bytes up front)."""
+    return any(byte < 0x20 or byte > 0x7E for byte in body[:64])
+
+
+async def _read_part(key: str, upload: UploadFile) -> bytes:
+    media = (upload.content_type or "").lower()
+    if media and not media.startswith(_IMAGE_MEDIA):
+        raise ServeError(415, "unsupported_media", f"the {key!r} part is {media!r}, not an image", key)
+    return await upload.read()
+
+
+def _describe(name: str, state: ServiceState) -> dict[str, Any]:
+    batcher = state.batchers.get(name)
+    info: dict[str, Any] = {"name": name, "ready": batcher is not None}
+    if batcher is not None:
+        predictor = batcher.predictor
+        base = getattr(predictor, "base_size", None)
+        info.update(
+            base_size=list(base) if base is not None else None,
+            device=str(getattr(predictor, "device", "")),
+            precision=getattr(predictor, "precision", None),
+            backend=getattr(getattr(predictor, "backend", None), "name", None),
+            resize=getattr(predictor, "resize", None),
+            hr_blend=getattr(predictor, "hr_blend", None),
+        )
+    return info
+
+
+def error_body(path: str, exc: ServeError) -> dict[str, Any]:
+    """The JSON of an error: remove.bg's shape on its routes, ``{"error": {...}}`` on ours."""
+    if path in REMOVEBG_PATHS:
+        error = {"title": exc.message, "code": exc.code}
+        if exc.field:
+            error["source"] = {"parameter": exc.field}
+        return {"errors": [error]}
+    return {"error": {"status": exc.status, "code": exc.code, "message": exc.message, "field": exc.field}}
+
+
+def error_status(path: str, exc: ServeError) -> int:
+    """The status of ``exc`` on ``path``: remove.bg's routes answer bad input with 400 and a full queue with 429."""
+    if path in REMOVEBG_PATHS:
+        if exc.status in (415, 422):
+            return 400
+        if exc.code == "busy":
+            return 429
+    return exc.status
+
+
+async def _serve_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServeError)
+    if exc.status == 499:
+        return JSONResponse({}, status_code=499)
+    path = request.url.path
+    return JSONResponse(error_body(path, exc), status_code=error_status(path, exc), headers=exc.headers)
+
+
+async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unexpected error on %s", request.url.path)
+    err = ServeError(500, "internal_error", "the server failed on this request; the details are in its log")
+    return JSONResponse(error_body(request.url.path, err), status_code=500)
+
+
+class _Guard:
+    """ASGI middleware: the upload-size limit (413 before reading more than the limit), the API key,
+    and the request metrics by route template."""
+
+    def __init__(self, app: Any, state: ServiceState) -> None:
+        self.app = app
+        self.state = state
+        key = state.settings.api_key
+        self.key = key.encode() if key else None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_box = {"status": 500}
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status_box["status"] = message["status"]
+            await send(message)
+
+        path = scope.get("path", "")
+        if not _is_service_path(path):  # e.g. the Space's page and Gradio's own API: not ours to guard
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refuse(scope, path)
+        try:
+            if refusal is not None:
+                await _drain(receive, _DRAIN_FACTOR * self.state.settings.max_upload_bytes)
+                await JSONResponse(error_body(path, refusal), status_code=error_status(path, refusal),
+                                   headers=refusal.headers)(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, self._limited(receive), send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "other"
+            self.state.metrics.request_done(scope.get("method", ""), route, status_box["status"],
+                                            time.perf_counter() - started)
+
+    def _refuse(self, scope: dict, path: str) -> ServeError | None:
+        headers = dict(scope.get("headers") or [])
+        if self.key is not None and path not in OPEN_PATHS and scope.get("method") != "OPTIONS":
+            given = headers.get(b"x-api-key", b"")
+            if not hmac.compare_digest(given, self.key):
+                if path in REMOVEBG_PATHS:
+                    return ServeError(403, "auth_failed", "API key missing or invalid (header X-Api-Key)")
+                return ServeError(401, "unauthorized", "API key missing or invalid: send it in header X-Api-Key",
+                                  headers={"WWW-Authenticate": "X-Api-Key"})
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.state.settings.max_upload_bytes:
+            return _too_large(self.state.settings.max_upload_bytes)
+        return None
+
+    def _limited(self, receive: Any) -> Any:
+        limit = self.state.settings.max_upload_bytes
+        seen = 0
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    if message.get("more_body", False):
+                        await _drain(receive, _DRAIN_FACTOR * limit - seen)
+                    raise _too_large(limit)
+            return message
+
+        return limited_receive
+
+
+def _is_service_path(path: str) -> bool:
+    return path.startswith("/v1/") or path in REMOVEBG_PATHS or path in OPEN_PATHS
+
+
+async def _drain(receive: Any, budget: int) -> None:
+    """Read and drop the rest of the request body, at most ``budget`` bytes."""
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+def _too_large(limit: int) -> ServeError:
+    return ServeError(413, "file_too_large", f"the request body is above the server's limit of {limit} bytes; "
+                      "send a smaller file (or raise --max-upload-mb)")

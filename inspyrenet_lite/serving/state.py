@@ -1,0 +1,174 @@
+"""``ServiceState``: the models, their batchers, the CPU pool and the metrics of one app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..predictor import MapRequest
+from .batcher import MicroBatcher, QueueFullError
+from .errors import ServeError
+from .metrics import Metrics
+from .settings import ServeSettings
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: What ``create_app`` serves: a Predictor or Remover, a zero-argument function that loads one
+#: (called at startup, off the event loop), or a mapping of names to either.
+ModelSource = Any
+
+
+def as_predictor(model: Any) -> Any:
+    """The Predictor of a Remover, or ``model`` itself (anything with ``predict_maps``)."""
+    predictor = getattr(model, "predictor", model)
+    if not hasattr(predictor, "predict_maps"):
+        raise TypeError(f"expected a Predictor or a Remover, got {type(model).__name__}")
+    return predictor
+
+
+class ServiceState:
+    """Everything the routes share (one per app)."""
+
+    def __init__(self, models: ModelSource, settings: ServeSettings) -> None:
+        if not isinstance(models, Mapping):
+            models = {_name_of(models): models}
+        if not models:
+            raise ValueError("create_app needs at least one model")
+        self.sources = dict(models)
+        self.default_model = next(iter(self.sources))
+        self.settings = settings
+        self.metrics = Metrics(settings.max_batch_size)
+        self.batchers: dict[str, MicroBatcher] = {}
+        self.cpu_pool: ThreadPoolExecutor | None = None
+        self.ready = False
+        self.failed: str | None = None
+        self._warm_task: asyncio.Task | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Start the CPU pool; load and warm the models in the background (``ready`` after)."""
+        self.cpu_pool = ThreadPoolExecutor(self.settings.cpu_workers, thread_name_prefix="serve-cpu")
+        self._warm_task = asyncio.get_running_loop().create_task(self._load_all())
+
+    async def stop(self) -> None:
+        """Stop the batchers (after uvicorn drained the requests in flight) and the pool."""
+        if self._warm_task is not None and not self._warm_task.done():
+            self._warm_task.cancel()
+            await asyncio.gather(self._warm_task, return_exceptions=True)
+        for batcher in self.batchers.values():
+            await batcher.stop()
+        if self.cpu_pool is not None:
+            self.cpu_pool.shutdown(wait=True)
+
+    async def _load_all(self) -> None:
+        try:
+            for name, source in self.sources.items():
+                await self._load(name, source)
+            self.ready = True
+            logger.info("ready: %s", ", ".join(self.batchers))
+        except Exception as exc:  # logged; /v1/ready stays 503 and says why
+            self.failed = f"{type(exc).__name__}: {exc}"
+            logger.error("loading the models failed: %s", self.failed)
+
+    async def _load(self, name: str, source: Any) -> None:
+        loop = asyncio.get_running_loop()
+        if not hasattr(source, "predict_maps") and not hasattr(source, "predictor") and callable(source):
+            source = await loop.run_in_executor(self.cpu_pool, source)
+        predictor = as_predictor(source)
+        batcher = MicroBatcher(
+            predictor,
+            max_batch_size=self.settings.max_batch_size,
+            max_wait_ms=self.settings.max_wait_ms,
+            queue_size=self.settings.queue_size,
+            name=name,
+            on_batch=self.metrics.batch,
+            on_depth=lambda depth, name=name: self.metrics.set_queue_depth(name, depth),
+        )
+        batcher.start()
+        self.metrics.set_queue_depth(name, 0)
+        if self.settings.warmup:
+            await batcher.run_in_inference_thread(predictor.warmup)
+        self.batchers[name] = batcher
+
+    # ------------------------------------------------------------- requests
+    def batcher(self, model: str | None) -> MicroBatcher:
+        """The batcher of ``model`` (default: the first); 422 for an unknown name, 503 before ready."""
+        name = model or self.default_model
+        if name not in self.sources:
+            raise ServeError(
+                422, "invalid_option", f"model {name!r} is not loaded here; choose one of {', '.join(self.sources)}",
+                "model",
+            )
+        batcher = self.batchers.get(name)
+        if batcher is None:
+            raise ServeError(503, "not_ready", "the model is still loading; retry shortly",
+                             headers={"Retry-After": str(max(1, self.settings.retry_after_s))})
+        return batcher
+
+    async def cpu(self, work: Callable[..., T], *args: Any) -> T:
+        """Run ``work(*args)`` on the CPU pool (decode, composite, encode): never on the loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, work, *args)
+
+    async def predict(self, batcher: MicroBatcher, request: MapRequest) -> np.ndarray:
+        """The map of ``request`` through the batcher; 503 + Retry-After at once when full."""
+        try:
+            future = batcher.submit(request)
+        except QueueFullError:
+            self.metrics.count_full()
+            raise ServeError(
+                503, "busy", "the server is busy (queue full); retry after the Retry-After seconds",
+                headers={"Retry-After": str(self.settings.retry_after_s)},
+            ) from None
+        try:
+            return await future
+        except QueueFullError:
+            raise ServeError(503, "shutting_down", "the server is shutting down; retry on another instance",
+                             headers={"Retry-After": str(self.settings.retry_after_s)}) from None
+        except ValueError as exc:
+            raise ServeError(422, "invalid_option", str(exc)) from None
+        except RuntimeError as exc:
+            logger.error("inference failed: %s", exc)
+            raise ServeError(500, "inference_failed", "the network failed on this image; see the server log") from None
+
+    async def within_deadline(self, receive: Callable[[], Awaitable[dict]], work: Awaitable[T]) -> T:
+        """``work`` under the per-request deadline (504 past it), cancelled if the client leaves."""
+        started = time.monotonic()
+        task = asyncio.ensure_future(work)
+        watcher = asyncio.ensure_future(_until_disconnected(receive))
+        try:
+            done, _ = await asyncio.wait({task, watcher}, timeout=self.settings.timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if watcher in done and not watcher.cancelled() and watcher.exception() is None:
+            raise ServeError(499, "client_closed", "the client closed the connection")
+        self.metrics.count_timeout()
+        raise ServeError(
+            504, "deadline_exceeded",
+            f"the request took more than {self.settings.timeout_s:g} s (after {time.monotonic() - started:.1f} s); "
+            "retry later, send smaller images, or raise the server's --timeout",
+        )
+
+
+def _name_of(source: Any) -> str:
+    if hasattr(source, "predict_maps") or hasattr(source, "predictor"):
+        return str(getattr(as_predictor(source), "name", "model"))
+    return "default"  # a loader: its model's name is not known before it runs
+
+
+async def _until_disconnected(receive: Callable[[], Awaitable[dict]]) -> None:
+    while True:
+        message = await receive()
+        if message.get("type") == "http.disconnect":
+            return

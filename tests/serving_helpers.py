@@ -1,0 +1,94 @@
+"""Helpers of the serving tests: a uvicorn server on a free loopback port, a scripted predictor."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+from PIL import Image
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(app, wait_ready: bool = True) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    if wait_ready:
+        while httpx.get(f"{base}/v1/ready").status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test server did not become ready")
+            time.sleep(0.05)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    return Image.fromarray(base).resize((width, height), Image.Resampling.BILINEAR)
+
+
+class BoxPredictor:
+    """A stand-in Predictor: the map is 1 inside the central box (the middle half of each side),
+    0 outside. ``gate`` (when set) holds every forward until it is opened; ``batches`` records
+    the batch lengths."""
+
+    name = "box"
+    base_size = (64, 64)
+    device = "cpu"
+    precision = "fp32"
+    resize = "static"
+    hr_blend = 0.0
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.gate = gate
+        self.batches: list[int] = []
+        self.entered = threading.Event()
+
+    def warmup(self, sizes=None) -> None:
+        pass
+
+    def predict_maps(self, items, batch_size=4, errors="raise"):
+        items = list(items)
+        self.batches.append(len(items))
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(30)
+        maps = []
+        for item in items:
+            width, height = item.image.size
+            pred = np.zeros((height, width), dtype=np.float32)
+            pred[height // 4 : height - height // 4, width // 4 : width - width // 4] = 1.0
+            maps.append(pred)
+        return maps

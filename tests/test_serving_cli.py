@@ -1,0 +1,131 @@
+"""``inspyrenet-lite serve`` (issue 19): the real command on a free loopback port; SIGTERM drains."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("fastapi")
+
+from serving_helpers import free_port, photo, png_bytes  # noqa: E402
+
+from inspyrenet_lite import InSPyReNet  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN).eval()
+    path = tmp_path_factory.mktemp("tiny")
+    model.save_pretrained(path)
+    return path
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "inspyrenet_lite", "serve", *args]
+
+
+def environment(tmp_path: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    # Nothing may be downloaded: point every cache at an empty folder and the Hub nowhere.
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), INSPYRENET_LITE_CACHE=str(tmp_path / "own"))
+    return env
+
+
+def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(command("--port", str(port), *args), env=environment(tmp_path),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited early: {process.stdout.read()}")
+        try:
+            if httpx.get(f"{base}/v1/ready", timeout=2).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("serve did not become ready")
+
+
+def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path: Path, tiny_folder: Path) -> None:
+    # A long batching wait keeps the request in flight when SIGTERM arrives.
+    process, base = start(tmp_path, "--model", str(tiny_folder), "--device", "cpu", "--max-wait-ms", "2000",
+                          "--max-batch-size", "8")
+    try:
+        result: dict[str, httpx.Response] = {}
+        sender = threading.Thread(target=lambda: result.update(
+            r=httpx.post(f"{base}/v1/remove", content=png_bytes(photo(60, 40)), timeout=60)))
+        sender.start()
+        while not re.search(r'^inspyrenet_queue_depth\{model="[^"]*"\} 1$', httpx.get(f"{base}/metrics").text,
+                            re.MULTILINE):
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        sender.join(60)
+        code = process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert result["r"].status_code == 200
+    assert Image.open(io.BytesIO(result["r"].content)).size == (60, 40)
+    assert code == 0
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{base}/v1/health", timeout=2)
+
+
+def test_bad_arguments_and_unloadable_model_give_one_line_errors(tmp_path: Path) -> None:
+    bad = subprocess.run(command("--max-batch-size", "0"), env=environment(tmp_path), capture_output=True, text=True,
+                         timeout=120)
+    missing = subprocess.run(command("--model", str(tmp_path / "no-such-model"), "--device", "cpu"),
+                             env=environment(tmp_path), capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "max_batch_size must be" in bad.stderr
+    assert missing.returncode == 1 and "cannot load the model" in missing.stderr
+    for run in (bad, missing):
+        assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_serve_full_size_random_checkpoint_matches_remover(tmp_path: Path, random_checkpoint: Path, remover) -> None:
+    image = photo(160, 120, 3)
+    data = png_bytes(image)
+    process, base = start(tmp_path, "--model", "fast", "--ckpt", str(random_checkpoint), "--device", "cpu",
+                          "--max-wait-ms", "0")
+    try:
+        responses = {}
+        for kind in ("rgba", "map", "white"):
+            responses[kind, "multipart"] = httpx.post(f"{base}/v1/remove", files={"image": ("a.png", data)},
+                                                      data={"type": kind}, timeout=120)
+            responses[kind, "raw"] = httpx.post(f"{base}/v1/remove", params={"type": kind}, content=data,
+                                                headers={"Content-Type": "image/png"}, timeout=120)
+        removebg = httpx.post(f"{base}/v1.0/removebg", files={"image_file": ("a.png", data)},
+                              data={"size": "full", "channels": "alpha"}, timeout=120)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    for (kind, how), response in responses.items():
+        assert response.status_code == 200, (kind, how, response.text)
+        got = np.asarray(Image.open(io.BytesIO(response.content))).astype(np.int16)
+        expected = np.asarray(remover.process(image, type=kind)).astype(np.int16)
+        assert np.abs(got - expected).max() <= 1, (kind, how)
+    expected_map = np.asarray(remover.process(image, type="map")).astype(np.int16)
+    got_map = np.asarray(Image.open(io.BytesIO(removebg.content))).astype(np.int16)
+    assert removebg.status_code == 200 and np.abs(got_map - expected_map).max() <= 1

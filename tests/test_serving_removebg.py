@@ -1,0 +1,249 @@
+"""The remove.bg-compatible routes (issue 19): fields, sizes, zip, headers, error shape, image_url SSRF guard."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import io
+import socket
+import threading
+import zipfile
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+
+from serving_helpers import BoxPredictor, photo, png_bytes, running  # noqa: E402
+
+from inspyrenet_lite.serving import ServeSettings, create_app, urlfetch  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def base():
+    with running(create_app(BoxPredictor(), ServeSettings())) as url:
+        yield url
+
+
+def post(base: str, data: dict | None = None, files: dict | None = None, **kwargs) -> httpx.Response:
+    return httpx.post(f"{base}/v1.0/removebg", data=data, files=files, timeout=30, **kwargs)
+
+
+def image_of(response: httpx.Response) -> Image.Image:
+    return Image.open(io.BytesIO(response.content))
+
+
+def test_image_file_gives_a_transparent_png_with_remove_bg_headers(base: str) -> None:
+    response = post(base, files={"image_file": ("a.jpg", png_bytes(photo(200, 100), "JPEG"), "image/jpeg")})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    image = image_of(response)
+    assert image.mode == "RGBA" and image.size == (200, 100)
+    headers = response.headers
+    assert (headers["x-width"], headers["x-height"], headers["x-type"]) == ("200", "100", "other")
+    # The box of BoxPredictor: the middle half of each side.
+    assert (headers["x-foreground-left"], headers["x-foreground-top"]) == ("50", "25")
+    assert (headers["x-foreground-width"], headers["x-foreground-height"]) == ("100", "50")
+    alpha = np.asarray(image)[:, :, 3]
+    assert alpha[50, 100] == 255 and alpha[5, 5] == 0
+
+
+def test_image_file_b64_as_form_and_as_json(base: str) -> None:
+    encoded = base64.b64encode(png_bytes(photo(64, 48))).decode()
+    form = post(base, data={"image_file_b64": encoded})
+    as_json = httpx.post(f"{base}/api/removebg", json={"image_file_b64": encoded, "channels": "alpha"})
+    assert form.status_code == 200 and image_of(form).size == (64, 48)
+    assert as_json.status_code == 200 and image_of(as_json).mode == "L"
+
+
+@pytest.mark.parametrize(("size", "most"), [("preview", 250_000), ("small", 250_000), ("regular", 250_000),
+                                            ("medium", 1_500_000), ("full", 2_000_000), ("auto", 2_000_000)])
+def test_size_caps_the_megapixels_as_remove_bg_defines_them(base: str, size: str, most: int) -> None:
+    data = png_bytes(photo(2000, 1000))
+    response = post(base, data={"size": size}, files={"image_file": ("a.png", data, "image/png")})
+    width, height = image_of(response).size
+    assert width * height <= most and width * height > 0.97 * min(most, 2_000_000)
+    assert abs(width / height - 2.0) < 0.01  # the aspect ratio is kept
+    assert (response.headers["x-width"], response.headers["x-height"]) == (str(width), str(height))
+
+
+def test_format_zip_holds_color_jpg_and_alpha_png(base: str) -> None:
+    response = post(base, data={"format": "zip"}, files={"image_file": ("a.png", png_bytes(photo(80, 60)))})
+    assert response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert sorted(archive.namelist()) == ["alpha.png", "color.jpg"]
+        colour = Image.open(io.BytesIO(archive.read("color.jpg")))
+        alpha = Image.open(io.BytesIO(archive.read("alpha.png")))
+    assert (colour.format, colour.mode, colour.size) == ("JPEG", "RGB", (80, 60))
+    assert (alpha.format, alpha.mode, alpha.size) == ("PNG", "L", (80, 60))
+    assert np.asarray(alpha)[30, 40] == 255 and np.asarray(alpha)[0, 0] == 0
+
+
+def test_channels_alpha_bg_color_and_jpg(base: str) -> None:
+    data = png_bytes(photo(80, 60))
+    alpha = post(base, data={"channels": "alpha"}, files={"image_file": ("a.png", data)})
+    coloured = post(base, data={"bg_color": "ff0000"}, files={"image_file": ("a.png", data)})
+    jpg = post(base, data={"format": "jpg"}, files={"image_file": ("a.png", data)})
+    assert image_of(alpha).mode == "L" and alpha.headers["content-type"] == "image/png"
+    # format=auto: no transparency left, so JPEG, as remove.bg answers.
+    assert coloured.headers["content-type"] == "image/jpeg"
+    corner = np.asarray(image_of(coloured))[0, 0].astype(int)
+    assert abs(corner - np.array([255, 0, 0])).max() <= 8
+    assert jpg.headers["content-type"] == "image/jpeg" and image_of(jpg).mode == "RGB"
+
+
+def test_bg_image_file_replaces_the_background(base: str) -> None:
+    blue = png_bytes(Image.new("RGB", (30, 30), (0, 0, 255)))
+    response = post(base, files={"image_file": ("a.png", png_bytes(photo(80, 60))), "bg_image_file": ("b.png", blue)})
+    assert response.headers["content-type"] == "image/jpeg"
+    assert abs(np.asarray(image_of(response))[0, 0].astype(int) - np.array([0, 0, 255])).max() <= 8
+
+
+def test_crop_and_crop_margin(base: str) -> None:
+    data = png_bytes(photo(200, 100))
+    cropped = post(base, data={"crop": "true"}, files={"image_file": ("a.png", data)})
+    margin = post(base, data={"crop": "true", "crop_margin": "10px"}, files={"image_file": ("a.png", data)})
+    percent = post(base, data={"crop": "true", "crop_margin": "50%"}, files={"image_file": ("a.png", data)})
+    assert image_of(cropped).size == (100, 50)
+    assert cropped.headers["x-foreground-left"] == "0" and cropped.headers["x-foreground-width"] == "100"
+    assert image_of(margin).size == (120, 70) and margin.headers["x-foreground-top"] == "10"
+    # 50% of the subject on each side reaches past the photo: padded with transparency.
+    padded = image_of(percent)
+    assert padded.size == (200, 100) and np.asarray(padded)[0, 0, 3] == 0
+
+
+def test_options_without_meaning_here_are_accepted(base: str) -> None:
+    response = post(base, data={"type": "car", "type_level": "2", "scale": "50%", "position": "center",
+                                "semitransparency": "true", "add_shadow": "true"},
+                    files={"image_file": ("a.png", png_bytes(photo(40, 30)))})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(("data", "files", "status", "code"), [
+    ({"size": "huge"}, True, 400, "invalid_parameter"),
+    ({"format": "gif"}, True, 400, "invalid_parameter"),
+    ({"channels": "rgb"}, True, 400, "invalid_parameter"),
+    ({"bg_color": "not-a-colour"}, True, 400, "invalid_parameter"),
+    ({"crop_margin": "900px"}, True, 400, "invalid_parameter"),
+    ({}, False, 400, "missing_source"),
+    ({"image_file_b64": "***"}, False, 400, "invalid_parameter"),
+    ({"image_file_b64": base64.b64encode(b"not an image").decode()}, False, 400, "invalid_file_type"),
+])
+def test_errors_have_remove_bg_shape(base: str, data: dict, files: bool, status: int, code: str) -> None:
+    upload = {"image_file": ("a.png", png_bytes(photo(40, 30)))} if files else None
+    response = post(base, data=data, files=upload)
+    assert response.status_code == status
+    body = response.json()
+    assert set(body) == {"errors"} and body["errors"][0]["code"] == code
+    assert body["errors"][0]["title"]
+
+
+def test_account_answers_in_remove_bg_shape(base: str) -> None:
+    attributes = httpx.get(f"{base}/v1.0/account").json()["data"]["attributes"]
+    assert attributes["credits"]["total"] > 0 and "free_calls" in attributes["api"]
+
+
+# ----------------------------------------------------------------- image_url
+@pytest.fixture
+def no_packets_out(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every socket connection is checked: anything but 127.0.0.1 fails the test; attempts are recorded."""
+    attempts: list = []
+    original = socket.socket.connect
+
+    def connect(self, address):
+        attempts.append(address)
+        assert address[0] == "127.0.0.1", f"a connection to {address} was attempted"
+        return original(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    names = {"photos.test": "127.0.0.1", "internal.test": "10.1.2.3", "metadata.test": "169.254.169.254",
+             "mixed.test": "93.184.216.34", "v6.test": "::1"}
+
+    def resolve(host: str, port: int) -> list[str]:
+        assert host in names, f"unexpected DNS lookup of {host}"
+        if host == "mixed.test":
+            return ["93.184.216.34", "10.0.0.1"]  # one private answer is enough to refuse
+        return [names[host]]
+
+    monkeypatch.setattr(urlfetch, "resolve", resolve)
+    return attempts
+
+
+@pytest.fixture
+def image_host():
+    """A plain HTTP server on 127.0.0.1: /photo.png, /to-metadata (302 to metadata.test), /to-photo."""
+    photo_bytes = png_bytes(photo(64, 48))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            targets = {"/to-metadata": "http://metadata.test/latest/meta-data/",
+                       "/to-private": "http://10.0.0.7/x.png", "/to-photo": "/photo.png"}
+            if self.path in targets:
+                self.send_response(302)
+                self.send_header("Location", targets[self.path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(photo_bytes)))
+            self.end_headers()
+            self.wfile.write(photo_bytes)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_image_url_is_refused_by_default(base: str, no_packets_out: list) -> None:
+    response = post(base, data={"image_url": "http://photos.test/photo.png"})
+    assert response.status_code == 400 and "disabled" in response.json()["errors"][0]["title"]
+
+
+def test_image_url_when_enabled_refuses_inner_addresses_before_connecting(no_packets_out: list, image_host: int) -> None:
+    settings = ServeSettings(allow_image_url=True, url_allow_networks=("127.0.0.1/32",))
+    with running(create_app(BoxPredictor(), settings)) as url:
+        server_port = int(url.rsplit(":", 1)[1])
+        fetched = post(url, data={"image_url": f"http://photos.test:{image_host}/photo.png"})
+        redirected_ok = post(url, data={"image_url": f"http://photos.test:{image_host}/to-photo"})
+        refused = {
+            target: post(url, data={"image_url": target})
+            for target in ("http://internal.test/a.png", "http://metadata.test/latest/meta-data/",
+                           "http://169.254.169.254/latest/", "http://mixed.test/a.png", "http://v6.test/a.png",
+                           "http://[::ffff:10.1.2.3]/a.png", "file:///etc/passwd",
+                           f"http://photos.test:{image_host}/to-metadata",
+                           f"http://photos.test:{image_host}/to-private")
+        }
+    assert fetched.status_code == 200 and image_of(fetched).size == (64, 48)
+    assert redirected_ok.status_code == 200
+    for target, response in refused.items():
+        assert response.status_code == 400, target
+        assert response.json()["errors"][0]["code"] == "invalid_image_url", target
+    # Only the loopback image host (and the test's own requests to the server) were ever contacted.
+    assert {address[1] for address in no_packets_out} <= {image_host, server_port}
+
+
+def test_loopback_is_refused_without_an_allow_list(no_packets_out: list, image_host: int) -> None:
+    with running(create_app(BoxPredictor(), ServeSettings(allow_image_url=True))) as url:
+        response = post(url, data={"image_url": f"http://photos.test:{image_host}/photo.png"})
+    assert response.status_code == 400 and "loopback" in response.json()["errors"][0]["title"]
+    assert all(address[1] != image_host for address in no_packets_out)
+
+
+@pytest.mark.parametrize(("address", "refused"), [
+    ("127.0.0.1", True), ("10.1.2.3", True), ("172.16.0.1", True), ("192.168.1.1", True),
+    ("169.254.169.254", True), ("100.100.100.200", True), ("0.0.0.0", True), ("224.0.0.1", True),
+    ("::1", True), ("fe80::1", True), ("fd00:ec2::254", True), ("::ffff:127.0.0.1", True), ("::", True),
+    ("93.184.216.34", False), ("2606:2800:220:1:248:1893:25c8:1946", False),
+])
+def test_address_policy(address: str, refused: bool) -> None:
+    assert (urlfetch.refusal(address) is not None) is refused
+    assert urlfetch.refusal(address, ("0.0.0.0/0", "::/0")) is None  # an explicit allow list wins
