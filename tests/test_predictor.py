@@ -125,8 +125,8 @@ def test_predict_torch_takes_a_normalised_batch(predictor: Predictor) -> None:
 
 def test_warmup_runs_each_size_once(predictor: Predictor, monkeypatch: pytest.MonkeyPatch) -> None:
     shapes: list[tuple[int, ...]] = []
-    real = predictor.backend.predict
-    monkeypatch.setattr(predictor.backend, "predict", lambda x, **kw: shapes.append(tuple(x.shape)) or real(x, **kw))
+    real = predictor.model.predict
+    monkeypatch.setattr(predictor.model, "predict", lambda x, **kw: shapes.append(tuple(x.shape)) or real(x, **kw))
     predictor.warmup([(64, 64), (96, 128)])
     assert shapes == [(1, 3, 64, 64), (1, 3, 96, 128)]
 
