@@ -6,22 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from inspyrenet_lite import InSPyReNet, Remover
+from inspyrenet_lite import Remover
 from inspyrenet_lite.compositing import parse_output_type
 from inspyrenet_lite.jobs import ImageOutput, JobRunner, Manifest, collect_jobs
 
-TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
-
-
 @pytest.fixture(scope="module")
-def remover(tmp_path_factory: pytest.TempPathFactory) -> Remover:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny")
-    InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN).save_pretrained(folder)
-    return Remover(model=str(folder), device="cpu")
+def remover(tiny_folder: Path) -> Remover:
+    return Remover(model=str(tiny_folder), device="cpu")
 
 
 @pytest.fixture

@@ -10,26 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from inspyrenet_lite import InSPyReNet, Remover
+from inspyrenet_lite import Remover
 from inspyrenet_lite.predictor import MapRequest, Predictor
 
-TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
-
-
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small SwinB model (base 64) saved with save_pretrained."""
-    torch.manual_seed(0)
-    model = InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN).eval()
-    path = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def predictor(folder: Path) -> Predictor:
+def predictor(tiny_folder: Path) -> Predictor:
     # Small caps so that a 'high-resolution' pass stays small and fast.
-    return Predictor.from_pretrained(str(folder), device="cpu", hr_short_side=96)
+    return Predictor.from_pretrained(str(tiny_folder), device="cpu", hr_short_side=96)
 
 
 def photo(width: int, height: int, seed: int) -> Image.Image:
@@ -50,11 +37,11 @@ ITEMS = [
 
 
 @pytest.fixture(scope="module")
-def alone(folder: Path) -> list[np.ndarray]:
+def alone(tiny_folder: Path) -> list[np.ndarray]:
     """Each item's map from a Remover given that item alone, with that item's options."""
     maps = []
     for item in ITEMS:
-        remover = Remover(model=str(folder), device="cpu", hr_short_side=96, resize=item.resize or "static")
+        remover = Remover(model=str(tiny_folder), device="cpu", hr_short_side=96, resize=item.resize or "static")
         maps.append(remover.predict(item.image, hr_blend=item.hr_blend or 0.0))
     return maps
 

@@ -14,28 +14,16 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("fastapi")
 
 from serving_helpers import BoxPredictor, photo, png_bytes, running  # noqa: E402
 
-from inspyrenet_lite import InSPyReNet, Remover  # noqa: E402
+from inspyrenet_lite import Remover  # noqa: E402
 from inspyrenet_lite.predictor import Predictor  # noqa: E402
 from inspyrenet_lite.serving import ServeSettings, create_app  # noqa: E402
 
-TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small SwinB model (base 64) saved with save_pretrained."""
-    torch.manual_seed(0)
-    model = InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN).eval()
-    path = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -15,26 +15,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("fastapi")
 
 from serving_helpers import free_port, photo, png_bytes  # noqa: E402
 
-from inspyrenet_lite import InSPyReNet  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN).eval()
-    path = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(path)
-    return path
 
 
 def command(*args: str) -> list[str]:
