@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "models": "models",
     "train": "train",
     "export": "export",
+    "ray": "ray",
 }
 
 

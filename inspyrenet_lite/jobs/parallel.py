@@ -342,7 +342,7 @@ class ParallelJobRunner(JobRunner):
             if error is not None:
                 raise error
             if data is not None:
-                self._write(job, data)
+                write_result(job, data)
         except Exception as exc:  # one bad file must not stop the others
             self._note(job, "failed", str(exc))
             self._fail(job, exc)
@@ -354,20 +354,21 @@ class ParallelJobRunner(JobRunner):
             self.counts.done += 1
         self._in_flight.remove(job)
 
-    @staticmethod
-    def _write(job: Job, data: bytes) -> None:
-        from inspyrenet_lite._atomic import atomic_open
-
-        assert job.output is not None
-        job.output.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(job.output) as fh:
-            fh.write(data)
-
     def _fail_in_flight(self, reason: str) -> None:
         for job in list(self._in_flight):
             self._note(job, "failed", reason)
             self._fail(job, reason)
         self._in_flight = []
+
+
+def write_result(job: Job, data: bytes) -> None:
+    """Write encoded ``data`` to ``job.output`` atomically (its folder created if needed)."""
+    from inspyrenet_lite._atomic import atomic_open
+
+    assert job.output is not None
+    job.output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(job.output) as fh:
+        fh.write(data)
 
 
 def _fail_video() -> Exception:
