@@ -91,7 +91,9 @@ def test_workers_do_every_input_once_with_the_one_process_bytes(model_dir, photo
 
 def test_workers_stay_within_one_grey_level_of_the_default_thread_count(model_dir, photos, tmp_path):
     one = cli(str(photos), "-o", str(tmp_path / "one"), "--model", str(model_dir), "--type", "map")
-    two = cli(str(photos), "-o", str(tmp_path / "two"), "--model", str(model_dir), "--type", "map", "--devices", "cpu,cpu")
+    two = cli(
+        str(photos), "-o", str(tmp_path / "two"), "--model", str(model_dir), "--type", "map", "--devices", "cpu,cpu"
+    )
     assert one.returncode == two.returncode == 1
     a, b = outputs(tmp_path / "one"), outputs(tmp_path / "two")
     assert a.keys() == b.keys() and len(a) == 10
@@ -169,7 +171,8 @@ def test_a_killed_parallel_run_resumes_without_redoing_or_losing_files(model_dir
     assert {p.relative_to(out).as_posix() for p in first} == finished  # no file the manifest does not know of
     if how == "SIGTERM":
         assert any(r["status"] == "interrupted" for r in lines(out))
-    retry = ["--retry-failed"] if how == "SIGKILL" else []  # a SIGKILL leaves jobs 'started': an earlier run died on them
+    # A SIGKILL leaves the jobs in flight 'started' (an earlier run died on them): --retry-failed redoes them.
+    retry = ["--retry-failed"] if how == "SIGKILL" else []
     again = cli(str(photos), "-o", str(out), "--model", str(model_dir), "--workers", "2", "--skip-existing", *retry)
     assert again.returncode == 1, again.stderr  # the corrupt file
     assert f"{24 - len(finished)} done, {len(finished)} skipped, 1 failed" in again.stderr

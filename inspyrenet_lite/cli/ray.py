@@ -31,19 +31,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=remove._unit_float, default=None, help="hard mask threshold in [0, 1]")
     parser.add_argument("--reverse", action="store_true", help="keep the background instead of the object")
     add_model_arguments(parser)
-    parser.add_argument("--hr-blend", type=remove._unit_float, default=None, metavar="BETA", help="as the default command's")
+    parser.add_argument(
+        "--hr-blend", type=remove._unit_float, default=None, metavar="BETA", help="as the default command's"
+    )
     parser.add_argument("--resize", choices=("static", "dynamic"), default=None, help="network input size")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="inference precision")
+    parser.add_argument("--ckpt", default=None, metavar="PATH", help="local checkpoint instead of the download")
     parser.add_argument("--device", default=None, help="each actor's torch device (default: its GPU if any, else cpu)")
     parser.add_argument("--format", choices=sorted(remove.FORMATS), default="png", help="output format (default png)")
     parser.add_argument("--quality", type=remove._quality, default=None, metavar="N", help="1-100 for jpg and webp")
-    parser.add_argument("--max-pixels", type=remove._pixel_limit, default=None, metavar="N", help="as the default command's")
-    parser.add_argument("--batch-size", type=remove._positive_int, default=8, metavar="N", help="images per actor call (default 8)")
-    parser.add_argument("--actors", type=remove._positive_int, default=1, metavar="N", help="actors, one model each (default 1)")
+    parser.add_argument(
+        "--max-pixels", type=remove._pixel_limit, default=None, metavar="N", help="as the default command's"
+    )
+    parser.add_argument(
+        "--batch-size", type=remove._positive_int, default=8, metavar="N", help="images per actor call (default 8)"
+    )
+    parser.add_argument(
+        "--actors", type=remove._positive_int, default=1, metavar="N", help="actors, one model each (default 1)"
+    )
     parser.add_argument("--num-gpus", type=float, default=None, metavar="G", help="GPUs per actor (e.g. 1)")
     parser.add_argument("--address", default=None, help="join this Ray cluster (default: start a local instance)")
     parser.add_argument("--skip-existing", action="store_true", help="resume, as the default command's")
-    parser.add_argument("--retry-failed", action="store_true", help="with --skip-existing: retry inputs an earlier run died on")
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="with --skip-existing: retry inputs an earlier run died on"
+    )
     parser.add_argument("--overwrite", action="store_true", help="as the default command's")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
@@ -53,10 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _start_ray(address: str | None, quiet: bool) -> None:
     import ray
 
+    common = {"logging_level": logging.WARNING, "log_to_driver": not quiet}
     if address is not None:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=not quiet)
+        ray.init(address=address, **common)
     else:  # loopback only: nothing of this machine is opened to the network
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=not quiet)
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, **common)
     if quiet:
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
@@ -72,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     remove._setup_logging(args.verbose)
     try:
-        import ray  # noqa: F401
+        import ray  # noqa: F401  (only: is the extra installed?)
     except ImportError:
         print('inspyrenet-lite: ray needs the [ray] extra: pip install "inspyrenet-lite[ray]"', file=sys.stderr)
         return 2
@@ -92,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     constructor = {
         "model": args.model or args.mode, "device": args.device, "type": args.type, "threshold": args.threshold,
         "hr_blend": args.hr_blend, "reverse": args.reverse, "format": fmt, "quality": args.quality,
-        "remover_options": {"resize": args.resize, "precision": args.precision, "max_pixels": max_pixels},
+        "remover_options": {
+            "ckpt": args.ckpt, "resize": args.resize, "precision": args.precision, "max_pixels": max_pixels,
+        },
     }
     output = ImageOutput(spec, args.threshold, args.hr_blend, args.reverse, fmt, args.quality)
     return _run(args, manifest, jobs, output, constructor)

@@ -167,7 +167,8 @@ def encode(result: Any, output: ImageOutput) -> bytes:
 def _work_images(sources: list[str], output: ImageOutput) -> list[bytes | Exception]:
     """One batch on this worker's model: encoded results, or the exception per file."""
     remover = _remover()
-    options = {"type": output.spec, "threshold": output.threshold, "hr_blend": output.hr_blend, "reverse": output.reverse}
+    options = {"type": output.spec, "threshold": output.threshold, "hr_blend": output.hr_blend}
+    options["reverse"] = output.reverse
     if len(sources) > 1:
         results = remover.process(sources, batch_size=len(sources), errors="skip", **options)
     else:
@@ -313,7 +314,8 @@ class ParallelJobRunner(JobRunner):
     def _submit(self, pool: cf.ProcessPoolExecutor, kind: str, chunk: list[Job]) -> None:
         todo = [job for job in chunk if self._to_do(job)]
         if not todo:
-            self.reporter.advanced(len(chunk)) if kind == "images" else None
+            if kind == "images":
+                self.reporter.advanced(len(chunk))
             return
         for job in todo:  # recorded before the work: a resume knows what killed a run
             self._note(job, "started")
