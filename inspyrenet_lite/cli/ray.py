@@ -10,13 +10,20 @@ dashboard.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
+import posixpath
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from inspyrenet_lite.cli import remove
 from inspyrenet_lite.cli.model_args import add_model_arguments
+from inspyrenet_lite.constants import IMAGE_SUFFIXES
+from inspyrenet_lite.jobs.manifest import Manifest
+from inspyrenet_lite.jobs.plan import Job, collect_jobs, probe_folder
+from inspyrenet_lite.jobs.plan import _new_name as new_output_name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,9 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     remove._setup_logging(args.verbose)
-    try:
-        import ray  # noqa: F401  (only: is the extra installed?)
-    except ImportError:
+    if importlib.util.find_spec("ray") is None:
         print('inspyrenet-lite: ray needs the [ray] extra: pip install "inspyrenet-lite[ray]"', file=sys.stderr)
         return 2
     fmt = remove.FORMATS[args.format]
@@ -97,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if spec.has_alpha and fmt in NO_ALPHA_FORMATS:
         parser.error(f"--format {args.format} cannot store transparency; use png or webp, or a --type such as white")
     args.video_format = None  # videos are refused below; their planned names do not matter
-    planned = remove._plan(parser, args)
+    planned = _plan(parser, args)
     if isinstance(planned, int):
         return planned
     manifest, jobs = planned
@@ -110,6 +115,69 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     output = ImageOutput(spec, args.threshold, args.hr_blend, args.reverse, fmt, args.quality)
     return _run(args, manifest, jobs, output, constructor)
+
+
+def _plan(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The default command's planning for local inputs, plus URIs (``s3://``, ``gs://``, ``file://``)."""
+    uris = [text for text in args.inputs if "://" in text]
+    local = [text for text in args.inputs if "://" not in text]
+    if not uris:
+        return remove._plan(parser, args)
+    output_dir = Path(args.output)
+    try:
+        manifest = Manifest.load(output_dir, probe_folder(output_dir))
+    except OSError as exc:
+        print(f"inspyrenet-lite: cannot write into -o {args.output!r}: {exc}", file=sys.stderr)
+        return 2
+    jobs = collect_jobs(local, output_dir, "." + args.format, manifest, args.overwrite) if local else []
+    try:
+        jobs += plan_uris(uris, output_dir, "." + args.format, manifest, args.overwrite)
+    except (OSError, ValueError) as exc:  # no such bucket, no credentials, an unknown scheme...
+        print(f"inspyrenet-lite: cannot list the inputs: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if not any(job.error is None and job.skip is None for job in jobs):
+        print("inspyrenet-lite: no input images found", file=sys.stderr)
+        return 2
+    return manifest, jobs
+
+
+def _listing(uri: str) -> tuple[list[Any], str]:
+    """The image files under ``uri`` (pyarrow file infos, sorted) and the folder their names are relative to."""
+    from pyarrow import fs
+
+    filesystem, root = fs.FileSystem.from_uri(uri)
+    info = filesystem.get_file_info(root)
+    if info.type == fs.FileType.File:
+        return [info], posixpath.dirname(root)
+    if info.type != fs.FileType.Directory:
+        raise ValueError(f"{uri}: no such file or folder")
+    entries = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+    images = [
+        e for e in entries
+        if e.type == fs.FileType.File and posixpath.splitext(e.path)[1].lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in posixpath.relpath(e.path, root).split("/"))
+    ]
+    return sorted(images, key=lambda e: e.path), root
+
+
+def plan_uris(uris: Sequence[str], output_dir: Path, suffix: str, manifest: Manifest, overwrite: bool) -> list[Job]:
+    """Jobs for the image files under ``uris``, named as the default command names a folder's files."""
+    jobs: list[Job] = []
+    planned: set[str] = set()
+    for uri in uris:
+        scheme = uri.split("://", 1)[0]
+        files, root = _listing(uri)
+        for info in files:
+            rel = posixpath.relpath(info.path, root)
+            key = f"{scheme}://{info.path}"
+            job = Job(Path(rel), output_name=rel, key=key, size=info.size or 0, mtime_ns=info.mtime_ns or 0)
+            name = manifest.output_for(key, suffix)
+            if name is None or manifest.key(name) in planned:
+                name = new_output_name(job, output_dir, suffix, manifest, set(), planned, overwrite)
+            planned.add(manifest.key(name))
+            job.output_name, job.output = name, output_dir / name
+            jobs.append(job)
+    return jobs
 
 
 def _run(args: argparse.Namespace, manifest, jobs, output, constructor) -> int:
@@ -150,12 +218,17 @@ def _run(args: argparse.Namespace, manifest, jobs, output, constructor) -> int:
     return 1 if runner.counts.failed else 0
 
 
+def _shown(job: Job) -> str:
+    """An input as the user gave it: its URI, or its path."""
+    return job.key if "://" in job.key else str(job.source)
+
+
 class _Reporter:
     def failed(self, job, error) -> None:
-        print(f"failed: {job.source}: {error}", file=sys.stderr)
+        print(f"failed: {_shown(job)}: {error}", file=sys.stderr)
 
     def skipped(self, job, reason: str) -> None:
-        print(f"skipped: {job.source}: {reason}", file=sys.stderr)
+        print(f"skipped: {_shown(job)}: {reason}", file=sys.stderr)
 
     def advanced(self, count: int) -> None:
         pass

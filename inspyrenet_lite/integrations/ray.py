@@ -200,6 +200,7 @@ class RayJobRunner:
         todo = [job for job in jobs if book._to_do(job)]
         book.manifest.folder.mkdir(parents=True, exist_ok=True)
         by_path = {job.key: job for job in todo}
+        by_path.update({job.key.split("://", 1)[1]: job for job in todo if "://" in job.key})  # Ray drops the scheme
         if not todo:
             return book.counts
         for job in todo:
