@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from inspyrenet_lite import InSPyReNet, Remover
-from inspyrenet_lite.integrations.ray import BackgroundRemover, map_batches_options
+from inspyrenet_lite.integrations.ray import BackgroundRemover, actor_cpus, map_batches_options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
@@ -98,8 +98,15 @@ def test_the_actor_pool_is_spelled_as_the_installed_ray_wants():
     assert map_batches_options(3, ray_version="2.50.1") == {"concurrency": 3}
     new = map_batches_options(2, num_gpus=1, ray_version="2.60.0")
     assert isinstance(new["compute"], ActorPoolStrategy) and new["num_gpus"] == 1 and "concurrency" not in new
+    assert map_batches_options(1, num_cpus=0.5, ray_version="2.60.0")["num_cpus"] == 0.5
     with pytest.raises(ValueError, match="at least 1"):
         map_batches_options(0)
+
+
+def test_actors_leave_a_cpu_to_the_read_tasks():
+    assert actor_cpus(2, 2.0) == 0.5  # two actors on two CPUs would starve the reads: the job never ends
+    assert actor_cpus(1, 2.0) == 1.0 and actor_cpus(4, 16.0) == 1.0
+    assert 0 < actor_cpus(1, 1.0) < 1
 
 
 RECIPE = """
@@ -159,7 +166,9 @@ def test_the_ray_command_writes_what_the_default_command_writes(model_dir, photo
 @pytest.mark.slow
 def test_the_ray_command_reads_a_uri_as_it_reads_the_folder(model_dir, photos, tmp_path):
     """A URI (file:// here: s3:// and gs:// go through the same pyarrow listing) gets the folder's names."""
+    # Two actors: on a 2-CPU machine they must leave a CPU to the read tasks, or the job waits for ever.
     cli = [sys.executable, "-m", "inspyrenet_lite", "ray", "--model", str(model_dir), "-q", "--batch-size", "2"]
+    cli += ["--actors", "2"]
     local = in_loopback_namespace([*cli, str(photos), "-o", str(tmp_path / "local")])
     uri = in_loopback_namespace([*cli, photos.as_uri(), "-o", str(tmp_path / "uri")])
     assert local.returncode == uri.returncode == 1, uri.stderr[-3000:]

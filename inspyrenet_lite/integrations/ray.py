@@ -50,8 +50,11 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def map_batches_options(actors: int = 1, num_gpus: float | None = None, ray_version: str | None = None) -> dict:
-    """``map_batches`` keyword arguments for a pool of ``actors`` actors, in the installed Ray's spelling."""
+def map_batches_options(
+    actors: int = 1, num_gpus: float | None = None, ray_version: str | None = None, num_cpus: float | None = None
+) -> dict:
+    """``map_batches`` keyword arguments for a pool of ``actors`` actors, in the installed Ray's spelling
+    (``num_cpus``/``num_gpus``: each actor's share, if given)."""
     if actors < 1:
         raise ValueError(f"actors must be at least 1, got {actors}")
     if ray_version is None:
@@ -67,7 +70,15 @@ def map_batches_options(actors: int = 1, num_gpus: float | None = None, ray_vers
         options["concurrency"] = actors
     if num_gpus:
         options["num_gpus"] = num_gpus
+    if num_cpus is not None:
+        options["num_cpus"] = num_cpus
     return options
+
+
+def actor_cpus(actors: int, cluster_cpus: float) -> float:
+    """Each actor's CPU share: one, unless the actors would take every CPU of the cluster and leave
+    none for the read tasks that feed them (Ray Data then waits for ever, e.g. two actors on two CPUs)."""
+    return min(1.0, max(0.1, (cluster_cpus - 1) / actors)) if cluster_cpus > 1 else 0.5
 
 
 class BackgroundRemover:
@@ -207,9 +218,10 @@ class RayJobRunner:
             book._note(job, "started")
         book._in_flight = list(todo)
         dataset = ray.data.read_binary_files([job.key for job in todo], include_paths=True)
+        cpus = actor_cpus(self.actors, ray.cluster_resources().get("CPU", 1.0))
         mapped = dataset.map_batches(
             BackgroundRemover, fn_constructor_kwargs=self.constructor, batch_size=self.batch_size,
-            batch_format="numpy", **map_batches_options(self.actors, self.num_gpus),
+            batch_format="numpy", **map_batches_options(self.actors, self.num_gpus, num_cpus=cpus),
         )
         try:
             for batch in mapped.iter_batches(batch_size=self.batch_size, batch_format="numpy"):
