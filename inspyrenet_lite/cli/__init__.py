@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "train",
     "export": "export",
     "serve": "serve",
+    "ray": "ray",
 }
 
 

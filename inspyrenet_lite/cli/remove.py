@@ -139,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1, mps (default: best available)"
     )
+    parser.add_argument(
+        "--devices",
+        default=None,
+        metavar="LIST",
+        help="several devices, one model replica and worker process each, work shared as they go: "
+        "all (every GPU), or e.g. cuda:0,cuda:1 or cpu,cpu",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="worker processes (per device of --devices; else on --device, default cpu), "
+        "each CPU worker with its share of the cores (default: one process)",
+    )
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="inference precision")
     parser.add_argument(
         "--backend",
@@ -270,7 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(planned, int):
         return planned
     manifest, jobs = planned
-    remover = _load_remover(args, max_pixels)
+    devices = _parallel_devices(args)
+    if isinstance(devices, int):
+        return devices
+    remover = _load_remover(args, max_pixels) if devices is None else _remover_factory(args, max_pixels)
     if isinstance(remover, int):
         return remover
     try:
@@ -280,7 +298,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"inspyrenet-lite: cannot write into -o {args.output!r}: {exc}", file=sys.stderr)
         return 2
-    return _run(args, remover, manifest, jobs, spec, fmt)
+    return _run(args, remover, manifest, jobs, spec, fmt, devices)
+
+
+def _parallel_devices(args: argparse.Namespace) -> list[str] | None | int:
+    """The worker devices of --devices/--workers (None: one process), or an exit status after saying why not."""
+    if args.devices is None and args.workers is None:
+        return None
+    from inspyrenet_lite.jobs.parallel import parse_devices
+
+    problem = None
+    if args.devices is not None and args.device is not None:
+        problem = "give --device or --devices, not both"
+    elif args.backend != "torch":
+        problem = f"--devices/--workers run the torch backend; drop --backend {args.backend} or run one process"
+    if problem is None:
+        try:
+            devices = parse_devices(args.devices, args.workers, args.device)
+        except ValueError as exc:
+            problem = str(exc)
+    for name in [] if problem else sorted(set(devices)):
+        problem = problem or _device_problem(name)
+    if problem is not None:
+        print(f"inspyrenet-lite: {problem}", file=sys.stderr)
+        return 2
+    return devices
+
+
+def _remover_factory(args: argparse.Namespace, max_pixels: int | None):
+    """What each worker process builds its Remover with (the options of :func:`_load_remover`)."""
+    from inspyrenet_lite.jobs.parallel import RemoverFactory
+
+    return RemoverFactory(
+        model=args.model, mode=args.mode, base_size=args.base_size, ckpt=args.ckpt, resize=args.resize,
+        precision=args.precision, max_pixels=max_pixels, backend=args.backend,
+    )
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -367,10 +419,16 @@ def _load_remover(args: argparse.Namespace, max_pixels: int | None):
     return remover if status == 0 else status
 
 
-def _run(args: argparse.Namespace, remover, manifest: Manifest, jobs: list[Job], spec, fmt: str) -> int:
-    """Run the jobs with a progress bar; the exit status (1 if any failed, 128 + signal when stopped)."""
+def _run(
+    args: argparse.Namespace, remover, manifest: Manifest, jobs: list[Job], spec, fmt: str, devices=None
+) -> int:
+    """Run the jobs with a progress bar; the exit status (1 if any failed, 128 + signal when stopped).
+    With ``devices``, ``remover`` is the workers' RemoverFactory."""
+    import functools
+
     from tqdm.auto import tqdm
 
+    from inspyrenet_lite.jobs.parallel import ParallelJobRunner, WorkerError
     from inspyrenet_lite.jobs.run import DiskFull, ImageOutput, JobRunner
 
     for job in jobs:
@@ -378,16 +436,15 @@ def _run(args: argparse.Namespace, remover, manifest: Manifest, jobs: list[Job],
             job.error = "a background video (--type) applies to video inputs only"
     image_count = sum(1 for job in jobs if not (job.error is None and video_cli.is_video(job.source)))
     bar = tqdm(total=image_count, unit="image", disable=True if args.quiet else None, file=sys.stderr)
-    runner = JobRunner(
-        remover,
-        manifest,
-        ImageOutput(spec, args.threshold, args.hr_blend, args.reverse, fmt, args.quality),
-        batch_size=args.batch_size,
-        skip_existing=args.skip_existing,
-        retry_failed=args.retry_failed,
-        video=lambda job: video_cli.run_one(remover, job, args, spec),
-        reporter=_BarReporter(bar),
-    )
+    output = ImageOutput(spec, args.threshold, args.hr_blend, args.reverse, fmt, args.quality)
+    common = {"batch_size": args.batch_size, "skip_existing": args.skip_existing, "reporter": _BarReporter(bar)}
+    common["retry_failed"] = args.retry_failed
+    if devices is None:
+        video = lambda job: video_cli.run_one(remover, job, args, spec)  # noqa: E731
+        runner = JobRunner(remover, manifest, output, video=video, **common)
+    else:
+        video = functools.partial(video_cli.run_one, args=args, spec=spec)
+        runner = ParallelJobRunner(remover, devices, manifest, output, video=video, **common)
     try:
         with _signals_as_interrupts():
             runner.run(jobs)
@@ -395,6 +452,10 @@ def _run(args: argparse.Namespace, remover, manifest: Manifest, jobs: list[Job],
         bar.close()
         print(f"inspyrenet-lite: interrupted: {runner.counts}", file=sys.stderr)
         return 128 + exc.signum if isinstance(exc, _Stopped) else 130
+    except WorkerError as exc:
+        bar.close()
+        print(f"inspyrenet-lite: stopped: {exc}; {runner.counts}", file=sys.stderr)
+        return 2 if runner.counts.done == 0 and not runner.counts.failed else 1
     except DiskFull as exc:
         bar.close()
         print(

@@ -1,0 +1,234 @@
+"""``inspyrenet-lite ray INPUT... -o DIR``: the default command's work on Ray Data (the ``[ray]`` extra).
+
+Inputs are planned as the default command plans them (same output names,
+same manifest, same ``--skip-existing`` rules); Ray actors (``--actors``,
+each with its own model) decode, run and encode; the driver writes. Without
+``--address`` a local Ray instance is started on loopback only, without the
+dashboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import posixpath
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from inspyrenet_lite.cli import remove
+from inspyrenet_lite.cli.model_args import add_model_arguments
+from inspyrenet_lite.constants import IMAGE_SUFFIXES
+from inspyrenet_lite.jobs.manifest import Manifest
+from inspyrenet_lite.jobs.plan import Job, collect_jobs, probe_folder
+from inspyrenet_lite.jobs.plan import _new_name as new_output_name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``inspyrenet-lite ray``."""
+    parser = argparse.ArgumentParser(
+        prog="inspyrenet-lite ray",
+        description="Remove backgrounds with Ray Data actors (local instance, or a cluster with --address).",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or glob patterns")
+    parser.add_argument("-o", "--output", default=".", metavar="DIR", help="output folder (default: current folder)")
+    parser.add_argument("-t", "--type", default="rgba", help="as the default command's --type (not a video)")
+    parser.add_argument("--threshold", type=remove._unit_float, default=None, help="hard mask threshold in [0, 1]")
+    parser.add_argument("--reverse", action="store_true", help="keep the background instead of the object")
+    add_model_arguments(parser)
+    parser.add_argument(
+        "--hr-blend", type=remove._unit_float, default=None, metavar="BETA", help="as the default command's"
+    )
+    parser.add_argument("--resize", choices=("static", "dynamic"), default=None, help="network input size")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="inference precision")
+    parser.add_argument("--ckpt", default=None, metavar="PATH", help="local checkpoint instead of the download")
+    parser.add_argument("--device", default=None, help="each actor's torch device (default: its GPU if any, else cpu)")
+    parser.add_argument("--format", choices=sorted(remove.FORMATS), default="png", help="output format (default png)")
+    parser.add_argument("--quality", type=remove._quality, default=None, metavar="N", help="1-100 for jpg and webp")
+    parser.add_argument(
+        "--max-pixels", type=remove._pixel_limit, default=None, metavar="N", help="as the default command's"
+    )
+    parser.add_argument(
+        "--batch-size", type=remove._positive_int, default=8, metavar="N", help="images per actor call (default 8)"
+    )
+    parser.add_argument(
+        "--actors", type=remove._positive_int, default=1, metavar="N", help="actors, one model each (default 1)"
+    )
+    parser.add_argument("--num-gpus", type=float, default=None, metavar="G", help="GPUs per actor (e.g. 1)")
+    parser.add_argument("--address", default=None, help="join this Ray cluster (default: start a local instance)")
+    parser.add_argument("--skip-existing", action="store_true", help="resume, as the default command's")
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="with --skip-existing: retry inputs an earlier run died on"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="as the default command's")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    return parser
+
+
+def _start_ray(address: str | None, quiet: bool) -> None:
+    import ray
+
+    common = {"logging_level": logging.WARNING, "log_to_driver": not quiet}
+    if address is not None:
+        ray.init(address=address, **common)
+    else:  # loopback only: nothing of this machine is opened to the network
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, **common)
+    if quiet:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``inspyrenet-lite ray``; returns the exit status (as the default command's)."""
+    from inspyrenet_lite.compositing import parse_output_type
+    from inspyrenet_lite.image_io import DEFAULT_MAX_PIXELS
+    from inspyrenet_lite.jobs.run import NO_ALPHA_FORMATS, ImageOutput
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    remove._setup_logging(args.verbose)
+    if importlib.util.find_spec("ray") is None:
+        print('inspyrenet-lite: ray needs the [ray] extra: pip install "inspyrenet-lite[ray]"', file=sys.stderr)
+        return 2
+    fmt = remove.FORMATS[args.format]
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
+    try:
+        spec = parse_output_type(args.type, max_pixels=max_pixels)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if spec.has_alpha and fmt in NO_ALPHA_FORMATS:
+        parser.error(f"--format {args.format} cannot store transparency; use png or webp, or a --type such as white")
+    args.video_format = None  # videos are refused below; their planned names do not matter
+    planned = _plan(parser, args)
+    if isinstance(planned, int):
+        return planned
+    manifest, jobs = planned
+    constructor = {
+        "model": args.model or args.mode, "device": args.device, "type": args.type, "threshold": args.threshold,
+        "hr_blend": args.hr_blend, "reverse": args.reverse, "format": fmt, "quality": args.quality,
+        "remover_options": {
+            "ckpt": args.ckpt, "resize": args.resize, "precision": args.precision, "max_pixels": max_pixels,
+        },
+    }
+    output = ImageOutput(spec, args.threshold, args.hr_blend, args.reverse, fmt, args.quality)
+    return _run(args, manifest, jobs, output, constructor)
+
+
+def _plan(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The default command's planning for local inputs, plus URIs (``s3://``, ``gs://``, ``file://``)."""
+    uris = [text for text in args.inputs if "://" in text]
+    local = [text for text in args.inputs if "://" not in text]
+    if not uris:
+        return remove._plan(parser, args)
+    output_dir = Path(args.output)
+    try:
+        manifest = Manifest.load(output_dir, probe_folder(output_dir))
+    except OSError as exc:
+        print(f"inspyrenet-lite: cannot write into -o {args.output!r}: {exc}", file=sys.stderr)
+        return 2
+    jobs = collect_jobs(local, output_dir, "." + args.format, manifest, args.overwrite) if local else []
+    try:
+        jobs += plan_uris(uris, output_dir, "." + args.format, manifest, args.overwrite)
+    except (OSError, ValueError) as exc:  # no such bucket, no credentials, an unknown scheme...
+        print(f"inspyrenet-lite: cannot list the inputs: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if not any(job.error is None and job.skip is None for job in jobs):
+        print("inspyrenet-lite: no input images found", file=sys.stderr)
+        return 2
+    return manifest, jobs
+
+
+def _listing(uri: str) -> tuple[list[Any], str]:
+    """The image files under ``uri`` (pyarrow file infos, sorted) and the folder their names are relative to."""
+    from pyarrow import fs
+
+    filesystem, root = fs.FileSystem.from_uri(uri)
+    info = filesystem.get_file_info(root)
+    if info.type == fs.FileType.File:
+        return [info], posixpath.dirname(root)
+    if info.type != fs.FileType.Directory:
+        raise ValueError(f"{uri}: no such file or folder")
+    entries = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+    images = [
+        e for e in entries
+        if e.type == fs.FileType.File and posixpath.splitext(e.path)[1].lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in posixpath.relpath(e.path, root).split("/"))
+    ]
+    return sorted(images, key=lambda e: e.path), root
+
+
+def plan_uris(uris: Sequence[str], output_dir: Path, suffix: str, manifest: Manifest, overwrite: bool) -> list[Job]:
+    """Jobs for the image files under ``uris``, named as the default command names a folder's files."""
+    jobs: list[Job] = []
+    planned: set[str] = set()
+    for uri in uris:
+        scheme = uri.split("://", 1)[0]
+        files, root = _listing(uri)
+        for info in files:
+            rel = posixpath.relpath(info.path, root)
+            key = f"{scheme}://{info.path}"
+            job = Job(Path(rel), output_name=rel, key=key, size=info.size or 0, mtime_ns=info.mtime_ns or 0)
+            name = manifest.output_for(key, suffix)
+            if name is None or manifest.key(name) in planned:
+                name = new_output_name(job, output_dir, suffix, manifest, set(), planned, overwrite)
+            planned.add(manifest.key(name))
+            job.output_name, job.output = name, output_dir / name
+            jobs.append(job)
+    return jobs
+
+
+def _run(args: argparse.Namespace, manifest, jobs, output, constructor) -> int:
+    from inspyrenet_lite.integrations.ray import RayJobRunner
+    from inspyrenet_lite.jobs.plan import remove_leftovers
+    from inspyrenet_lite.jobs.run import DiskFull
+
+    try:
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+        manifest.compact()
+        remove_leftovers(Path(args.output), jobs)
+    except OSError as exc:
+        print(f"inspyrenet-lite: cannot write into -o {args.output!r}: {exc}", file=sys.stderr)
+        return 2
+    for job in jobs:
+        if job.error is None and remove.video_cli.is_video(job.source):
+            job.error = "videos are not handled by `inspyrenet-lite ray`; use the default command"
+    reporter = _Reporter()
+    runner = RayJobRunner(
+        manifest, output, constructor, batch_size=args.batch_size, actors=args.actors, num_gpus=args.num_gpus,
+        skip_existing=args.skip_existing, retry_failed=args.retry_failed, reporter=reporter,
+    )
+    try:
+        _start_ray(args.address, args.quiet)
+    except Exception as exc:  # a wrong --address, a port in use...
+        print(f"inspyrenet-lite: cannot start or join Ray: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    try:
+        with remove._signals_as_interrupts():
+            runner.run(jobs)
+    except KeyboardInterrupt as exc:
+        print(f"inspyrenet-lite: interrupted: {runner.counts}", file=sys.stderr)
+        return 128 + exc.signum if isinstance(exc, remove._Stopped) else 130
+    except DiskFull as exc:
+        print(f"inspyrenet-lite: stopped: no more files can be written ({exc}); {runner.counts}", file=sys.stderr)
+        return 1
+    print(f"inspyrenet-lite: {runner.counts}", file=sys.stderr)
+    return 1 if runner.counts.failed else 0
+
+
+def _shown(job: Job) -> str:
+    """An input as the user gave it: its URI, or its path."""
+    return job.key if "://" in job.key else str(job.source)
+
+
+class _Reporter:
+    def failed(self, job, error) -> None:
+        print(f"failed: {_shown(job)}: {error}", file=sys.stderr)
+
+    def skipped(self, job, reason: str) -> None:
+        print(f"skipped: {_shown(job)}: {reason}", file=sys.stderr)
+
+    def advanced(self, count: int) -> None:
+        pass

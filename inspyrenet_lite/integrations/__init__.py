@@ -1,0 +1,1 @@
+"""Integrations with other engines (Ray Data: :mod:`inspyrenet_lite.integrations.ray`, the ``[ray]`` extra)."""

@@ -1,0 +1,180 @@
+"""Ray Data integration (issue 20): the map_batches callable, both actor-pool spellings, ``inspyrenet-lite ray``.
+
+Ray must stay on loopback: its runtime-env agent binds the machine's external
+address even when told 127.0.0.1. So every test that starts Ray runs its body
+in a child process inside a network namespace that has only loopback
+(``unshare -n`` as root, then ``ip link set lo up``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inspyrenet_lite import InSPyReNet, Remover
+from inspyrenet_lite.integrations.ray import BackgroundRemover, actor_cpus, map_batches_options
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny")
+    InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN).eval().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Mixed sizes, one in a sub-folder, a corrupt PNG and a text file named like an image."""
+    folder = tmp_path_factory.mktemp("photos") / "in"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for name, (w, h) in {"a.png": (90, 60), "b.jpg": (50, 130), "sub/c.png": (128, 96), "d.webp": (70, 70)}.items():
+        small = rng.integers(0, 255, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((w, h), Image.Resampling.BILINEAR).save(folder / name)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (folder / "notes.jpg").write_text("not an image at all")
+    return folder
+
+
+def in_loopback_namespace(argv: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run ``argv`` in a network namespace with only loopback (fails, not skips, where that cannot be made)."""
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.fail("the Ray tests need root, unshare and ip (iproute2) to keep Ray on loopback")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), RAY_USAGE_STATS_ENABLED="0")
+    command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def grey_levels_apart(a: Path | bytes, b: Path | bytes) -> int:
+    x, y = (np.asarray(Image.open(io.BytesIO(v) if isinstance(v, bytes) else v), dtype=int) for v in (a, b))
+    assert x.shape == y.shape
+    return int(np.abs(x - y).max())
+
+
+def test_the_callable_decodes_mixed_sizes_and_reports_bad_files_per_row(model_dir, photos):
+    udf = BackgroundRemover(str(model_dir), device="cpu", type="map", format="png")
+    names = ["a.png", "broken.png", "b.jpg", "notes.jpg", "sub/c.png"]
+    batch = {
+        "bytes": np.array([(photos / n).read_bytes() for n in names], dtype=object),
+        "path": np.array(names, dtype=object),
+    }
+    out = udf(batch)
+    assert list(out["path"]) == names and "bytes" not in out
+    assert [bool(e) for e in out["error"]] == [False, True, False, True, False]
+    assert "not an image" in out["error"][1] and "not an image" in out["error"][3]
+    alone = Remover(model=str(model_dir), device="cpu")
+    for name, result in zip(names, out["result"], strict=True):
+        if name in ("broken.png", "notes.jpg"):
+            assert result == b""
+            continue
+        expected = alone.process(str(photos / name), type="map")
+        assert Image.open(io.BytesIO(result)).size == expected.size  # each at its own size
+        buffer = io.BytesIO()
+        expected.save(buffer, format="PNG")
+        assert grey_levels_apart(result, buffer.getvalue()) <= 1
+
+    arrays = BackgroundRemover(str(model_dir), device="cpu", returns="array")(batch)
+    assert arrays["result"][0].shape == (60, 90, 4) and arrays["result"][4].shape == (96, 128, 4)
+
+
+def test_the_actor_pool_is_spelled_as_the_installed_ray_wants():
+    from ray.data import ActorPoolStrategy
+
+    assert map_batches_options(3, ray_version="2.50.1") == {"concurrency": 3}
+    new = map_batches_options(2, num_gpus=1, ray_version="2.60.0")
+    assert isinstance(new["compute"], ActorPoolStrategy) and new["num_gpus"] == 1 and "concurrency" not in new
+    assert map_batches_options(1, num_cpus=0.5, ray_version="2.60.0")["num_cpus"] == 0.5
+    with pytest.raises(ValueError, match="at least 1"):
+        map_batches_options(0)
+
+
+def test_actors_leave_a_cpu_to_the_read_tasks():
+    assert actor_cpus(2, 2.0) == 0.5  # two actors on two CPUs would starve the reads: the job never ends
+    assert actor_cpus(1, 2.0) == 1.0 and actor_cpus(4, 16.0) == 1.0
+    assert 0 < actor_cpus(1, 1.0) < 1
+
+
+RECIPE = """
+import json, sys, ray
+from ray.data import ActorPoolStrategy
+from inspyrenet_lite.integrations.ray import BackgroundRemover
+ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2)
+ray.data.DataContext.get_current().enable_progress_bars = False
+folder, model = sys.argv[1], sys.argv[2]
+found = {}
+for name, pool in (("concurrency", {"concurrency": 1}), ("compute", {"compute": ActorPoolStrategy(size=1)})):
+    ds = ray.data.read_binary_files(folder, include_paths=True)
+    ds = ds.map_batches(BackgroundRemover, fn_constructor_kwargs={"model": model, "device": "cpu"},
+                        batch_size=3, batch_format="numpy", **pool)
+    found[name] = {row["path"]: [row["result"].hex(), row["error"]] for row in ds.iter_rows()}
+print("RESULT" + json.dumps(found))
+"""
+
+
+@pytest.mark.slow
+def test_the_recipe_runs_with_both_actor_pool_spellings(model_dir, photos):
+    run = in_loopback_namespace([sys.executable, "-c", textwrap.dedent(RECIPE), str(photos), str(model_dir)])
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = json.loads(run.stdout.split("RESULT", 1)[1])
+    alone = Remover(model=str(model_dir), device="cpu")
+    for spelling in ("concurrency", "compute"):
+        rows = {Path(path).name: value for path, value in found[spelling].items()}
+        assert sorted(rows) == ["a.png", "b.jpg", "broken.png", "c.png", "d.webp", "notes.jpg"]  # the job went on
+        assert rows["broken.png"][1] and rows["notes.jpg"][1]
+        for name, sub in (("a.png", ""), ("c.png", "sub/"), ("d.webp", "")):
+            result, error = rows[name]
+            assert error == ""
+            buffer = io.BytesIO()
+            alone.process(str(photos / sub / name)).save(buffer, format="PNG")
+            assert grey_levels_apart(bytes.fromhex(result), buffer.getvalue()) <= 1
+
+
+@pytest.mark.slow
+def test_the_ray_command_writes_what_the_default_command_writes(model_dir, photos, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    common = [str(photos), "--model", str(model_dir), "--type", "white", "-q"]
+    cli = [sys.executable, "-m", "inspyrenet_lite"]
+    one = subprocess.run([*cli, *common, "-o", str(tmp_path / "one")], env=env, capture_output=True, text=True)
+    ray_run = in_loopback_namespace([*cli, "ray", *common, "-o", str(tmp_path / "ray"), "--batch-size", "2"])
+    assert one.returncode == ray_run.returncode == 1, ray_run.stderr[-3000:]  # the two bad files
+    assert "4 done, 0 skipped, 2 failed" in ray_run.stderr
+    assert "broken.png" in ray_run.stderr and "notes.jpg" in ray_run.stderr and "Traceback" not in ray_run.stderr
+    names = sorted(p.relative_to(tmp_path / "one").as_posix() for p in (tmp_path / "one").rglob("*.png"))
+    assert names == sorted(p.relative_to(tmp_path / "ray").as_posix() for p in (tmp_path / "ray").rglob("*.png"))
+    assert names == ["a.png", "b.png", "d.png", "sub/c.png"]
+    for name in names:  # batched on the actor, one at a time on the CLI: float rounding only
+        assert grey_levels_apart(tmp_path / "one" / name, tmp_path / "ray" / name) <= 1
+    again = in_loopback_namespace([*cli, "ray", *common, "-o", str(tmp_path / "ray"), "--skip-existing"])
+    assert "0 done, 4 skipped, 2 failed" in again.stderr, again.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_the_ray_command_reads_a_uri_as_it_reads_the_folder(model_dir, photos, tmp_path):
+    """A URI (file:// here: s3:// and gs:// go through the same pyarrow listing) gets the folder's names."""
+    # Two actors: on a 2-CPU machine they must leave a CPU to the read tasks, or the job waits for ever.
+    cli = [sys.executable, "-m", "inspyrenet_lite", "ray", "--model", str(model_dir), "-q", "--batch-size", "2"]
+    cli += ["--actors", "2"]
+    local = in_loopback_namespace([*cli, str(photos), "-o", str(tmp_path / "local")])
+    uri = in_loopback_namespace([*cli, photos.as_uri(), "-o", str(tmp_path / "uri")])
+    assert local.returncode == uri.returncode == 1, uri.stderr[-3000:]
+    assert f"failed: {(photos / 'broken.png').as_uri()}: " in uri.stderr and "4 done, 0 skipped, 2 failed" in uri.stderr
+    names = sorted(p.relative_to(tmp_path / "uri").as_posix() for p in (tmp_path / "uri").rglob("*.png"))
+    assert names == sorted(p.relative_to(tmp_path / "local").as_posix() for p in (tmp_path / "local").rglob("*.png"))
+    assert names == ["a.png", "b.png", "d.png", "sub/c.png"]
+    for name in names:  # Ray may batch rows differently from one run to the next: float rounding only
+        assert grey_levels_apart(tmp_path / "uri" / name, tmp_path / "local" / name) <= 1
