@@ -19,22 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from inspyrenet_lite import InSPyReNet, Remover
+from inspyrenet_lite import Remover
 from inspyrenet_lite.integrations.ray import BackgroundRemover, actor_cpus, map_batches_options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny")
-    InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN).eval().save_pretrained(folder)
-    return folder
+def model_dir(tiny_folder: Path) -> Path:
+    """The session's small saved model (conftest)."""
+    return tiny_folder
 
 
 @pytest.fixture(scope="module")

@@ -22,21 +22,17 @@ import pytest
 import torch
 from PIL import Image
 
-from inspyrenet_lite import InSPyReNet
 from inspyrenet_lite.compositing import parse_output_type
 from inspyrenet_lite.jobs import ImageOutput, Manifest, collect_jobs
 from inspyrenet_lite.jobs.parallel import ParallelJobRunner, RemoverFactory, cpu_threads_per_worker, parse_devices
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny")
-    InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN).eval().save_pretrained(folder)
-    return folder
+def model_dir(tiny_folder: Path) -> Path:
+    """The session's small saved model (conftest)."""
+    return tiny_folder
 
 
 def make_photos(folder: Path, count: int) -> Path:

@@ -182,16 +182,11 @@ def plan_uris(uris: Sequence[str], output_dir: Path, suffix: str, manifest: Mani
 
 def _run(args: argparse.Namespace, manifest, jobs, output, constructor) -> int:
     from inspyrenet_lite.integrations.ray import RayJobRunner
-    from inspyrenet_lite.jobs.plan import remove_leftovers
     from inspyrenet_lite.jobs.run import DiskFull
 
-    try:
-        Path(args.output).mkdir(parents=True, exist_ok=True)
-        manifest.compact()
-        remove_leftovers(Path(args.output), jobs)
-    except OSError as exc:
-        print(f"inspyrenet-lite: cannot write into -o {args.output!r}: {exc}", file=sys.stderr)
-        return 2
+    status = remove.prepare_output(args.output, manifest, jobs)
+    if status:
+        return status
     for job in jobs:
         if job.error is None and remove.video_cli.is_video(job.source):
             job.error = "videos are not handled by `inspyrenet-lite ray`; use the default command"

@@ -291,14 +291,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     remover = _load_remover(args, max_pixels) if devices is None else _remover_factory(args, max_pixels)
     if isinstance(remover, int):
         return remover
-    try:
-        Path(args.output).mkdir(parents=True, exist_ok=True)
-        manifest.compact()
-        remove_leftovers(Path(args.output), jobs)
-    except OSError as exc:
-        print(f"inspyrenet-lite: cannot write into -o {args.output!r}: {exc}", file=sys.stderr)
-        return 2
+    status = prepare_output(args.output, manifest, jobs)
+    if status:
+        return status
     return _run(args, remover, manifest, jobs, spec, fmt, devices)
+
+
+def prepare_output(output: str, manifest: Manifest, jobs: list[Job]) -> int:
+    """Create the output folder, compact its manifest, remove stale temporaries; 0, or 2 after saying why not."""
+    try:
+        Path(output).mkdir(parents=True, exist_ok=True)
+        manifest.compact()
+        remove_leftovers(Path(output), jobs)
+    except OSError as exc:
+        print(f"inspyrenet-lite: cannot write into -o {output!r}: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _parallel_devices(args: argparse.Namespace) -> list[str] | None | int:
