@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from inspyrenet_lite.jobs.parallel import encode
-from inspyrenet_lite.jobs.run import ImageOutput
+from inspyrenet_lite.jobs.parallel import encode, write_result
+from inspyrenet_lite.jobs.run import ImageOutput, process_batch
 
 logger = logging.getLogger(__name__)
 
@@ -151,20 +151,7 @@ class BackgroundRemover:
         return out
 
     def _process(self, images: list[Any]) -> list[Any]:
-        if not images:
-            return []
-        out = self.output
-        return self.remover.process(
-            images, batch_size=len(images), errors="skip", type=out.spec, threshold=out.threshold,
-            hr_blend=out.hr_blend, reverse=out.reverse,
-        )
-
-
-def _finish(runner: Any, job: Any, error: str, data: bytes) -> None:
-    """Write one result and record it, as :class:`~inspyrenet_lite.jobs.parallel.ParallelJobRunner` does."""
-    from inspyrenet_lite.jobs.parallel import ParallelJobRunner
-
-    ParallelJobRunner._finish(runner, job, RuntimeError(error) if error else None, bytes(data))
+        return process_batch(self.remover, images, self.output)
 
 
 class RayJobRunner:
@@ -227,11 +214,12 @@ class RayJobRunner:
             for batch in mapped.iter_batches(batch_size=self.batch_size, batch_format="numpy"):
                 for path, result, error in zip(batch["path"], batch["result"], batch["error"], strict=True):
                     job = _job_for(by_path, str(path))
-                    _finish(book, job, str(error), result)
+                    failure = RuntimeError(str(error)) if str(error) else None
+                    write = None if failure else (lambda job=job, data=bytes(result): write_result(job, data))
+                    book._settle(job, failure, write)
                     book.reporter.advanced(1)
         except KeyboardInterrupt:
-            for job in book._in_flight:
-                book._note(job, "interrupted")
+            book._interrupt_in_flight()
             raise
         finally:
             book._in_flight = []

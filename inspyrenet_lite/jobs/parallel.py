@@ -38,7 +38,7 @@ from typing import Any
 
 from inspyrenet_lite.jobs.manifest import Manifest
 from inspyrenet_lite.jobs.plan import Job
-from inspyrenet_lite.jobs.run import FATAL_WRITE_ERRNOS, NO_ALPHA_FORMATS, DiskFull, ImageOutput, JobRunner, Reporter
+from inspyrenet_lite.jobs.run import ImageOutput, JobRunner, Reporter, for_format, process_batch
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +157,7 @@ def encode(result: Any, output: ImageOutput) -> bytes:
     """``result`` (a PIL image) encoded as :func:`~inspyrenet_lite.image_io.save_image` writes it."""
     from inspyrenet_lite.image_io import encode_options
 
-    if output.format in NO_ALPHA_FORMATS and result.mode not in ("RGB", "L"):
-        result = result.convert("RGB")
+    result = for_format(result, output.format)
     buffer = io.BytesIO()
     result.save(buffer, format=output.format, **encode_options(result, output.format, output.quality))
     return buffer.getvalue()
@@ -166,16 +165,7 @@ def encode(result: Any, output: ImageOutput) -> bytes:
 
 def _work_images(sources: list[str], output: ImageOutput) -> list[bytes | Exception]:
     """One batch on this worker's model: encoded results, or the exception per file."""
-    remover = _remover()
-    options = {"type": output.spec, "threshold": output.threshold, "hr_blend": output.hr_blend}
-    options["reverse"] = output.reverse
-    if len(sources) > 1:
-        results = remover.process(sources, batch_size=len(sources), errors="skip", **options)
-    else:
-        try:
-            results = [remover.process(sources[0], **options)]
-        except Exception as exc:
-            results = [exc]
+    results = process_batch(_remover(), sources, output)
     encoded: list[bytes | Exception] = []
     for result in results:
         try:
@@ -255,8 +245,7 @@ class ParallelJobRunner(JobRunner):
             self._drive(pool, iter(units))
             finished = True
         except KeyboardInterrupt:
-            for job in self._in_flight:
-                self._note(job, "interrupted")
+            self._interrupt_in_flight()
             raise
         except cf.process.BrokenProcessPool as exc:
             self._fail_in_flight("a worker process died (killed, perhaps for lack of memory)")
@@ -340,21 +329,8 @@ class ParallelJobRunner(JobRunner):
             self.reporter.advanced(size)
 
     def _finish(self, job: Job, error: Exception | None, data: bytes | None) -> None:
-        try:
-            if error is not None:
-                raise error
-            if data is not None:
-                write_result(job, data)
-        except Exception as exc:  # one bad file must not stop the others
-            self._note(job, "failed", str(exc))
-            self._fail(job, exc)
-            if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRNOS:
-                self._in_flight.remove(job)
-                raise DiskFull(exc) from exc
-        else:
-            self._note(job, "done")
-            self.counts.done += 1
-        self._in_flight.remove(job)
+        """Write a worker's encoded result and record it (the one-process rules: :meth:`JobRunner._settle`)."""
+        self._settle(job, error, None if data is None else lambda: write_result(job, data))
 
     def _fail_in_flight(self, reason: str) -> None:
         for job in list(self._in_flight):

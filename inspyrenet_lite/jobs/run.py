@@ -137,14 +137,18 @@ class JobRunner:
                 self._run_images([job for job in chunk if self._to_do(job)])
                 self.reporter.advanced(len(chunk))
         except KeyboardInterrupt:
-            for job in self._in_flight:
-                self._note(job, "interrupted")
+            self._interrupt_in_flight()
             raise
         finally:
             self._in_flight = []
         return self.counts
 
     # -------------------------------------------------------------- internals
+    def _interrupt_in_flight(self) -> None:
+        """Record the jobs in flight ``interrupted`` (not tried to the end: a resume must not take them for crashes)."""
+        for job in self._in_flight:
+            self._note(job, "interrupted")
+
     def _note(self, job: Job, status: str, error: str | None = None) -> None:
         assert job.output_name is not None
         self.manifest.record(Record(job.output_name, job.key, job.size, job.mtime_ns, status, error))
@@ -204,42 +208,58 @@ class JobRunner:
         self._in_flight = list(todo)
         for job in todo:  # recorded before the work: a resume knows what killed a run
             self._note(job, "started")
-        for job, result in zip(todo, self._process(todo), strict=True):
-            try:
-                if isinstance(result, Exception):
-                    raise result
-                self._save(job, result)
-            except Exception as exc:  # one bad file must not stop the others
-                self._note(job, "failed", str(exc))
-                self._fail(job, exc)
-                if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRNOS:
-                    self._in_flight.remove(job)
-                    for waiting in self._in_flight:  # not tried: a resume must not take them for crashes
-                        self._note(waiting, "interrupted")
-                    raise DiskFull(exc) from exc
+        results = process_batch(self.remover, [str(job.source) for job in todo], self.output)
+        for job, result in zip(todo, results, strict=True):
+            if isinstance(result, Exception):
+                self._settle(job, result, None)
             else:
-                self._note(job, "done")
-                self.counts.done += 1
-            self._in_flight.remove(job)
+                self._settle(job, None, lambda job=job, result=result: self._save(job, result))
 
-    def _process(self, todo: list[Job]) -> list[Any]:
-        """The Remover's result (or exception) per job: one call per batch (``errors="skip"`` isolates
-        a bad file), a plain call for a single file."""
-        out = self.output
-        options = {"type": out.spec, "threshold": out.threshold, "hr_blend": out.hr_blend, "reverse": out.reverse}
-        if len(todo) > 1:
-            sources = [str(job.source) for job in todo]
-            return self.remover.process(sources, batch_size=len(todo), errors="skip", **options)
+    def _settle(self, job: Job, error: Exception | None, write: Callable[[], None] | None) -> None:
+        """Write one job's result (``write``) and record ``done``, or record ``failed`` (``error``, or what
+        writing raised); a full disk marks the jobs still in flight ``interrupted`` and raises :class:`DiskFull`."""
         try:
-            return [self.remover.process(str(todo[0].source), **options)]
-        except Exception as exc:
-            return [exc]
+            if error is not None:
+                raise error
+            if write is not None:
+                write()
+        except Exception as exc:  # one bad file must not stop the others
+            self._note(job, "failed", str(exc))
+            self._fail(job, exc)
+            if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRNOS:
+                self._in_flight.remove(job)
+                self._interrupt_in_flight()
+                raise DiskFull(exc) from exc
+        else:
+            self._note(job, "done")
+            self.counts.done += 1
+        self._in_flight.remove(job)
 
     def _save(self, job: Job, result: Any) -> None:
         from inspyrenet_lite.image_io import save_image
 
         assert job.output is not None
-        if self.output.format in NO_ALPHA_FORMATS and result.mode not in ("RGB", "L"):
-            result = result.convert("RGB")  # Pillow cannot write alpha into these
         job.output.parent.mkdir(parents=True, exist_ok=True)
+        result = for_format(result, self.output.format)
         save_image(result, job.output, format=self.output.format, quality=self.output.quality)
+
+
+def process_batch(remover: Any, images: Sequence[Any], output: ImageOutput) -> list[Any]:
+    """``remover.process``'s result (or exception) per image, with ``output``'s options: one call per batch
+    (``errors="skip"`` isolates a bad file), a plain call for a single image."""
+    options = {
+        "type": output.spec, "threshold": output.threshold, "hr_blend": output.hr_blend, "reverse": output.reverse,
+    }
+    if len(images) > 1:
+        return remover.process(list(images), batch_size=len(images), errors="skip", **options)
+    try:
+        return [remover.process(images[0], **options)] if images else []
+    except Exception as exc:
+        return [exc]
+
+
+def for_format(result: Any, format: str) -> Any:
+    """``result`` as Pillow can write it in ``format`` (flattened to RGB where the format holds no alpha)."""
+    if format in NO_ALPHA_FORMATS and result.mode not in ("RGB", "L"):
+        return result.convert("RGB")
+    return result
