@@ -122,6 +122,7 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "freeze_backbone": _flag,
     "grad_checkpointing": _flag,
     "progress": _flag,
+    "compile": _flag,
 }
 
 

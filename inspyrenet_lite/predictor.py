@@ -76,6 +76,26 @@ def check_precision_on(device: torch.device, precision: str) -> None:
         )
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX), as oneDNN reports it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
+
+
+def effective_precision(device: torch.device, precision: str) -> str:
+    """The precision that will run: bf16 on a CPU without native bf16 is emulated (slower than
+    fp32, never faster), so it falls back to fp32 with one log line."""
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        logger.warning(
+            "precision='bf16': this CPU has no native bfloat16 (AVX-512 BF16 or AMX), where it is slower "
+            "than float32; running in fp32"
+        )
+        return "fp32"
+    return precision
+
+
 @dataclass(frozen=True)
 class MapRequest:
     """One image for :meth:`Predictor.predict_maps`, with its own options.
@@ -111,6 +131,9 @@ class Predictor:
         hr_short_side / hr_long_side / hr_max_pixels: caps of the high-resolution (and dynamic) pass.
         weights_file: the checkpoint file the weights came from (keys the ONNX cache).
         name: how logs call the model.
+        compile: compile the network with ``torch.compile`` (see :mod:`inspyrenet_lite.backends.compiled`):
+            minutes on the first call of each input size, then faster forwards; falls back to
+            eager PyTorch, with one log line, wherever compiling fails.
     """
 
     def __init__(
@@ -127,8 +150,10 @@ class Predictor:
         hr_max_pixels: int = DEFAULT_HR_MAX_PIXELS,
         weights_file: str | os.PathLike[str] | None = None,
         name: str = "model",
+        compile: bool = False,
     ) -> None:
         options = check_options(
+            compile=compile,
             precision=precision,
             resize=resize,
             hr_blend=hr_blend,
@@ -139,7 +164,7 @@ class Predictor:
         self.device = pick_device(device)
         check_precision_on(self.device, options["precision"])
         self.name = name
-        self.precision: str = options["precision"]
+        self.precision: str = effective_precision(self.device, options["precision"])
         self.resize: str = options["resize"]
         self.hr_blend: float = options["hr_blend"]
         self.hr_short_side: int = options["hr_short_side"]
@@ -151,7 +176,12 @@ class Predictor:
         from .backends import create_backend
 
         self.backend = create_backend(
-            backend, self.model, device=self.device, precision=self.precision, checkpoint_path=self.weights_file
+            backend,
+            self.model,
+            device=self.device,
+            precision=self.precision,
+            checkpoint_path=self.weights_file,
+            compile=options["compile"],
         )
         self._lock = threading.Lock()
 
@@ -170,6 +200,7 @@ class Predictor:
         hr_short_side: int | None = None,
         hr_long_side: int = DEFAULT_HR_LONG_SIDE,
         hr_max_pixels: int = DEFAULT_HR_MAX_PIXELS,
+        compile: bool = False,
     ) -> Predictor:
         """Load ``model`` with the package's one loader (:func:`inspyrenet_lite.model_source.load`:
         registry name, Hub repo, folder or checkpoint file) and wrap it. ``None`` options take the
@@ -191,6 +222,7 @@ class Predictor:
             hr_max_pixels=hr_max_pixels,
             weights_file=loaded.weights_file,
             name=loaded.name,
+            compile=compile,
         )
 
     def __repr__(self) -> str:

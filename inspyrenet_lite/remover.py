@@ -83,6 +83,12 @@ class Remover:
             on AMD CPUs) or ``"auto"`` (onnxruntime when it applies, is
             installed and its matrix products measure at least 1.5x
             PyTorch's here). See :mod:`inspyrenet_lite.backends`.
+        compile: compile the network with ``torch.compile`` (inductor, weights
+            frozen): the first image of each network size waits for the
+            compiler (minutes on a small CPU; inductor's disk cache makes the
+            next process quicker), later ones run faster where compiling pays
+            (see README, "Which precision, backend and compile"). A failed
+            compilation is logged once and the model runs uncompiled.
 
     Each registry model brings the authors' inference defaults (resize,
     pyramid blending); arguments given here or to ``process`` override them.
@@ -104,6 +110,7 @@ class Remover:
         hr_blend: float | None = None,
         base_size: tuple[int, int] | int | None = None,
         backend: Literal["torch", "onnxruntime", "auto"] = "torch",
+        compile: bool = False,
     ) -> None:
         from . import model_source
 
@@ -141,6 +148,7 @@ class Remover:
             hr_max_pixels=options["hr_max_pixels"],
             weights_file=loaded.weights_file,
             name=name,
+            compile=compile,
         )
         if resize == "dynamic" and max(self.base_size) <= _SMALL_BASE and defaults["resize"] != "dynamic":
             warnings.warn(

@@ -122,3 +122,25 @@ def test_predict_torch_gives_an_ordinary_tensor_the_caller_may_change(predictor:
     pred = predictor.predict_torch(torch.zeros(1, 3, 64, 64))
     pred.mul_(255)  # an inference tensor would refuse this outside inference mode
     assert float(pred.max()) <= 255.0
+
+
+def test_bf16_on_a_cpu_without_native_bf16_runs_fp32_with_one_log_line(
+    predictor: Predictor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Emulated bfloat16 is slower than float32 there, never faster: it is not what the user asked bf16 for.
+    import logging
+
+    from inspyrenet_lite import predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "cpu_has_bf16", lambda: False)
+    image = photo(48, 40, 6)
+    with caplog.at_level(logging.WARNING, logger="inspyrenet_lite"):
+        fallback = Predictor(predictor.model, device="cpu", precision="bf16")
+    notes = [r.getMessage() for r in caplog.records if "bf16" in r.getMessage()]
+    assert len(notes) == 1 and "running in fp32" in notes[0]
+    assert fallback.precision == "fp32"
+    np.testing.assert_array_equal(
+        fallback.predict_maps([image])[0], Predictor(predictor.model, device="cpu").predict_maps([image])[0]
+    )
+    monkeypatch.setattr(predictor_module, "cpu_has_bf16", lambda: True)
+    assert Predictor(predictor.model, device="cpu", precision="bf16").precision == "bf16"

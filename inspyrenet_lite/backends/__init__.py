@@ -3,7 +3,8 @@
 ``x`` is an ImageNet-normalised float32 batch (B, 3, H, W); the result is the
 network's map (B, 1, H, W) in [0, 1], as :meth:`InSPyReNet.predict` returns it.
 
-- ``torch``: the PyTorch model itself (every device, precision and path).
+- ``torch``: the PyTorch model itself (every device, precision and path);
+  with ``compile=True``, compiled by ``torch.compile`` (:mod:`.compiled`).
 - ``onnxruntime``: the network exported to ONNX once per model and input size,
   run by ONNX Runtime on the CPU; passes it does not cover run in PyTorch.
 - ``auto``: ``onnxruntime`` on the CPU in float32 when it is installed and
@@ -81,14 +82,25 @@ def create_backend(
     device: torch.device,
     precision: str,
     checkpoint_path: Path | None,
+    compile: bool = False,
 ) -> Backend:
     """The backend ``name`` ('torch', 'onnxruntime' or 'auto') for a loaded model.
 
-    Raises ValueError for an unknown name, or for 'onnxruntime' off the CPU, in
-    another precision than fp32, or without onnxruntime installed.
+    ``compile=True`` compiles the PyTorch model (``backend='torch'``, or what
+    ``'auto'`` picks: always torch then, since the ONNX graph is compiled already).
+    Raises ValueError for an unknown name, for 'onnxruntime' off the CPU, in
+    another precision than fp32, without onnxruntime installed, or with ``compile``.
     """
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if compile:
+        if name == "onnxruntime":
+            raise ValueError("compile=True compiles the PyTorch model; it does not apply to backend='onnxruntime'")
+        from .compiled import CompiledTorchBackend
+
+        if name == "auto":
+            logger.info("backend='auto' with compile=True uses torch (compiled)")
+        return CompiledTorchBackend(model)
     if name == "torch":
         return TorchBackend(model)
     reason = None
@@ -129,6 +141,10 @@ def create_backend(
 
 def __getattr__(name: str):
     # The export API without importing the exporter at package import.
+    if name == "CompiledTorchBackend":
+        from .compiled import CompiledTorchBackend
+
+        return CompiledTorchBackend
     if name in ("export_onnx", "verify_onnx", "OnnxVerificationError", "GRAPH_INPUT", "GRAPH_OUTPUT"):
         from . import onnx_export
 
@@ -141,6 +157,7 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "TorchBackend",
+    "CompiledTorchBackend",
     "create_backend",
     "export_onnx",
     "verify_onnx",

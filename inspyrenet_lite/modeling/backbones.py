@@ -26,7 +26,8 @@ def _add(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     Under autocast a bf16/fp16 ``fresh`` plus a float32 ``other`` promotes to
     float32, and then a new tensor is needed.
     """
-    if fresh.dtype == torch.result_type(fresh, other):
+    # promote_types on the dtypes, not result_type on the tensors: torch.compile traces it without a graph break.
+    if fresh.dtype == torch.promote_types(fresh.dtype, other.dtype):
         return fresh.add_(other)
     return fresh + other
 

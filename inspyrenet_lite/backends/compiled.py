@@ -1,0 +1,70 @@
+"""The PyTorch model compiled by ``torch.compile`` (inductor), with eager PyTorch as the fallback.
+
+``Predictor(compile=True)`` / ``Remover(compile=True)`` / ``--compile``:
+
+- one graph per (network input size, blending, precision), compiled on the
+  first call of that shape (or in :meth:`CompiledTorchBackend.warmup`) and
+  kept for the life of the process; inductor's on-disk caches
+  (``TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_<user>``) make a
+  later process compile much faster;
+- ``freezing``: the weights are folded into the graph as constants (inference
+  only: change the weights and the graph goes stale, so build a new Predictor);
+- any failure of the compiler (no C++ compiler, an unsupported operator, a
+  crash in inductor) is logged once and the model runs eagerly from then on:
+  a user's run never fails because of compilation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+#: inductor options: weights folded in as constants (inference only).
+COMPILE_OPTIONS: dict[str, Any] = {"freezing": True}
+
+
+class CompiledTorchBackend:
+    """``torch.compile(model.predict)``; eager ``model.predict`` once compiling has failed."""
+
+    name = "torch+compile"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.failed: str | None = None  # why the compiled path was given up, once it was
+        self._compiled: Any = None
+        self._lock = threading.Lock()
+
+    def predict(self, x: torch.Tensor, x_lr: torch.Tensor | None = None, hr_blend: float = 0.0) -> torch.Tensor:
+        if self.failed is None:
+            try:
+                return self._compiled_predict()(x, x_lr, hr_blend)
+            except Exception as exc:  # compiling must never fail a user's run
+                self._give_up(exc)
+        return self._eager(x, x_lr, hr_blend)
+
+    def warmup(self, sizes: list[tuple[int, int]]) -> None:
+        """Compile (or load from inductor's cache) the graph of each network size."""
+        param = next(self.model.parameters())
+        for height, width in sizes:
+            self.predict(torch.zeros(1, 3, height, width, device=param.device))
+
+    def _eager(self, x: torch.Tensor, x_lr: torch.Tensor | None, hr_blend: float) -> torch.Tensor:
+        if x_lr is None:
+            return self.model.predict(x)
+        return self.model.predict(x, x_lr=x_lr, hr_blend=hr_blend)
+
+    def _compiled_predict(self) -> Any:
+        with self._lock:
+            if self._compiled is None:
+                self._compiled = torch.compile(self._eager, dynamic=False, options=COMPILE_OPTIONS)
+            return self._compiled
+
+    def _give_up(self, exc: Exception) -> None:
+        self.failed = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        logger.warning("torch.compile failed (%s); the model runs without compilation from now on", self.failed)
+        logger.debug("torch.compile failure", exc_info=exc)
