@@ -56,45 +56,66 @@ def in_loopback_namespace(argv: list[str], timeout: float = 240) -> subprocess.C
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-S3_SERVER = """
+STORES = """
 import logging, socket, sys
-import boto3
 from pathlib import Path
+import boto3
+from gcp_storage_emulator.server import create_server
 from moto.server import ThreadedMotoServer
+from pyarrow import fs
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
-probe = socket.socket()
-probe.bind(("127.0.0.1", 0))
-port = probe.getsockname()[1]
-probe.close()
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-server.start()
-client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+
+def free_port():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+s3_port, gs_port = free_port(), free_port()
+s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
+s3.start()
+gs = create_server("127.0.0.1", gs_port, in_memory=True, default_bucket="photos")
+gs.start()
+client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", region_name="us-east-1")
 client.create_bucket(Bucket="photos")
+gcs = fs.GcsFileSystem(anonymous=True, endpoint_override=f"127.0.0.1:{gs_port}", scheme="http")
 folder = Path(sys.argv[1])
 for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-    client.put_object(Bucket="photos", Key="in/" + file.relative_to(folder).as_posix(), Body=file.read_bytes())
-print(port, flush=True)
+    rel = file.relative_to(folder).as_posix()
+    if rel in sys.argv[2:]:
+        with gcs.open_output_stream("photos/in/" + rel) as out:
+            out.write(file.read_bytes())
+    else:
+        client.put_object(Bucket="photos", Key="in/" + rel, Body=file.read_bytes())
+print(s3_port, gs_port, flush=True)
 sys.stdin.read()  # until the test closes stdin
-server.stop()
+gs.stop()
+s3.stop()
 """
 
 #: Dummy credentials, and nothing probes the cloud's metadata address.
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true"}
+#: The photos the GCS emulator holds; the S3 server holds the others.
+IN_GCS = ("d.webp", "sub/c.png")
 
 
 @pytest.fixture(scope="module")
-def s3_photos(photos: Path):
-    """A moto S3 server holding ``photos`` under ``s3://photos/in/``, alone in a loopback-only network
-    namespace; yields (a command prefix that runs in that namespace, the server's port)."""
+def buckets(photos: Path):
+    """An S3 server (moto) and a GCS emulator holding ``photos`` under ``s3://photos/in/`` and
+    ``gs://photos/in/`` (:data:`IN_GCS` in GCS, the rest in S3), alone in a loopback-only network
+    namespace; yields (a command prefix that runs in that namespace, the S3 port, the GCS port)."""
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter") or not shutil.which("ip"):
-        pytest.fail("the S3 test needs root, unshare, nsenter and ip (iproute2) to stay on loopback")
+        pytest.fail("the bucket test needs root, unshare, nsenter and ip (iproute2) to stay on loopback")
     env = dict(os.environ, **S3_ENV)
-    command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable, "-c", S3_SERVER]
-    server = subprocess.Popen([*command, str(photos)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable, "-c", STORES]
+    server = subprocess.Popen(
+        [*command, str(photos), *IN_GCS], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
-        port = int(server.stdout.readline() or 0)  # "sh -c exec" keeps the pid: the namespace is the server's
-        assert port, "the moto server did not start"
-        yield ["nsenter", f"--net=/proc/{server.pid}/ns/net"], port
+        ports = server.stdout.readline().split()  # "sh -c exec" keeps the pid: the namespace is the server's
+        assert len(ports) == 2, "the S3 and GCS servers did not start"
+        yield ["nsenter", f"--net=/proc/{server.pid}/ns/net"], int(ports[0]), int(ports[1])
     finally:
         server.stdin.close()
         try:
@@ -214,17 +235,19 @@ def test_the_ray_command_writes_what_the_default_command_writes(model_dir, photo
 
 
 @pytest.mark.slow
-def test_the_ray_command_reads_a_bucket_and_a_file_uri_as_it_reads_the_folder(model_dir, photos, tmp_path, s3_photos):
-    """s3:// on an S3-compatible server (moto, endpoint in the URI) plus a file:// URI in one run get the
-    folder's names and results; a missing bucket (endpoint from AWS_ENDPOINT_URL) is a clear exit 2."""
-    prefix, port = s3_photos
-    endpoint = f"endpoint_override=127.0.0.1:{port}&scheme=http"
+def test_the_ray_command_reads_buckets_and_a_file_uri_as_it_reads_the_folder(model_dir, photos, tmp_path, buckets):
+    """s3:// (moto) and gs:// (a GCS emulator), endpoints in the URIs, plus a file:// URI, in one run:
+    the folder's names and results; a missing bucket (endpoint from AWS_ENDPOINT_URL) is a clear exit 2."""
+    prefix, s3_port, gs_port = buckets
     # Two actors: on a 2-CPU machine they must leave a CPU to the read tasks, or the job waits for ever.
     cli = [sys.executable, "-m", "inspyrenet_lite", "ray", "--model", str(model_dir), "-q", "--batch-size", "2"]
     cli += ["--actors", "2"]
     local = in_namespace(prefix, [*cli, str(photos), "-o", str(tmp_path / "local")], S3_ENV)
-    # The bucket holds the whole folder; the file:// URI adds sub/ again, named as its own folder (c.png).
-    uris = [f"s3://photos/in?{endpoint}", (photos / "sub").as_uri()]
+    uris = [
+        f"s3://photos/in?endpoint_override=127.0.0.1:{s3_port}&scheme=http",  # a.png, b.jpg and the two bad files
+        f"gs://anonymous@photos/in?endpoint_override=127.0.0.1:{gs_port}&scheme=http",  # d.webp, sub/c.png
+        (photos / "sub").as_uri(),  # c.png again, named as in its own folder
+    ]
     uri = in_namespace(prefix, [*cli, *uris, "-o", str(tmp_path / "uri")], S3_ENV)
     assert local.returncode == uri.returncode == 1, uri.stderr[-3000:]
     assert "failed: s3://photos/in/broken.png: " in uri.stderr and "failed: s3://photos/in/notes.jpg: " in uri.stderr
@@ -237,7 +260,7 @@ def test_the_ray_command_reads_a_bucket_and_a_file_uri_as_it_reads_the_folder(mo
         assert grey_levels_apart(tmp_path / "uri" / name, tmp_path / "local" / name) <= 1
     assert grey_levels_apart(tmp_path / "uri" / "c.png", tmp_path / "local" / "sub" / "c.png") <= 1
 
-    env = dict(S3_ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+    env = dict(S3_ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{s3_port}")
     missing = in_namespace(prefix, [*cli, "s3://no-such-bucket/in", "-o", str(tmp_path / "none")], env, timeout=60)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr[-3000:]
     assert "s3://no-such-bucket/in: no such file or folder; check the bucket name" in missing.stderr
