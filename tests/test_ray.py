@@ -56,6 +56,81 @@ def in_loopback_namespace(argv: list[str], timeout: float = 240) -> subprocess.C
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+STORES = """
+import logging, socket, sys
+from pathlib import Path
+import boto3
+from gcp_storage_emulator.server import create_server
+from moto.server import ThreadedMotoServer
+from pyarrow import fs
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+def free_port():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+s3_port, gs_port = free_port(), free_port()
+s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
+s3.start()
+gs = create_server("127.0.0.1", gs_port, in_memory=True, default_bucket="photos")
+gs.start()
+client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", region_name="us-east-1")
+client.create_bucket(Bucket="photos")
+gcs = fs.GcsFileSystem(anonymous=True, endpoint_override=f"127.0.0.1:{gs_port}", scheme="http")
+folder = Path(sys.argv[1])
+for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+    rel = file.relative_to(folder).as_posix()
+    if rel in sys.argv[2:]:
+        with gcs.open_output_stream("photos/in/" + rel) as out:
+            out.write(file.read_bytes())
+    else:
+        client.put_object(Bucket="photos", Key="in/" + rel, Body=file.read_bytes())
+print(s3_port, gs_port, flush=True)
+sys.stdin.read()  # until the test closes stdin
+gs.stop()
+s3.stop()
+"""
+
+#: Dummy credentials, and nothing probes the cloud's metadata address.
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true"}
+#: The photos the GCS emulator holds; the S3 server holds the others.
+IN_GCS = ("d.webp", "sub/c.png")
+
+
+@pytest.fixture(scope="module")
+def buckets(photos: Path):
+    """An S3 server (moto) and a GCS emulator holding ``photos`` under ``s3://photos/in/`` and
+    ``gs://photos/in/`` (:data:`IN_GCS` in GCS, the rest in S3), alone in a loopback-only network
+    namespace; yields (a command prefix that runs in that namespace, the S3 port, the GCS port)."""
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter") or not shutil.which("ip"):
+        pytest.fail("the bucket test needs root, unshare, nsenter and ip (iproute2) to stay on loopback")
+    env = dict(os.environ, **S3_ENV)
+    command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable, "-c", STORES]
+    server = subprocess.Popen(
+        [*command, str(photos), *IN_GCS], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        ports = server.stdout.readline().split()  # "sh -c exec" keeps the pid: the namespace is the server's
+        assert len(ports) == 2, "the S3 and GCS servers did not start"
+        yield ["nsenter", f"--net=/proc/{server.pid}/ns/net"], int(ports[0]), int(ports[1])
+    finally:
+        server.stdin.close()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def in_namespace(prefix: list[str], argv: list[str], env: dict[str, str], timeout: float = 240):
+    """Run ``argv`` after ``prefix`` (``nsenter`` into the S3 server's namespace) with ``env`` added."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), RAY_USAGE_STATS_ENABLED="0", **env)
+    return subprocess.run([*prefix, *argv], env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def grey_levels_apart(a: Path | bytes, b: Path | bytes) -> int:
     x, y = (np.asarray(Image.open(io.BytesIO(v) if isinstance(v, bytes) else v), dtype=int) for v in (a, b))
     assert x.shape == y.shape
@@ -160,17 +235,43 @@ def test_the_ray_command_writes_what_the_default_command_writes(model_dir, photo
 
 
 @pytest.mark.slow
-def test_the_ray_command_reads_a_uri_as_it_reads_the_folder(model_dir, photos, tmp_path):
-    """A URI (file:// here: s3:// and gs:// go through the same pyarrow listing) gets the folder's names."""
+def test_the_ray_command_reads_buckets_and_a_file_uri_as_it_reads_the_folder(model_dir, photos, tmp_path, buckets):
+    """s3:// (moto) and gs:// (a GCS emulator), endpoints in the URIs, plus a file:// URI, in one run:
+    the folder's names and results; a missing bucket (endpoint from AWS_ENDPOINT_URL) is a clear exit 2."""
+    prefix, s3_port, gs_port = buckets
     # Two actors: on a 2-CPU machine they must leave a CPU to the read tasks, or the job waits for ever.
     cli = [sys.executable, "-m", "inspyrenet_lite", "ray", "--model", str(model_dir), "-q", "--batch-size", "2"]
     cli += ["--actors", "2"]
-    local = in_loopback_namespace([*cli, str(photos), "-o", str(tmp_path / "local")])
-    uri = in_loopback_namespace([*cli, photos.as_uri(), "-o", str(tmp_path / "uri")])
+    local = in_namespace(prefix, [*cli, str(photos), "-o", str(tmp_path / "local")], S3_ENV)
+    uris = [
+        f"s3://photos/in?endpoint_override=127.0.0.1:{s3_port}&scheme=http",  # a.png, b.jpg and the two bad files
+        f"gs://anonymous@photos/in?endpoint_override=127.0.0.1:{gs_port}&scheme=http",  # d.webp, sub/c.png
+        (photos / "sub").as_uri(),  # c.png again, named as in its own folder
+    ]
+    uri = in_namespace(prefix, [*cli, *uris, "-o", str(tmp_path / "uri")], S3_ENV)
     assert local.returncode == uri.returncode == 1, uri.stderr[-3000:]
-    assert f"failed: {(photos / 'broken.png').as_uri()}: " in uri.stderr and "4 done, 0 skipped, 2 failed" in uri.stderr
-    names = sorted(p.relative_to(tmp_path / "uri").as_posix() for p in (tmp_path / "uri").rglob("*.png"))
-    assert names == sorted(p.relative_to(tmp_path / "local").as_posix() for p in (tmp_path / "local").rglob("*.png"))
+    assert "failed: s3://photos/in/broken.png: " in uri.stderr and "failed: s3://photos/in/notes.jpg: " in uri.stderr
+    assert "5 done, 0 skipped, 2 failed" in uri.stderr and "Traceback" not in uri.stderr
+    names = sorted(p.relative_to(tmp_path / "local").as_posix() for p in (tmp_path / "local").rglob("*.png"))
     assert names == ["a.png", "b.png", "d.png", "sub/c.png"]
+    got = sorted(p.relative_to(tmp_path / "uri").as_posix() for p in (tmp_path / "uri").rglob("*.png"))
+    assert got == ["a.png", "b.png", "c.png", "d.png", "sub/c.png"]
     for name in names:  # Ray may batch rows differently from one run to the next: float rounding only
         assert grey_levels_apart(tmp_path / "uri" / name, tmp_path / "local" / name) <= 1
+    assert grey_levels_apart(tmp_path / "uri" / "c.png", tmp_path / "local" / "sub" / "c.png") <= 1
+
+    env = dict(S3_ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{s3_port}")
+    missing = in_namespace(prefix, [*cli, "s3://no-such-bucket/in", "-o", str(tmp_path / "none")], env, timeout=60)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr[-3000:]
+    assert "s3://no-such-bucket/in: no such file or folder; check the bucket name" in missing.stderr
+
+
+def test_a_uri_the_command_cannot_use_is_a_clear_exit_2(tmp_path, capsys):
+    from inspyrenet_lite.cli import ray as ray_cli
+
+    assert ray_cli.main(["foo://bucket/photos", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot list foo://bucket/photos: Unrecognized filesystem type" in err and "s3://, gs:// or file://" in err
+    assert ray_cli.main([str(tmp_path), "-o", "s3://bucket/out"]) == 2
+    assert "-o must be a local folder, not 's3://bucket/out'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not Path("s3:").exists()  # nothing created for either

@@ -2,9 +2,15 @@
 
 Inputs are planned as the default command plans them (same output names,
 same manifest, same ``--skip-existing`` rules); Ray actors (``--actors``,
-each with its own model) decode, run and encode; the driver writes. Without
-``--address`` a local Ray instance is started on loopback only, without the
-dashboard.
+each with its own model) decode, run and encode; the driver writes into a
+local folder. Without ``--address`` a local Ray instance is started on
+loopback only, without the dashboard.
+
+URIs (``s3://``, ``gs://``, ``file://``) are listed with pyarrow and read by
+Ray with the same pyarrow file system, so what pyarrow's ``from_uri`` honours
+reaches the reads: an S3-compatible endpoint given in the URI
+(``s3://bucket/photos?endpoint_override=host:9000&scheme=http``) or in
+``AWS_ENDPOINT_URL`` (Ray alone keeps the query in the object key).
 """
 
 from __future__ import annotations
@@ -101,11 +107,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if spec.has_alpha and fmt in NO_ALPHA_FORMATS:
         parser.error(f"--format {args.format} cannot store transparency; use png or webp, or a --type such as white")
+    if "://" in args.output:
+        print(
+            f"inspyrenet-lite: -o must be a local folder, not {args.output!r}: write the outputs locally, "
+            "then copy them to the bucket (e.g. `aws s3 sync DIR s3://bucket/prefix/`)",
+            file=sys.stderr,
+        )
+        return 2
     args.video_format = None  # videos are refused below; their planned names do not matter
     planned = _plan(parser, args)
     if isinstance(planned, int):
         return planned
-    manifest, jobs = planned
+    manifest, jobs, filesystems = planned
     constructor = {
         "model": args.model or args.mode, "device": args.device, "type": args.type, "threshold": args.threshold,
         "hr_blend": args.hr_blend, "reverse": args.reverse, "format": fmt, "quality": args.quality,
@@ -114,15 +127,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     }
     output = ImageOutput(spec, args.threshold, args.hr_blend, args.reverse, fmt, args.quality)
-    return _run(args, manifest, jobs, output, constructor)
+    return _run(args, manifest, jobs, filesystems, output, constructor)
 
 
 def _plan(parser: argparse.ArgumentParser, args: argparse.Namespace):
-    """The default command's planning for local inputs, plus URIs (``s3://``, ``gs://``, ``file://``)."""
+    """The default command's planning for local inputs, plus URIs (``s3://``, ``gs://``, ``file://``):
+    the manifest, the jobs and the pyarrow file system of each URI job's key; or an exit status."""
     uris = [text for text in args.inputs if "://" in text]
     local = [text for text in args.inputs if "://" not in text]
     if not uris:
-        return remove._plan(parser, args)
+        planned = remove._plan(parser, args)
+        return planned if isinstance(planned, int) else (*planned, {})
     output_dir = Path(args.output)
     try:
         manifest = Manifest.load(output_dir, probe_folder(output_dir))
@@ -131,45 +146,84 @@ def _plan(parser: argparse.ArgumentParser, args: argparse.Namespace):
         return 2
     jobs = collect_jobs(local, output_dir, "." + args.format, manifest, args.overwrite) if local else []
     try:
-        jobs += plan_uris(uris, output_dir, "." + args.format, manifest, args.overwrite)
-    except (OSError, ValueError) as exc:  # no such bucket, no credentials, an unknown scheme...
-        print(f"inspyrenet-lite: cannot list the inputs: {str(exc).splitlines()[0]}", file=sys.stderr)
+        uri_jobs, filesystems = plan_uris(uris, output_dir, "." + args.format, manifest, args.overwrite)
+    except InputError as exc:  # no such bucket, no credentials, an unknown scheme...
+        print(f"inspyrenet-lite: {exc}", file=sys.stderr)
         return 2
+    jobs += uri_jobs
     if not any(job.error is None and job.skip is None for job in jobs):
         print("inspyrenet-lite: no input images found", file=sys.stderr)
         return 2
-    return manifest, jobs
+    return manifest, jobs, filesystems
 
 
-def _listing(uri: str) -> tuple[list[Any], str]:
-    """The image files under ``uri`` (pyarrow file infos, sorted) and the folder their names are relative to."""
+class InputError(ValueError):
+    """A URI that cannot be listed; the message says which and what to check."""
+
+
+#: What to check when a URI cannot be listed, by scheme.
+_HINTS = {
+    "s3": "check the bucket name, the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or a profile) and, "
+    "for MinIO or another S3-compatible store, the endpoint (?endpoint_override=host:port&scheme=http "
+    "or AWS_ENDPOINT_URL)",
+    "gs": "check the bucket name and the credentials (GOOGLE_APPLICATION_CREDENTIALS)",
+}
+_HINTS["gcs"] = _HINTS["gs"]
+
+
+def _listing(uri: str) -> tuple[Any, list[Any], str]:
+    """The pyarrow file system of ``uri``, the image files under it (file infos, sorted) and the folder
+    their names are relative to; :class:`InputError` says why it cannot be listed."""
     from pyarrow import fs
 
-    filesystem, root = fs.FileSystem.from_uri(uri)
-    info = filesystem.get_file_info(root)
-    if info.type == fs.FileType.File:
-        return [info], posixpath.dirname(root)
-    if info.type != fs.FileType.Directory:
-        raise ValueError(f"{uri}: no such file or folder")
-    entries = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+    scheme = uri.split("://", 1)[0].lower()
+    hint = _HINTS.get(scheme)
+    try:
+        filesystem, root = fs.FileSystem.from_uri(uri)
+        info = filesystem.get_file_info(root)
+        if info.type == fs.FileType.File:
+            return filesystem, [info], posixpath.dirname(root)
+        if info.type != fs.FileType.Directory:
+            raise InputError(f"{_without_query(uri)}: no such file or folder" + (f"; {hint}" if hint else ""))
+        entries = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+    except (OSError, ValueError) as exc:  # ArrowInvalid (a ValueError): an unknown scheme, a malformed URI
+        if isinstance(exc, InputError):
+            raise
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "Unrecognized filesystem type" in reason:
+            hint = "use a local path or an s3://, gs:// or file:// URI"
+        raise InputError(f"cannot list {_without_query(uri)}: {reason}" + (f"; {hint}" if hint else "")) from exc
     images = [
         e for e in entries
         if e.type == fs.FileType.File and posixpath.splitext(e.path)[1].lower() in IMAGE_SUFFIXES
         and not any(part.startswith(".") for part in posixpath.relpath(e.path, root).split("/"))
     ]
-    return sorted(images, key=lambda e: e.path), root
+    return filesystem, sorted(images, key=lambda e: e.path), root
 
 
-def plan_uris(uris: Sequence[str], output_dir: Path, suffix: str, manifest: Manifest, overwrite: bool) -> list[Job]:
-    """Jobs for the image files under ``uris``, named as the default command names a folder's files."""
+def _without_query(uri: str) -> str:
+    """``uri`` as shown to the user: without its ``?query`` (endpoint options, possibly secrets)."""
+    return uri.split("?", 1)[0]
+
+
+def plan_uris(
+    uris: Sequence[str], output_dir: Path, suffix: str, manifest: Manifest, overwrite: bool
+) -> tuple[list[Job], dict[str, Any]]:
+    """Jobs for the image files under ``uris``, named as the default command names a folder's files,
+    and the pyarrow file system to read each job's key with (its key is ``scheme://`` and that
+    file system's path; a file listed by two URIs is one job). :class:`InputError` if a URI cannot be listed."""
     jobs: list[Job] = []
+    filesystems: dict[str, Any] = {}
     planned: set[str] = set()
     for uri in uris:
         scheme = uri.split("://", 1)[0]
-        files, root = _listing(uri)
+        filesystem, files, root = _listing(uri)
         for info in files:
             rel = posixpath.relpath(info.path, root)
             key = f"{scheme}://{info.path}"
+            if key in filesystems:
+                continue
+            filesystems[key] = filesystem
             job = Job(Path(rel), output_name=rel, key=key, size=info.size or 0, mtime_ns=info.mtime_ns or 0)
             name = manifest.output_for(key, suffix)
             if name is None or manifest.key(name) in planned:
@@ -177,10 +231,10 @@ def plan_uris(uris: Sequence[str], output_dir: Path, suffix: str, manifest: Mani
             planned.add(manifest.key(name))
             job.output_name, job.output = name, output_dir / name
             jobs.append(job)
-    return jobs
+    return jobs, filesystems
 
 
-def _run(args: argparse.Namespace, manifest, jobs, output, constructor) -> int:
+def _run(args: argparse.Namespace, manifest, jobs, filesystems, output, constructor) -> int:
     from inspyrenet_lite.integrations.ray import RayJobRunner
     from inspyrenet_lite.jobs.run import DiskFull
 
@@ -202,15 +256,29 @@ def _run(args: argparse.Namespace, manifest, jobs, output, constructor) -> int:
         return 2
     try:
         with remove._signals_as_interrupts():
-            runner.run(jobs)
+            runner.run(jobs, filesystems)
     except KeyboardInterrupt as exc:
         print(f"inspyrenet-lite: interrupted: {runner.counts}", file=sys.stderr)
         return 128 + exc.signum if isinstance(exc, remove._Stopped) else 130
     except DiskFull as exc:
         print(f"inspyrenet-lite: stopped: no more files can be written ({exc}); {runner.counts}", file=sys.stderr)
         return 1
+    except OSError as exc:  # Ray could not read an input: no access (credentials), a vanished object, the network
+        print(f"inspyrenet-lite: cannot read the inputs: {_read_problem(exc, jobs)}; {runner.counts}", file=sys.stderr)
+        return 2
     print(f"inspyrenet-lite: {runner.counts}", file=sys.stderr)
     return 1 if runner.counts.failed else 0
+
+
+def _read_problem(exc: OSError, jobs: list[Job]) -> str:
+    """Why Ray could not read: its message's first line, pyarrow's cause, and what to check."""
+    reason = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__).split(". ", 1)[0]  # Ray's long advice
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, OSError) and str(cause):
+        reason += f" ({str(cause).splitlines()[0]})"
+    schemes = {job.key.split("://", 1)[0].lower() for job in jobs if "://" in job.key}
+    hints = [_HINTS[scheme] for scheme in sorted(schemes) if scheme in _HINTS]
+    return "; ".join([reason, *hints])
 
 
 def _shown(job: Job) -> str:

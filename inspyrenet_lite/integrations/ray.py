@@ -27,6 +27,7 @@ before).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -190,8 +191,14 @@ class RayJobRunner:
     def counts(self) -> Any:
         return self.book.counts
 
-    def run(self, jobs: list[Any]) -> Any:
-        """Process ``jobs``; ``KeyboardInterrupt`` records the jobs in flight ``interrupted``."""
+    def run(self, jobs: list[Any], filesystems: Mapping[str, Any] | None = None) -> Any:
+        """Process ``jobs``; ``KeyboardInterrupt`` or an ``OSError`` of the reads records the jobs in
+        flight ``interrupted`` (a resumed run redoes them) and is raised again.
+
+        ``filesystems`` maps the key of a URI job (``scheme://path``) to the pyarrow file system
+        that reads ``path`` (e.g. an ``S3FileSystem`` with an ``endpoint_override``); other jobs'
+        keys are read as Ray resolves them itself.
+        """
         import ray
 
         book = self.book
@@ -201,10 +208,10 @@ class RayJobRunner:
         by_path.update({job.key.split("://", 1)[1]: job for job in todo if "://" in job.key})  # Ray drops the scheme
         if not todo:
             return book.counts
+        dataset = _read(todo, filesystems or {})  # OSError (no access, no such object) before anything is noted
         for job in todo:
             book._note(job, "started")
         book._in_flight = list(todo)
-        dataset = ray.data.read_binary_files([job.key for job in todo], include_paths=True)
         cpus = actor_cpus(self.actors, ray.cluster_resources().get("CPU", 1.0))
         mapped = dataset.map_batches(
             BackgroundRemover, fn_constructor_kwargs=self.constructor, batch_size=self.batch_size,
@@ -218,12 +225,29 @@ class RayJobRunner:
                     write = None if failure else (lambda job=job, data=bytes(result): write_result(job, data))
                     book._settle(job, failure, write)
                     book.reporter.advanced(1)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, OSError):  # OSError: a read failed mid-way (network, access): redo them next time
             book._interrupt_in_flight()
             raise
         finally:
             book._in_flight = []
         return book.counts
+
+
+def _read(jobs: list[Any], filesystems: Mapping[str, Any]) -> Any:
+    """One dataset of the jobs' bytes, each read with its own file system (a union where they differ:
+    Ray reads every path of one call with one file system)."""
+    import ray
+
+    groups: dict[int, tuple[Any, list[str]]] = {}
+    for job in jobs:
+        filesystem = filesystems.get(job.key)
+        path = job.key.split("://", 1)[1] if filesystem is not None else job.key
+        groups.setdefault(id(filesystem), (filesystem, []))[1].append(path)
+    datasets = [
+        ray.data.read_binary_files(paths, filesystem=filesystem, include_paths=True)
+        for filesystem, paths in groups.values()
+    ]
+    return datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
 
 
 def _job_for(by_path: dict[str, Any], path: str) -> Any:
