@@ -19,10 +19,15 @@ def max_abs_diff(a: np.ndarray, b: np.ndarray) -> int:
 
 def within_one_level(a: np.ndarray, b: np.ndarray) -> float:
     """Percentage of pixels whose grey levels differ by at most 1."""
+    return within_levels(a, b, 1)
+
+
+def within_levels(a: np.ndarray, b: np.ndarray, levels: int) -> float:
+    """Percentage of pixels whose grey levels differ by at most ``levels``."""
     a16, b16 = _check(a, b)
     if not a16.size:
         return 100.0
-    return float(np.mean(np.abs(a16 - b16) <= 1) * 100.0)
+    return float(np.mean(np.abs(a16 - b16) <= levels) * 100.0)
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> float:

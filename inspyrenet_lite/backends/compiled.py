@@ -2,9 +2,11 @@
 
 ``Predictor(compile=True)`` / ``Remover(compile=True)`` / ``--compile``:
 
-- one graph per (network input size, blending, precision), compiled on the
+- one graph per (batch and input size, blending, precision), compiled on the
   first call of that shape (or in :meth:`CompiledTorchBackend.warmup`) and
-  kept for the life of the process; inductor's on-disk caches
+  kept for the life of the process; that first call runs the model eagerly
+  once before compiling, so that the per-size index tensors the eager model
+  caches enter the graph as constants; inductor's on-disk caches
   (``TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_<user>``) make a
   later process compile much faster;
 - ``freezing``: the weights are folded into the graph as constants (inference
@@ -37,10 +39,15 @@ class CompiledTorchBackend:
         self.model = model
         self.failed: str | None = None  # why the compiled path was given up, once it was
         self._compiled: Any = None
+        self._seen: set[tuple] = set()
         self._lock = threading.Lock()
 
     def predict(self, x: torch.Tensor, x_lr: torch.Tensor | None = None, hr_blend: float = 0.0) -> torch.Tensor:
         if self.failed is None:
+            shapes = (tuple(x.shape), None if x_lr is None else tuple(x_lr.shape), x.dtype, x.device)
+            if shapes not in self._seen:
+                self._eager(x, x_lr, hr_blend)  # fills the model's per-size caches (see the module docstring)
+                self._seen.add(shapes)
             try:
                 return self._compiled_predict()(x, x_lr, hr_blend)
             except Exception as exc:  # compiling must never fail a user's run

@@ -63,6 +63,12 @@ def _linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and os.environ.get("INSPYRENET_LITE_ONEDNN_LINEAR", "0") == "1"
 
 
+def _compiling_for_this_process() -> bool:
+    """torch.compile tracing a graph to run here, as opposed to an export (torch.export, ONNX) to run elsewhere."""
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+    return torch.compiler.is_compiling() and not exporting() and not torch.onnx.is_in_onnx_export()
+
+
 def _plain_tensors() -> contextlib.AbstractContextManager:
     """Build cached tensors as ordinary tensors even when called under inference_mode.
 
@@ -122,9 +128,15 @@ class _PadFirstSwinBlock(SwinTransformerBlock):
     """
 
     def _cached(self, key: tuple, build: Any) -> Any:
-        if is_tracing():  # a traced graph computes its own constants
-            return build()
         cache: dict = self.__dict__.setdefault("_size_cache", {})
+        if is_tracing():
+            # torch.compile takes the eager run's indices as constants when there are some (inductor 2.14
+            # fails on the index arithmetic itself at 384 with window 12); exporters compute their own.
+            if _compiling_for_this_process():
+                value = cache.get(key)
+                if value is not None:
+                    return value
+            return build()
         value = cache.get(key)
         if value is None:
             # Returned from the local name, never re-read: another thread sharing the
