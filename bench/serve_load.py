@@ -9,7 +9,8 @@ and a time limit (a phase cut short says at how many requests the RSS was read).
     python bench/serve_load.py --tiny                       # reduced SwinB, seconds
     python bench/serve_load.py --model fast --requests 100  # the real thing (needs the weights)
 
-Prints a Markdown table with the machine's CPU, its matrix CPU flags and the load average.
+Prints a Markdown table with the machine's CPU, its matrix CPU flags and the load average
+(around the run, and the 1-minute one when each row started: other jobs on the machine skew rows).
 """
 
 from __future__ import annotations
@@ -93,21 +94,22 @@ class Server:
             assert model is not None
             argv = [sys.executable, "-m", "inspyrenet_lite", "serve", "--model", model, "--log-level", "warning",
                     *options]
-        self.process = subprocess.Popen([*argv, "--port", str(self.port)], env=env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT)
+        self.argv, self.env = [*argv, "--port", str(self.port)], env
 
     def __enter__(self) -> Server:
+        self.process = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("the server exited while starting")
+                raise RuntimeError(f"the server exited while starting: {' '.join(self.argv)}")
             try:
                 if httpx.get(f"{self.base}{self.ready_path}", timeout=2).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError("the server did not become ready")
+        self.__exit__()
+        raise RuntimeError(f"the server did not become ready: {' '.join(self.argv)}")
 
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
@@ -169,7 +171,8 @@ def run_mode(model: str, batching: bool, args: argparse.Namespace, body: bytes) 
         rss = {"warm": server.rss()}
         rows = []
         for clients in args.clients:
-            rows.append(asyncio.run(drive(server.base, body, clients, args.requests, args.limit_s)))
+            load = load_average()
+            rows.append({**asyncio.run(drive(server.base, body, clients, args.requests, args.limit_s)), "load": load})
             print(f"batching {'on' if batching else 'off'}: {rows[-1]}", file=sys.stderr, flush=True)
         sent = args.warmup + sum(row["requests"] for row in rows)
         reached: dict[str, int] = {}
@@ -223,9 +226,10 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> list[str]:
 def table(report: dict[str, Any]) -> str:
     lines = [f"{machine_line(report)}; model: {report['model_note']}; image {report['image']}", ""]
     lines += markdown_table(
-        ["batching", "clients", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "statuses"],
+        ["batching", "clients", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "load", "statuses"],
         [[("on" if mode["batching"] else "off"), row["clients"], row["requests"], f"{row['throughput_rps']:.1f}",
-          f"{row['p50_ms']:.0f}", f"{row['p95_ms']:.0f}", f"{row['p99_ms']:.0f}", row["statuses"]]
+          f"{row['p50_ms']:.0f}", f"{row['p95_ms']:.0f}", f"{row['p99_ms']:.0f}", row.get("load", "?").split("/")[0],
+          row["statuses"]]
          for mode in report["modes"] for row in mode["rows"]],
     )
     lines += ["", "| batching | RSS after warm-up | " + " | ".join(f"after {m}" for m in report["rss_at"]) + " |",
