@@ -2,13 +2,15 @@
 
 For batching on and off: throughput and p50/p95/p99 latency at 1, 4 and 16
 concurrent clients, the server's RSS after warm-up and after N1 / N2 requests
-(goal: flat), and what a full queue answers (503 + Retry-After, at once, not
-timeouts). Bounded: every phase has a request count and a time limit.
+(goal: flat; default 500 and 2000), and what a full queue answers (503 +
+Retry-After, at once, not timeouts). Bounded: every phase has a request count
+and a time limit (a phase cut short says at how many requests the RSS was read).
 
     python bench/serve_load.py --tiny                       # reduced SwinB, seconds
     python bench/serve_load.py --model fast --requests 100  # the real thing (needs the weights)
 
-Prints a Markdown table with the machine's CPU and its matrix CPU flags.
+Prints a Markdown table with the machine's CPU, its matrix CPU flags and the load average
+(around the run, and the 1-minute one when each row started: other jobs on the machine skew rows).
 """
 
 from __future__ import annotations
@@ -63,39 +65,51 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
+def load_average() -> str:
+    """The machine's 1/5/15-minute load average, e.g. ``"1.2/0.9/0.7"`` (other jobs skew every number)."""
+    return "/".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """The resident memory of ``pid`` in MB (``field="VmHWM"``: its peak so far)."""
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
 
 
 class Server:
-    """``inspyrenet-lite serve`` in a subprocess on a free loopback port."""
+    """``inspyrenet-lite serve`` in a subprocess on a free loopback port (or ``argv``: another server,
+    started with ``--port PORT`` appended, ready when ``ready_path`` answers 200)."""
 
-    def __init__(self, model: str, *options: str) -> None:
+    def __init__(self, model: str | None, *options: str, argv: list[str] | None = None,
+                 ready_path: str = "/v1/ready", env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "inspyrenet_lite", "serve", "--port", str(self.port), "--model", model,
-             "--log-level", "warning", *options],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )
+        self.ready_path = ready_path
+        env = {**os.environ, **(env or {}),
+               "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+        if argv is None:
+            assert model is not None
+            argv = [sys.executable, "-m", "inspyrenet_lite", "serve", "--model", model, "--log-level", "warning",
+                    *options]
+        self.argv, self.env = [*argv, "--port", str(self.port)], env
 
     def __enter__(self) -> Server:
+        self.process = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("the server exited while starting")
+                raise RuntimeError(f"the server exited while starting: {' '.join(self.argv)}")
             try:
-                if httpx.get(f"{self.base}/v1/ready", timeout=2).status_code == 200:
+                if httpx.get(f"{self.base}{self.ready_path}", timeout=2).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError("the server did not become ready")
+        self.__exit__()
+        raise RuntimeError(f"the server did not become ready: {' '.join(self.argv)}")
 
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
@@ -108,20 +122,24 @@ class Server:
         return rss_mb(self.process.pid)
 
 
-async def drive(base: str, body: bytes, clients: int, requests: int, limit_s: float) -> dict[str, Any]:
-    """``requests`` POST /v1/remove from ``clients`` concurrent clients; latencies and statuses."""
+async def drive(base: str, body: bytes | list[bytes], clients: int, requests: int, limit_s: float,
+                path: str = "/v1/remove") -> dict[str, Any]:
+    """``requests`` POST ``path`` (the image as the raw body; a list of bodies is cycled) from
+    ``clients`` concurrent clients; latencies and statuses."""
+    bodies = body if isinstance(body, list) else [body]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     counter = iter(range(requests))
     deadline = time.monotonic() + limit_s
 
     async def client_loop(client: httpx.AsyncClient) -> None:
-        for _ in counter:
+        for index in counter:
             if time.monotonic() > deadline:
                 return
             started = time.perf_counter()
             try:
-                response = await client.post("/v1/remove", content=body, headers={"Content-Type": "image/jpeg"})
+                response = await client.post(path, content=bodies[index % len(bodies)],
+                                             headers={"Content-Type": "application/octet-stream"})
                 status = response.status_code
             except httpx.TimeoutException:
                 status = -1  # a timeout: what the service must never give
@@ -153,16 +171,18 @@ def run_mode(model: str, batching: bool, args: argparse.Namespace, body: bytes) 
         rss = {"warm": server.rss()}
         rows = []
         for clients in args.clients:
-            rows.append(asyncio.run(drive(server.base, body, clients, args.requests, args.limit_s)))
+            load = load_average()
+            rows.append({**asyncio.run(drive(server.base, body, clients, args.requests, args.limit_s)), "load": load})
             print(f"batching {'on' if batching else 'off'}: {rows[-1]}", file=sys.stderr, flush=True)
-        sent = args.warmup + len(args.clients) * args.requests
+        sent = args.warmup + sum(row["requests"] for row in rows)
+        reached: dict[str, int] = {}
         for mark in args.rss_at:
-            if mark > sent:
-                asyncio.run(drive(server.base, body, 16, mark - sent, args.limit_s * 4))
-                sent = mark
+            if mark > sent:  # bounded: a phase that hits its time limit reads the RSS where it stopped
+                sent += asyncio.run(drive(server.base, body, 16, mark - sent, args.limit_s * 4))["requests"]
             rss[str(mark)] = server.rss()
-            print(f"batching {'on' if batching else 'off'}: RSS {rss}", file=sys.stderr, flush=True)
-    return {"batching": batching, "rows": rows, "rss_mb": rss}
+            reached[str(mark)] = sent
+            print(f"batching {'on' if batching else 'off'}: RSS {rss} after {reached}", file=sys.stderr, flush=True)
+    return {"batching": batching, "rows": rows, "rss_mb": rss, "requests_at": reached}
 
 
 def queue_full(model: str, args: argparse.Namespace, body: bytes) -> dict[str, Any]:
@@ -190,27 +210,35 @@ def queue_full(model: str, args: argparse.Namespace, body: bytes) -> dict[str, A
     }
 
 
+def machine_line(report: dict[str, Any]) -> str:
+    """CPU model, its matrix flags, cores and the load average around the run (keys of ``report``)."""
+    return (f"CPU: {report['cpu']} (flags: {', '.join(report['cpu_flags']) or 'none of avx512f/bf16/amx'}); "
+            f"{report['cores']} cores; load average {report['load_before']} before, {report['load_after']} after "
+            "(1/5/15 min)")
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    """The lines of a Markdown table: the first and last columns left-aligned, the numbers between right."""
+    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 2) + "---|"]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
 def table(report: dict[str, Any]) -> str:
-    lines = [
-        f"CPU: {report['cpu']} (flags: {', '.join(report['cpu_flags']) or 'none of avx512f/bf16/amx'}); "
-        f"{report['cores']} cores; model: {report['model_note']}; image {report['image']}",
-        "",
-        "| batching | clients | requests | req/s | p50 ms | p95 ms | p99 ms | statuses |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for mode in report["modes"]:
-        for row in mode["rows"]:
-            lines.append(
-                f"| {'on' if mode['batching'] else 'off'} | {row['clients']} | {row['requests']} | "
-                f"{row['throughput_rps']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['p99_ms']:.0f} | "
-                f"{row['statuses']} |"
-            )
+    lines = [f"{machine_line(report)}; model: {report['model_note']}; image {report['image']}", ""]
+    lines += markdown_table(
+        ["batching", "clients", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "load", "statuses"],
+        [[("on" if mode["batching"] else "off"), row["clients"], row["requests"], f"{row['throughput_rps']:.1f}",
+          f"{row['p50_ms']:.0f}", f"{row['p95_ms']:.0f}", f"{row['p99_ms']:.0f}", row.get("load", "?").split("/")[0],
+          row["statuses"]]
+         for mode in report["modes"] for row in mode["rows"]],
+    )
     lines += ["", "| batching | RSS after warm-up | " + " | ".join(f"after {m}" for m in report["rss_at"]) + " |",
               "|---|---:|" + "---:|" * len(report["rss_at"])]
     for mode in report["modes"]:
-        rss = mode["rss_mb"]
+        rss, reached = mode["rss_mb"], mode["requests_at"]
         lines.append(f"| {'on' if mode['batching'] else 'off'} | {rss['warm']:.0f} MB | "
-                     + " | ".join(f"{rss[str(m)]:.0f} MB" for m in report["rss_at"]) + " |")
+                     + " | ".join(f"{rss[str(m)]:.0f} MB" + ("" if reached[str(m)] >= m else f" (at {reached[str(m)]})")
+                                  for m in report["rss_at"]) + " |")
     full = report["queue_full"]
     lines += ["", f"Full queue (--queue-size 4, 32 at once): {full['ok']} x 200, {full['busy_503']} x 503 "
               f"({full['busy_with_retry_after']} with Retry-After, slowest 503 in {full['slowest_503_ms']:.0f} ms), "
@@ -242,10 +270,11 @@ def main(argv: list[str] | None = None) -> int:
             if model.startswith(tmp) else model
         report = {
             "cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "model_note": note,
-            "image": args.image, "rss_at": args.rss_at,
+            "image": args.image, "rss_at": args.rss_at, "load_before": load_average(),
             "modes": [run_mode(model, batching, args, body) for batching in (True, False)],
             "queue_full": queue_full(model, args, body),
         }
+        report["load_after"] = load_average()
     print(table(report))
     if args.json:
         from inspyrenet_lite._atomic import atomic_write_text

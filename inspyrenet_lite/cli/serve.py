@@ -1,7 +1,8 @@
 """``inspyrenet-lite serve``: the HTTP service (needs the ``[serve]`` extra).
 
-Loads the model once, then serves :func:`inspyrenet_lite.serving.create_app`
-with uvicorn on 127.0.0.1:8000 by default. SIGTERM (or Ctrl-C) stops
+Loads the model once (once per device with ``--devices``: replicas in this
+one process), then serves :func:`inspyrenet_lite.serving.create_app` with
+uvicorn on 127.0.0.1:8000 by default. SIGTERM (or Ctrl-C) stops
 accepting, finishes the requests in flight and exits 0.
 """
 
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument("--ckpt", default=None, help="a local checkpoint file instead of the download")
     parser.add_argument("--device", default=None, help="torch device (default: cuda, then mps, then cpu)")
+    parser.add_argument("--devices", default=None, metavar="LIST",
+                        help="one model replica per device in this one process, each batch to a free one: "
+                        "all (every GPU, else the CPU), or names such as cuda:0,cuda:1 or cpu,cpu")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
     parser.add_argument("--backend", choices=("torch", "onnxruntime", "auto"), default="torch")
     parser.add_argument("--max-batch-size", type=int, default=4, help="most images per forward (1: no batching)")
@@ -77,13 +81,44 @@ def _settings(args: argparse.Namespace) -> Any:
     )
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _load(args: argparse.Namespace, device: str | None = None) -> Any:
     from inspyrenet_lite.predictor import Predictor
 
     return Predictor.from_pretrained(
-        args.model or args.mode or "fast", ckpt=args.ckpt, device=args.device, precision=args.precision,
+        args.model or args.mode or "fast", ckpt=args.ckpt, device=device or args.device, precision=args.precision,
         backend=args.backend,
     )
+
+
+def _replica_devices(args: argparse.Namespace) -> list[str] | None:
+    """The devices of ``--devices`` (None without it); ValueError says what is wrong."""
+    if args.devices is None:
+        return None
+    if args.device is not None:
+        raise ValueError("give --device or --devices, not both")
+    if args.workers > 1:
+        raise ValueError("--devices puts one model per device in one process; it does not combine with "
+                         "--workers (several processes): drop one of them")
+    from inspyrenet_lite.cli.remove import _device_problem
+    from inspyrenet_lite.jobs.parallel import parse_devices
+
+    devices = parse_devices(args.devices)
+    for name in sorted(set(devices)):
+        problem = _device_problem(name)
+        if problem is not None:
+            raise ValueError(problem.replace("--device ", "--devices: ", 1))
+    return devices
+
+
+def _share_cpu_cores(devices: list[str]) -> None:
+    """Give each CPU replica its share of the cores (they would oversubscribe them otherwise)."""
+    from inspyrenet_lite.jobs.parallel import cpu_threads_per_worker
+
+    threads = cpu_threads_per_worker(devices)
+    if threads is not None and sum(name.split(":")[0] == "cpu" for name in devices) > 1:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _app_from_env() -> Any:
@@ -109,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         if args.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {args.workers}")
+        devices = _replica_devices(args)
     except ValueError as exc:
         print(f"inspyrenet-lite serve: error: {exc}", file=sys.stderr)
         return 2
@@ -119,11 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvicorn.run("inspyrenet_lite.cli.serve:_app_from_env", factory=True, workers=args.workers, **common)
         return 0
     try:
-        predictor = _load(args)
+        if devices is None:
+            model: Any = _load(args)
+        else:
+            _share_cpu_cores(devices)
+            model = [_load(args, device) for device in devices]
     except Exception as exc:  # one line, no traceback: a name, a file or a download that failed
         print(f"inspyrenet-lite serve: error: cannot load the model: {exc}", file=sys.stderr)
         return 1
-    server = uvicorn.Server(uvicorn.Config(create_app(predictor, settings), **common))
+    server = uvicorn.Server(uvicorn.Config(create_app(model, settings), **common))
     # uvicorn re-raises the signal it drained on; handled here, so a graceful stop exits 0.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda signum, frame: None)

@@ -50,9 +50,10 @@ _IMAGE_MEDIA = ("image/", "application/octet-stream")
 
 
 def create_app(model: ModelSource, settings: ServeSettings | None = None) -> FastAPI:
-    """The service for ``model`` (a Predictor, a Remover, a function loading one, or a mapping
-    name -> one of these; the first is the default). Models load and warm up in the
-    background after startup; ``/v1/ready`` answers 503 until then."""
+    """The service for ``model`` (a Predictor, a Remover, a function loading one, a list of these
+    as replicas of one model on several devices, or a mapping name -> one of these; the first is
+    the default). Models load and warm up in the background after startup; ``/v1/ready``
+    answers 503 until every replica is warm."""
     settings = settings or ServeSettings()
     state = ServiceState(model, settings)
 
@@ -227,6 +228,7 @@ def _describe(name: str, state: ServiceState) -> dict[str, Any]:
         info.update(
             base_size=list(base) if base is not None else None,
             device=str(getattr(predictor, "device", "")),
+            devices=batcher.devices,
             precision=getattr(predictor, "precision", None),
             backend=getattr(getattr(predictor, "backend", None), "name", None),
             resize=getattr(predictor, "resize", None),

@@ -45,6 +45,7 @@ class Metrics:
         self.latency = _Histogram(LATENCY_BUCKETS)
         self.batch_sizes = _Histogram(tuple(float(n) for n in range(1, max_batch_size + 1)))
         self.queue_depth: dict[str, int] = {}
+        self.batches: dict[tuple[str, int, str], int] = defaultdict(int)
         self.rejected_full = 0
         self.timeouts = 0
 
@@ -54,10 +55,17 @@ class Metrics:
             self.requests[(method, route, status)] += 1
             self.latency.observe(seconds)
 
-    def batch(self, size: int) -> None:
-        """Count one forward of ``size`` images."""
+    def batch(self, size: int, model: str = "model", replica: int = 0, device: str = "") -> None:
+        """Count one forward of ``size`` images on ``model``'s replica number ``replica`` (on ``device``)."""
         with self._lock:
             self.batch_sizes.observe(float(size))
+            self.batches[(model, replica, device)] += 1
+
+    def add_replicas(self, model: str, devices: list[str]) -> None:
+        """Show ``model``'s replicas in ``/metrics`` from the start (at 0 batches)."""
+        with self._lock:
+            for replica, device in enumerate(devices):
+                self.batches[(model, replica, device)] += 0
 
     def set_queue_depth(self, model: str, depth: int) -> None:
         """Requests admitted and not yet answered, for ``model``."""
@@ -89,6 +97,14 @@ class Metrics:
                 "# HELP inspyrenet_batch_size Images per forward of the network.",
                 "# TYPE inspyrenet_batch_size histogram",
                 *self.batch_sizes.lines("inspyrenet_batch_size"),
+                "# HELP inspyrenet_batches_total Forwards of the network, by model replica and its device.",
+                "# TYPE inspyrenet_batches_total counter",
+            ]
+            lines += [
+                f'inspyrenet_batches_total{{model="{m}",replica="{r}",device="{d}"}} {n}'
+                for (m, r, d), n in sorted(self.batches.items())
+            ]
+            lines += [
                 "# HELP inspyrenet_queue_depth Requests admitted and not yet answered.",
                 "# TYPE inspyrenet_queue_depth gauge",
             ]

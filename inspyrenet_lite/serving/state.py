@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: What ``create_app`` serves: a Predictor or Remover, a zero-argument function that loads one
-#: (called at startup, off the event loop), or a mapping of names to either.
+#: (called at startup, off the event loop), a list of these (replicas of one model, one per
+#: device: each batch goes to a free one), or a mapping of names to any of these.
 ModelSource = Any
 
 
@@ -41,6 +42,9 @@ class ServiceState:
             models = {_name_of(models): models}
         if not models:
             raise ValueError("create_app needs at least one model")
+        for name, source in models.items():
+            if isinstance(source, (list, tuple)) and not source:
+                raise ValueError(f"model {name!r} is an empty list: give at least one replica")
         self.sources = dict(models)
         self.default_model = next(iter(self.sources))
         self.settings = settings
@@ -78,24 +82,35 @@ class ServiceState:
             logger.error("loading the models failed: %s", self.failed)
 
     async def _load(self, name: str, source: Any) -> None:
-        loop = asyncio.get_running_loop()
-        if not hasattr(source, "predict_maps") and not hasattr(source, "predictor") and callable(source):
-            source = await loop.run_in_executor(self.cpu_pool, source)
-        predictor = as_predictor(source)
+        replicas = list(source) if isinstance(source, (list, tuple)) else [source]
+        predictors = [as_predictor(loaded) for loaded in await asyncio.gather(*map(self._loaded, replicas))]
+        devices = [str(getattr(predictor, "device", "")) for predictor in predictors]
         batcher = MicroBatcher(
-            predictor,
+            predictors,
             max_batch_size=self.settings.max_batch_size,
             max_wait_ms=self.settings.max_wait_ms,
             queue_size=self.settings.queue_size,
             name=name,
-            on_batch=self.metrics.batch,
+            on_batch=lambda size, replica, name=name, devices=devices: self.metrics.batch(
+                size, name, replica, devices[replica]),
             on_depth=lambda depth, name=name: self.metrics.set_queue_depth(name, depth),
         )
         batcher.start()
         self.metrics.set_queue_depth(name, 0)
+        self.metrics.add_replicas(name, devices)
         if self.settings.warmup:
-            await batcher.run_in_inference_thread(predictor.warmup)
+            try:
+                await batcher.warmup()  # every replica: ready means every device can answer
+            except BaseException:
+                await batcher.stop()
+                raise
         self.batchers[name] = batcher
+
+    async def _loaded(self, source: Any) -> Any:
+        """``source``, or what it loads when it is a loader (run on the CPU pool, off the loop)."""
+        if not hasattr(source, "predict_maps") and not hasattr(source, "predictor") and callable(source):
+            return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, source)
+        return source
 
     # ------------------------------------------------------------- requests
     def batcher(self, model: str | None) -> MicroBatcher:
@@ -162,6 +177,8 @@ class ServiceState:
 
 
 def _name_of(source: Any) -> str:
+    if isinstance(source, (list, tuple)) and source:
+        return _name_of(source[0])
     if hasattr(source, "predict_maps") or hasattr(source, "predictor"):
         return str(getattr(as_predictor(source), "name", "model"))
     return "default"  # a loader: its model's name is not known before it runs
