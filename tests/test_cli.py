@@ -244,7 +244,7 @@ def test_flags_reach_the_remover(tmp_path: Path, monkeypatch, remover, capsys):
 
     monkeypatch.setattr("inspyrenet_lite.remover.Remover", spy)
     args = [str(photo), "-o", str(tmp_path / "out"), "--mode", "fast", "--device", "cpu", "--resize", "dynamic"]
-    args += ["--max-pixels", "5000", "--type", "white", "--format", "jpg", "--threshold", "0.5", "-q"]
+    args += ["--max-pixels", "5000", "--type", "white", "--format", "jpg", "--threshold", "0.5", "--compile", "-q"]
     assert main(args) == 0
     assert seen == {
         "model": None,
@@ -256,6 +256,7 @@ def test_flags_reach_the_remover(tmp_path: Path, monkeypatch, remover, capsys):
         "precision": "fp32",
         "max_pixels": 5000,
         "backend": "torch",
+        "compile": True,
     }
     with Image.open(tmp_path / "out" / "a.jpg") as img:
         assert img.format == "JPEG" and img.mode == "RGB" and img.size == (64, 48)
