@@ -24,19 +24,21 @@ from typing import Any
 
 import torch
 
+from . import TorchBackend
+
 logger = logging.getLogger(__name__)
 
 #: inductor options: weights folded in as constants (inference only).
 COMPILE_OPTIONS: dict[str, Any] = {"freezing": True}
 
 
-class CompiledTorchBackend:
-    """``torch.compile(model.predict)``; eager ``model.predict`` once compiling has failed."""
+class CompiledTorchBackend(TorchBackend):
+    """:class:`TorchBackend` through ``torch.compile``; eager once compiling has failed."""
 
     name = "torch+compile"
 
     def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
+        super().__init__(model)
         self.failed: str | None = None  # why the compiled path was given up, once it was
         self._compiled: Any = None
         self._seen: set[tuple] = set()
@@ -46,13 +48,13 @@ class CompiledTorchBackend:
         if self.failed is None:
             shapes = (tuple(x.shape), None if x_lr is None else tuple(x_lr.shape), x.dtype, x.device)
             if shapes not in self._seen:
-                self._eager(x, x_lr, hr_blend)  # fills the model's per-size caches (see the module docstring)
+                super().predict(x, x_lr, hr_blend)  # fills the model's per-size caches (see the module docstring)
                 self._seen.add(shapes)
             try:
                 return self._compiled_predict()(x, x_lr, hr_blend)
             except Exception as exc:  # compiling must never fail a user's run
                 self._give_up(exc)
-        return self._eager(x, x_lr, hr_blend)
+        return super().predict(x, x_lr, hr_blend)
 
     def warmup(self, sizes: list[tuple[int, int]]) -> None:
         """Compile (or load from inductor's cache) the graph of each network size."""
@@ -60,15 +62,10 @@ class CompiledTorchBackend:
         for height, width in sizes:
             self.predict(torch.zeros(1, 3, height, width, device=param.device))
 
-    def _eager(self, x: torch.Tensor, x_lr: torch.Tensor | None, hr_blend: float) -> torch.Tensor:
-        if x_lr is None:
-            return self.model.predict(x)
-        return self.model.predict(x, x_lr=x_lr, hr_blend=hr_blend)
-
     def _compiled_predict(self) -> Any:
         with self._lock:
             if self._compiled is None:
-                self._compiled = torch.compile(self._eager, dynamic=False, options=COMPILE_OPTIONS)
+                self._compiled = torch.compile(super().predict, dynamic=False, options=COMPILE_OPTIONS)
             return self._compiled
 
     def _give_up(self, exc: Exception) -> None:
