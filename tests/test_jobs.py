@@ -106,3 +106,54 @@ def test_a_full_disk_stops_the_run_and_leaves_no_job_looking_like_a_crash(remove
     with pytest.raises(DiskFull):
         runner.run(collect_jobs([str(photos)], out, ".png", manifest))
     assert sorted(statuses(Manifest.load(out)).values()) == ["failed", "interrupted", "interrupted"]
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_while_a_result_is_written_leaves_file_and_record_agreeing(remover, photos, tmp_path, monkeypatch, stop):
+    """Ctrl-C (or SIGTERM made an interrupt, as the CLI does) landing between writing a file and recording it:
+    the file is kept and recorded done, never recorded interrupted (a resume would do it again)."""
+    import os
+    import signal
+
+    from inspyrenet_lite import image_io
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    real_save, saved = image_io.save_image, []
+
+    def save_then_stop(image, path, **kwargs):
+        real_save(image, path, **kwargs)
+        saved.append(Path(path).name)
+        os.kill(os.getpid(), getattr(signal, stop))  # handled at the next bytecode, unless held back
+
+    monkeypatch.setattr(image_io, "save_image", save_then_stop)
+    (photos / "broken.png").unlink()
+    out = tmp_path / "out"
+    manifest = Manifest.load(out)
+    runner = JobRunner(remover, manifest, ImageOutput(parse_output_type("map")), batch_size=3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run(collect_jobs([str(photos)], out, ".png", manifest))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    recorded = statuses(Manifest.load(out))
+    assert len(saved) == 1 and recorded[saved[0]] == "done" and (out / saved[0]).exists()
+    assert sorted(recorded.values()) == ["done", "interrupted", "interrupted"]
+    assert runner.counts.done == 1
+
+
+def test_deferred_interrupts_hold_a_stop_until_the_block_ends():
+    import os
+    import signal
+
+    from inspyrenet_lite.jobs.interrupts import deferred_interrupts
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("after the signal")
+    assert steps == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back

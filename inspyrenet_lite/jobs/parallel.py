@@ -306,9 +306,9 @@ class ParallelJobRunner(JobRunner):
             if kind == "images":
                 self.reporter.advanced(len(chunk))
             return
+        self._in_flight.extend(todo)  # first: a stop while the lines below are written records them interrupted
         for job in todo:  # recorded before the work: a resume knows what killed a run
             self._note(job, "started")
-        self._in_flight.extend(todo)
         if kind == "video":
             if self.worker_video is None:
                 future = pool.submit(_fail_video)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from inspyrenet_lite.jobs.interrupts import deferred_interrupts
 from inspyrenet_lite.jobs.manifest import Manifest, Record
 from inspyrenet_lite.jobs.plan import Job
 
@@ -195,12 +196,15 @@ class JobRunner:
                 raise ValueError("video inputs are not handled by this run")
             self.video(job)
         except Exception as exc:  # one bad video must not stop the others
-            self._note(job, "failed", str(exc))
-            self._fail(job, exc)
+            with deferred_interrupts():
+                self._note(job, "failed", str(exc))
+                self._fail(job, exc)
+                self._in_flight = []
         else:
-            self._note(job, "done")
-            self.counts.done += 1
-        self._in_flight = []
+            with deferred_interrupts():
+                self._note(job, "done")
+                self.counts.done += 1
+                self._in_flight = []
 
     def _run_images(self, todo: list[Job]) -> None:
         if not todo:
@@ -217,23 +221,26 @@ class JobRunner:
 
     def _settle(self, job: Job, error: Exception | None, write: Callable[[], None] | None) -> None:
         """Write one job's result (``write``) and record ``done``, or record ``failed`` (``error``, or what
-        writing raised); a full disk marks the jobs still in flight ``interrupted`` and raises :class:`DiskFull`."""
-        try:
-            if error is not None:
-                raise error
-            if write is not None:
-                write()
-        except Exception as exc:  # one bad file must not stop the others
-            self._note(job, "failed", str(exc))
-            self._fail(job, exc)
-            if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRNOS:
-                self._in_flight.remove(job)
-                self._interrupt_in_flight()
-                raise DiskFull(exc) from exc
-        else:
-            self._note(job, "done")
-            self.counts.done += 1
-        self._in_flight.remove(job)
+        writing raised); a full disk marks the jobs still in flight ``interrupted`` and raises :class:`DiskFull`.
+
+        A stop (Ctrl-C, SIGTERM) that arrives meanwhile waits until the file and its record agree."""
+        with deferred_interrupts():
+            try:
+                if error is not None:
+                    raise error
+                if write is not None:
+                    write()
+            except Exception as exc:  # one bad file must not stop the others
+                self._note(job, "failed", str(exc))
+                self._fail(job, exc)
+                if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRNOS:
+                    self._in_flight.remove(job)
+                    self._interrupt_in_flight()
+                    raise DiskFull(exc) from exc
+            else:
+                self._note(job, "done")
+                self.counts.done += 1
+            self._in_flight.remove(job)
 
     def _save(self, job: Job, result: Any) -> None:
         from inspyrenet_lite.image_io import save_image
