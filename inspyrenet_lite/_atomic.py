@@ -5,10 +5,11 @@ included) leaves the old file (if any) untouched and no temporary file. The
 result gets the user's normal permissions (0666 & ~umask): the temporary file
 is created with mode 0666 and the kernel applies the umask, as for any file
 the user creates (no ``os.umask`` round trip, which would race with other
-threads). The temporary name is short (``.inspyrenet-<pid>-XXXXXXXX.part``,
-at most about 30 characters), so any final name the file system accepts
-works; it carries the writer's process id so that a later run can tell a
-temporary left by a killed process (``kill -9``) from one still being written
+threads). The temporary name is short (``.inspyrenet-<pid>-<machine>-XXXXXXXX.part``,
+at most about 40 characters), so any final name the file system accepts
+works; it carries the writer's process id and a tag of the machine (host name
+and process-id namespace) so that a later run can tell a temporary left by a
+killed process (``kill -9``) from one still being written
 (:func:`remove_stale_temporaries`).
 
 A destination that is a folder is refused before anything is written, with
@@ -18,8 +19,11 @@ an :class:`IsADirectoryError` that says so (no errno text).
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import logging
 import os
+import platform
 import re
 import secrets
 import stat
@@ -30,10 +34,25 @@ from typing import BinaryIO
 
 logger = logging.getLogger(__name__)
 
-#: Our temporaries: ``.inspyrenet-<pid>-<8 hex>.part`` (and the pid-less names of earlier versions).
-_TEMPORARY = re.compile(r"\.inspyrenet-(?:(\d{1,10})-)?[0-9a-f]{8}\.part")
+#: Our temporaries: ``.inspyrenet-<pid>-<machine tag>-<8 hex>.part``, and the names of earlier
+#: versions (``<pid>-<8 hex>``, ``<8 hex>``).
+_TEMPORARY = re.compile(r"\.inspyrenet-(?:(\d{1,10})-(?:([0-9a-f]{8})-)?)?[0-9a-f]{8}\.part")
 #: A temporary untouched for this long is no one's work in progress (writers append as they go).
 STALE_AFTER_S = 15 * 60
+
+
+@functools.cache
+def machine_tag() -> str:
+    """8 hex digits naming where process ids mean the same: this host and its process-id namespace.
+
+    A temporary with this tag whose writer's process id is not alive was left by a dead process
+    of this machine; one with another tag may belong to a live writer elsewhere (a shared network
+    folder, another container), whose process ids mean nothing here."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return hashlib.sha256(f"{platform.node()}\0{namespace}".encode()).hexdigest()[:8]
 
 
 def _refuse_folder(path: Path) -> None:
@@ -57,7 +76,7 @@ def _replace(tmp: str, path: Path) -> None:
 def _create_temporary(folder: Path) -> tuple[int, str]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        name = os.path.join(folder, f".inspyrenet-{os.getpid()}-{secrets.token_hex(4)}.part")
+        name = os.path.join(folder, f".inspyrenet-{os.getpid()}-{machine_tag()}-{secrets.token_hex(4)}.part")
         try:
             return os.open(name, flags, 0o666), name
         except FileExistsError:
@@ -123,12 +142,15 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_temporaries(folder: str | os.PathLike[str], older_than_s: float = STALE_AFTER_S) -> list[Path]:
     """Delete temporaries this module left in ``folder`` when their writer was killed.
 
-    Only regular files named exactly as :func:`_create_temporary` names them,
-    untouched for ``older_than_s`` seconds, and whose writer's process id (if
-    the name carries one) is not a live process here, are removed: never
-    another file, nor the temporary of a writer still at work (another run
-    into the same folder included). Returns what was removed; best effort
-    (a file that cannot be removed is logged and left).
+    Only regular files named exactly as :func:`_create_temporary` names them
+    are removed, and of those only the ones whose writer is known to be gone:
+    written on this machine (:func:`machine_tag`) by a process that is no
+    longer alive; or, where the writer cannot be told apart (another machine,
+    an earlier version's name), untouched for ``older_than_s`` seconds and
+    with no live process of the id it names. Never another file, nor the
+    temporary of a writer still at work (another run into the same folder
+    included). Returns what was removed; best effort (a file that cannot be
+    removed is logged and left).
     """
     removed: list[Path] = []
     now = time.time()
@@ -141,9 +163,13 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], older_than_s: float
         if match is None:
             continue
         try:
-            if not entry.is_file(follow_symlinks=False) or now - entry.stat(follow_symlinks=False).st_mtime < older_than_s:
+            if not entry.is_file(follow_symlinks=False):
                 continue
-            if match.group(1) is not None and _pid_alive(int(match.group(1))):
+            pid = None if match.group(1) is None else int(match.group(1))
+            if pid is not None and _pid_alive(pid):
+                continue
+            ours = match.group(2) == machine_tag()
+            if not ours and now - entry.stat(follow_symlinks=False).st_mtime < older_than_s:
                 continue
             os.unlink(entry.path)
         except OSError as exc:

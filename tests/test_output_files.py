@@ -136,8 +136,8 @@ def test_a_later_run_removes_the_temporary_of_a_killed_run_but_not_of_a_live_one
     live = _start_writer(out / "y.png")
     try:
         (busy,) = [p for p in _temporaries(out) if p != left]
-        for path in (left, busy):
-            _age(path, 3600)  # an hour untouched: only the dead writer's goes
+        _age(busy, 3600)  # an hour untouched, but its writer is alive: it stays
+        # The killed writer's is seconds old: it goes all the same (this machine's, and its writer is gone).
         assert main([str(src), "-o", str(out), "-q"]) == 0
         assert _temporaries(out) == [busy]
     finally:
@@ -152,7 +152,12 @@ def test_only_our_own_stale_temporaries_are_removed(tmp_path: Path):
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = int(gone.stdout)  # a process that has exited
+    here, elsewhere = _atomic.machine_tag(), "ffffffff" if _atomic.machine_tag() != "ffffffff" else "00000000"
     names = {
+        f".inspyrenet-{dead}-{here}-0123abcd.part": "stale",  # dead writer of this machine, fresh
+        f".inspyrenet-{os.getpid()}-{here}-0123abcd.part": "mine",  # a live writer of this machine, old
+        f".inspyrenet-{dead}-{elsewhere}-0123abcd.part": "fresh",  # another machine's (a network folder), fresh
+        f".inspyrenet-{dead}-{elsewhere}-4567abcd.part": "stale",  # another machine's, untouched for long
         f".inspyrenet-{dead}-0123abcd.part": "stale",  # dead writer, old
         ".inspyrenet-89abcdef.part": "stale",  # an earlier version's name (no pid), old
         f".inspyrenet-{dead}-00000000.part": "fresh",  # dead writer, but touched a minute ago
@@ -166,7 +171,8 @@ def test_only_our_own_stale_temporaries_are_removed(tmp_path: Path):
     }
     for name, kind in names.items():
         (tmp_path / name).write_bytes(b"x")
-        _age(tmp_path / name, 60 if kind == "fresh" else 2 * _atomic.STALE_AFTER_S)
+        fresh = kind == "fresh" or here in name and kind == "stale"
+        _age(tmp_path / name, 60 if fresh else 2 * _atomic.STALE_AFTER_S)
     folder_named_so = tmp_path / ".inspyrenet-22222222.part"
     folder_named_so.mkdir()
     _age(folder_named_so, 2 * _atomic.STALE_AFTER_S)
