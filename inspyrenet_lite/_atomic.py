@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from inspyrenet_lite._interrupts import deferred_interrupts
+
 logger = logging.getLogger(__name__)
 
 #: Our temporaries: ``.inspyrenet-<pid>-<machine tag>-<8 hex>.part``, and the names of earlier
@@ -85,9 +87,13 @@ def _create_temporary(folder: Path) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+def atomic_open(path: str | os.PathLike[str], on_replaced: Callable[[], None] | None = None) -> Iterator[BinaryIO]:
     """A binary file to write ``path``'s new content into; it replaces ``path``
-    when the block ends without an exception, and is removed otherwise."""
+    when the block ends without an exception, and is removed otherwise.
+
+    ``on_replaced`` (e.g. recording the file as done) runs right after the
+    rename, with Ctrl-C and SIGTERM held from before the rename until it
+    returns: a stop cannot fall between the two."""
     path = Path(path)
     _refuse_folder(path)
     fd, tmp = _create_temporary(path.parent)
@@ -96,9 +102,14 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        _replace(tmp, path)
+        with deferred_interrupts():
+            _replace(tmp, path)
+            tmp = ""  # in place: nothing to remove if on_replaced fails
+            if on_replaced is not None:
+                on_replaced()
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -42,6 +42,7 @@ import logging
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -361,7 +362,11 @@ def encode_options(img: Image.Image, fmt: str, quality: int | None = None) -> di
 
 
 def save_image(
-    img: Image.Image, path: str | os.PathLike, format: str | None = None, quality: int | None = None
+    img: Image.Image,
+    path: str | os.PathLike,
+    format: str | None = None,
+    quality: int | None = None,
+    on_replaced: Callable[[], None] | None = None,
 ) -> Path:
     """Write ``img`` to ``path`` atomically: encode to a temporary file in the
     same folder, then rename it over ``path``. An interrupted or failed write
@@ -371,14 +376,15 @@ def save_image(
     profile, DPI and EXIF in ``img.info`` are written where the format can
     hold them (see :func:`carry_metadata`). WebP is lossless unless
     ``quality`` (1-100) is given; JPEG, always lossy, uses ``quality``
-    (default 95).
+    (default 95). ``on_replaced`` runs right after the rename with stop
+    signals held (:func:`inspyrenet_lite._atomic.atomic_open`).
     """
     path = Path(path)
     fmt = format or Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the image format of {str(path)!r} from its suffix; pass format=")
     options = encode_options(img, fmt, quality)
-    with atomic_open(path) as fh:
+    with atomic_open(path, on_replaced) as fh:
         img.save(fh, format=fmt, **options)
     logger.debug("wrote %s", path)
     return path

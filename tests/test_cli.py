@@ -488,7 +488,7 @@ def test_a_full_disk_stops_the_run(tmp_path: Path, fake_remover, monkeypatch, ca
         _photo(tmp_path / "in" / name, (40, 30))
     attempts = []
 
-    def full(img, path, format=None, quality=None):
+    def full(img, path, format=None, quality=None, on_replaced=None):
         attempts.append(path)
         raise OSError(errno.ENOSPC, "No space left on device")
 

@@ -109,37 +109,39 @@ def test_a_full_disk_stops_the_run_and_leaves_no_job_looking_like_a_crash(remove
 
 
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
-def test_a_stop_while_a_result_is_written_leaves_file_and_record_agreeing(remover, photos, tmp_path, monkeypatch, stop):
-    """Ctrl-C (or SIGTERM made an interrupt, as the CLI does) landing between writing a file and recording it:
-    the file is kept and recorded done, never recorded interrupted (a resume would do it again)."""
+def test_a_stop_right_after_a_result_is_renamed_leaves_file_and_record_agreeing(
+    remover, photos, tmp_path, monkeypatch, stop
+):
+    """Ctrl-C (or SIGTERM made an interrupt, as the CLI does) landing between putting a file in place and
+    recording it: the file is kept and recorded done, never recorded interrupted (a resume would redo it)."""
     import os
     import signal
 
-    from inspyrenet_lite import image_io
+    from inspyrenet_lite import _atomic
 
     def raise_interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    real_save, saved = image_io.save_image, []
+    real_replace, renamed = _atomic._replace, []
 
-    def save_then_stop(image, path, **kwargs):
-        real_save(image, path, **kwargs)
-        saved.append(Path(path).name)
+    def replace_then_stop(tmp, path):
+        real_replace(tmp, path)
+        renamed.append(Path(path).name)
         os.kill(os.getpid(), getattr(signal, stop))  # handled at the next bytecode, unless held back
 
-    monkeypatch.setattr(image_io, "save_image", save_then_stop)
+    monkeypatch.setattr(_atomic, "_replace", replace_then_stop)
     (photos / "broken.png").unlink()
     out = tmp_path / "out"
     manifest = Manifest.load(out)
     runner = JobRunner(remover, manifest, ImageOutput(parse_output_type("map")), batch_size=3)
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         with pytest.raises(KeyboardInterrupt):
             runner.run(collect_jobs([str(photos)], out, ".png", manifest))
     finally:
         signal.signal(signal.SIGTERM, previous)
     recorded = statuses(Manifest.load(out))
-    assert len(saved) == 1 and recorded[saved[0]] == "done" and (out / saved[0]).exists()
+    assert len(renamed) == 1 and recorded[renamed[0]] == "done" and (out / renamed[0]).exists()
     assert sorted(recorded.values()) == ["done", "interrupted", "interrupted"]
     assert runner.counts.done == 1
 
@@ -148,7 +150,7 @@ def test_deferred_interrupts_hold_a_stop_until_the_block_ends():
     import os
     import signal
 
-    from inspyrenet_lite.jobs.interrupts import deferred_interrupts
+    from inspyrenet_lite._interrupts import deferred_interrupts
 
     steps = []
     with pytest.raises(KeyboardInterrupt):

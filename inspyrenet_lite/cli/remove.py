@@ -34,6 +34,7 @@ from pathlib import Path
 
 from inspyrenet_lite import __version__
 from inspyrenet_lite.cli import video as video_cli
+from inspyrenet_lite.cli.devices import device_problem
 from inspyrenet_lite.cli.model_args import add_model_arguments
 from inspyrenet_lite.constants import IMAGE_SUFFIXES
 from inspyrenet_lite.jobs.manifest import Manifest
@@ -213,25 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _device_problem(name: str | None) -> str | None:
-    """Why ``--device name`` cannot run a model here (None if it can)."""
-    if name is None:
-        return None
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as exc:
-        return f"--device {name!r} is not a torch device ({exc}); use e.g. cpu, cuda, cuda:1 or mps"
-    if device.type == "meta":
-        return "--device meta holds no data and cannot run a model; use cpu, cuda or mps"
-    try:
-        torch.ones(1, device=device).add(1).cpu()
-    except Exception as exc:  # not compiled in, no such GPU, driver problems...
-        return f"--device {name!r} cannot run here ({str(exc).splitlines()[0]}); use cpu, or omit --device"
-    return None
-
-
 class _Stopped(KeyboardInterrupt):
     """SIGTERM or SIGHUP, handled as Ctrl-C is."""
 
@@ -332,7 +314,7 @@ def _parallel_devices(args: argparse.Namespace) -> list[str] | None | int:
         except ValueError as exc:
             problem = str(exc)
     for name in [] if problem else sorted(set(devices)):
-        problem = problem or _device_problem(name)
+        problem = problem or device_problem(name)
     if problem is not None:
         print(f"inspyrenet-lite: {problem}", file=sys.stderr)
         return 2
@@ -408,7 +390,7 @@ def _plan(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Ma
 
 def _load_remover(args: argparse.Namespace, max_pixels: int | None):
     """The Remover (warmed up), or an exit status after saying why not."""
-    problem = _device_problem(args.device)
+    problem = device_problem(args.device)
     if problem is not None:
         print(f"inspyrenet-lite: {problem}", file=sys.stderr)
         return 2

@@ -99,12 +99,12 @@ def _replica_devices(args: argparse.Namespace) -> list[str] | None:
     if args.workers > 1:
         raise ValueError("--devices puts one model per device in one process; it does not combine with "
                          "--workers (several processes): drop one of them")
-    from inspyrenet_lite.cli.remove import _device_problem
+    from inspyrenet_lite.cli.devices import device_problem
     from inspyrenet_lite.jobs.parallel import parse_devices
 
     devices = parse_devices(args.devices)
     for name in sorted(set(devices)):
-        problem = _device_problem(name)
+        problem = device_problem(name)
         if problem is not None:
             raise ValueError(problem.replace("--device ", "--devices: ", 1))
     return devices

@@ -222,7 +222,7 @@ class RayJobRunner:
                 for path, result, error in zip(batch["path"], batch["result"], batch["error"], strict=True):
                     job = _job_for(by_path, str(path))
                     failure = RuntimeError(str(error)) if str(error) else None
-                    write = None if failure else (lambda job=job, data=bytes(result): write_result(job, data))
+                    write = None if failure else (lambda done, job=job, data=bytes(result): write_result(job, data, done))
                     book._settle(job, failure, write)
                     book.reporter.advanced(1)
         except (KeyboardInterrupt, OSError):  # OSError: a read failed mid-way (network, access): redo them next time

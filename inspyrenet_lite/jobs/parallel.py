@@ -330,7 +330,7 @@ class ParallelJobRunner(JobRunner):
 
     def _finish(self, job: Job, error: Exception | None, data: bytes | None) -> None:
         """Write a worker's encoded result and record it (the one-process rules: :meth:`JobRunner._settle`)."""
-        self._settle(job, error, None if data is None else lambda: write_result(job, data))
+        self._settle(job, error, None if data is None else lambda done: write_result(job, data, done))
 
     def _fail_in_flight(self, reason: str) -> None:
         for job in list(self._in_flight):
@@ -339,13 +339,14 @@ class ParallelJobRunner(JobRunner):
         self._in_flight = []
 
 
-def write_result(job: Job, data: bytes) -> None:
-    """Write encoded ``data`` to ``job.output`` atomically (its folder created if needed)."""
+def write_result(job: Job, data: bytes, on_replaced: Callable[[], None] | None = None) -> None:
+    """Write encoded ``data`` to ``job.output`` atomically (its folder created if needed);
+    ``on_replaced`` as in :func:`~inspyrenet_lite._atomic.atomic_open`."""
     from inspyrenet_lite._atomic import atomic_open
 
     assert job.output is not None
     job.output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(job.output) as fh:
+    with atomic_open(job.output, on_replaced) as fh:
         fh.write(data)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from inspyrenet_lite.jobs.interrupts import deferred_interrupts
+from inspyrenet_lite._interrupts import deferred_interrupts
 from inspyrenet_lite.jobs.manifest import Manifest, Record
 from inspyrenet_lite.jobs.plan import Job
 
@@ -217,38 +217,46 @@ class JobRunner:
             if isinstance(result, Exception):
                 self._settle(job, result, None)
             else:
-                self._settle(job, None, lambda job=job, result=result: self._save(job, result))
+                self._settle(job, None, lambda done, job=job, result=result: self._save(job, result, done))
 
-    def _settle(self, job: Job, error: Exception | None, write: Callable[[], None] | None) -> None:
-        """Write one job's result (``write``) and record ``done``, or record ``failed`` (``error``, or what
-        writing raised); a full disk marks the jobs still in flight ``interrupted`` and raises :class:`DiskFull`.
+    def _settle(self, job: Job, error: Exception | None, write: Callable[[Callable[[], None]], None] | None) -> None:
+        """Write one job's result and record ``done``, or record ``failed`` (``error``, or what writing raised).
 
-        A stop (Ctrl-C, SIGTERM) that arrives meanwhile waits until the file and its record agree."""
-        with deferred_interrupts():
-            try:
-                if error is not None:
-                    raise error
-                if write is not None:
-                    write()
-            except Exception as exc:  # one bad file must not stop the others
-                self._note(job, "failed", str(exc))
-                self._fail(job, exc)
-                if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRNOS:
-                    self._in_flight.remove(job)
-                    self._interrupt_in_flight()
-                    raise DiskFull(exc) from exc
-            else:
-                self._note(job, "done")
-                self.counts.done += 1
+        ``write(record_done)`` puts the file in place and calls ``record_done`` right after the rename,
+        with stop signals held across both (a stop cannot leave a written file recorded otherwise); a
+        stop while it still encodes interrupts it. ``write`` None: the result is already written (a
+        video). A full disk marks the jobs still in flight ``interrupted`` and raises :class:`DiskFull`."""
+
+        def record_done() -> None:
+            self._note(job, "done")
+            self.counts.done += 1
             self._in_flight.remove(job)
 
-    def _save(self, job: Job, result: Any) -> None:
+        try:
+            if error is not None:
+                raise error
+            if write is not None:
+                write(record_done)
+            else:
+                with deferred_interrupts():
+                    record_done()
+        except Exception as exc:  # one bad file must not stop the others
+            with deferred_interrupts():
+                self._note(job, "failed", str(exc))
+                self._fail(job, exc)
+                if job in self._in_flight:
+                    self._in_flight.remove(job)
+            if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRNOS:
+                self._interrupt_in_flight()
+                raise DiskFull(exc) from exc
+
+    def _save(self, job: Job, result: Any, on_replaced: Callable[[], None]) -> None:
         from inspyrenet_lite.image_io import save_image
 
         assert job.output is not None
         job.output.parent.mkdir(parents=True, exist_ok=True)
         result = for_format(result, self.output.format)
-        save_image(result, job.output, format=self.output.format, quality=self.output.quality)
+        save_image(result, job.output, format=self.output.format, quality=self.output.quality, on_replaced=on_replaced)
 
 
 def process_batch(remover: Any, images: Sequence[Any], output: ImageOutput) -> list[Any]:

@@ -1,11 +1,12 @@
-"""Hold Ctrl-C, SIGTERM and SIGHUP while a job's result is written and recorded.
+"""Hold Ctrl-C, SIGTERM and SIGHUP for a few statements that must not be split.
 
 A run that is stopped must leave its output folder and its manifest telling
-the same story: a file that was written is recorded ``done``, a job recorded
-``done`` is not recorded ``interrupted`` afterwards (a resume would do it
-again), and a job recorded ``started`` is one the run knew was in flight.
-Python runs signal handlers between any two bytecodes, so without this a stop
-that lands between ``os.replace`` and the manifest line splits them.
+the same story: a file that was put in place is recorded ``done``, a job
+recorded ``done`` is not recorded ``interrupted`` afterwards (a resume would
+do it again). Python runs signal handlers between any two bytecodes, so
+without this a stop that lands between ``os.replace`` and the manifest line
+splits them. Only that short step is held: a stop while a result is still
+being encoded interrupts it at once (its temporary is removed).
 
 The handlers in place are swapped for ones that only note the signal, and
 the noted signals are handed to the original handlers when the block ends
