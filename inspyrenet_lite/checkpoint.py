@@ -50,29 +50,29 @@ def load_checkpoint(path: str | os.PathLike[str]) -> StateDict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     suffix = path.suffix.lower()
+    if suffix not in (".safetensors", ".pth", ".pt", ".bin", ".ckpt"):
+        raise ValueError(f"unsupported checkpoint format {path.suffix!r} for {path}; use .pth or .safetensors")
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
-        if suffix in (".pth", ".pt", ".bin", ".ckpt"):
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as exc:
-                if "mmap" not in str(exc).lower() and "zip" not in str(exc).lower():
-                    raise
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-            return _unwrap(obj, path)
-    except (ValueError, FileNotFoundError):
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc).lower() and "zip" not in str(exc).lower():
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
         raise
-    except Exception as exc:  # corrupt, truncated or foreign files
+    except Exception as exc:  # corrupt, truncated or foreign files (the unpickler's ValueErrors included)
         # Not torch's message: it advises weights_only=False, unsafe for a file of unknown origin.
         raise ValueError(
             f"{path} is not a checkpoint: it is not a PyTorch file of tensors or a safetensors file "
             f"({type(exc).__name__}); it may be corrupt, truncated or something else renamed. "
             "Re-download it or pass the authors' .pth or a .safetensors file."
         ) from None
-    raise ValueError(f"unsupported checkpoint format {path.suffix!r} for {path}; use .pth or .safetensors")
+    return _unwrap(obj, path)
 
 
 def save_checkpoint(

@@ -3,8 +3,8 @@ unpickle it unsafely (issue 9, item 19)."""
 
 from __future__ import annotations
 
-import os
 import pickle
+import random
 import traceback
 
 import pytest
@@ -20,7 +20,9 @@ class _Payload:
 @pytest.mark.parametrize(
     "name, content",
     [
-        ("random.pth", os.urandom(4096)),
+        # Random bytes that make the unpickler raise UnpicklingError, IndexError, KeyError and
+        # UnicodeDecodeError (a ValueError: it once slipped through with no file name in it).
+        *((f"random{seed}.pth", random.Random(seed).randbytes(4096)) for seed in (0, 2, 20, 195)),
         ("text.pth", b"hello, not a checkpoint " * 20),
         ("plain_pickle.pth", pickle.dumps({"a": 1}, protocol=2)),
         ("evil.pth", pickle.dumps({"payload": _Payload()}, protocol=2)),
