@@ -55,6 +55,26 @@ GREY_LEVEL = 1 / 255
 @torch.inference_mode()
 def test_pyramid_levels_and_map_match_reference(models, case, tag):
     model, io = models(case)
+    _assert_matches_reference(model, io, case, tag)
+
+
+@pytest.mark.parametrize("case,tag", [p for p in PASSES if p[0].startswith("swin")])
+@torch.inference_mode()
+def test_window_attention_through_sdpa_matches_reference(models, case, tag, monkeypatch):
+    """INSPYRENET_LITE_SDPA_ATTENTION=1 (one fused attention call, bias and shift mask as its additive mask)
+    is held to the authors' outputs at the same tolerances as the explicit product."""
+    from inspyrenet_lite.modeling import backbones
+
+    calls = []
+    monkeypatch.setattr(backbones, "_SDPA_ATTENTION", True)
+    sdpa = backbones._window_attention_sdpa
+    monkeypatch.setattr(backbones, "_window_attention_sdpa", lambda *a: calls.append(1) or sdpa(*a))
+    model, io = models(case)
+    _assert_matches_reference(model, io, case, tag)
+    assert calls  # the fused path really ran
+
+
+def _assert_matches_reference(model, io, case: str, tag: str) -> None:
     x = io[f"input.{tag}"]
     saliency, laplacian = model.pyramid(x)
     levels = dict(zip(["d3", "d2", "d1", "d0"], saliency)) | dict(zip(["p2", "p1", "p0"], laplacian))

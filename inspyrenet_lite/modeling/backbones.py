@@ -95,6 +95,29 @@ def _relative_position_bias(attn: WindowAttention) -> torch.Tensor:
     return cached[1]
 
 
+# Opt-in until a GPU has measured it (bench/gpu.py times both): on the CPU it was slower in bf16 at every
+# Swin stage and in float32 at stage 3 (README, "Which precision, backend and compile").
+_SDPA_ATTENTION = os.environ.get("INSPYRENET_LITE_SDPA_ATTENTION", "0") == "1"
+
+
+def _window_attention_sdpa(attn: WindowAttention, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The window attention through ``scaled_dot_product_attention``: bias and shift mask as one additive mask.
+
+    Shifted windows fold the window index into the head axis, so the (windows, heads) mask broadcasts over
+    the images of the batch and the inputs stay 4-D (what the fused CUDA kernels take).
+    """
+    b, n, _ = x.shape
+    heads = attn.num_heads
+    q, k, v = _linear(attn.qkv, x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+    bias = _relative_position_bias(attn)  # (1, heads, n, n)
+    if mask is not None:
+        windows = mask.shape[0]
+        bias = (bias + mask.unsqueeze(1)).reshape(1, windows * heads, n, n)
+        q, k, v = (t.reshape(-1, windows * heads, n, t.shape[-1]) for t in (q, k, v))
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=attn.scale)
+    return _linear(attn.proj, out.reshape(b, heads, n, -1).transpose(1, 2).reshape(b, n, -1))
+
+
 def _window_attention(attn: WindowAttention, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """timm's WindowAttention (unfused path) with the bias and mask added in place.
 
@@ -102,6 +125,9 @@ def _window_attention(attn: WindowAttention, x: torch.Tensor, mask: torch.Tensor
     equal; in place only where the dtypes already agree (under autocast the
     scores are bf16/fp16 and the float32 bias promotes them, as in timm).
     """
+    # Exports keep the explicit product (every ONNX opset has it); torch.compile takes either.
+    if _SDPA_ATTENTION and (not is_tracing() or _compiling_for_this_process()):
+        return _window_attention_sdpa(attn, x, mask)
     b, n, c = x.shape
     heads = attn.num_heads
     q, k, v = _linear(attn.qkv, x).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
