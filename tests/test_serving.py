@@ -156,6 +156,7 @@ def test_bad_requests_get_the_right_4xx_without_internals() -> None:
             "format": httpx.post(f"{base}/v1/remove", params={"format": "jpg"}, content=small),
             "quality": httpx.post(f"{base}/v1/remove", params={"quality": "high", "format": "webp"}, content=small),
             "model": httpx.post(f"{base}/v1/remove", params={"model": "nope"}, content=small),
+            "misspelt option": httpx.post(f"{base}/v1/remove", params={"type": "map", "treshold": "0.5"}, content=small),
             "no image": httpx.post(f"{base}/v1/remove", files={"other": ("a.png", small, "image/png")}),
             "a form, no image": httpx.post(f"{base}/v1/remove", data={"type": "map"}),
         }
@@ -163,7 +164,8 @@ def test_bad_requests_get_the_right_4xx_without_internals() -> None:
         "too many bytes": (413, None), "too many bytes, multipart": (413, None), "too many pixels": (413, "image"),
         "not an image": (415, "image"), "text media type": (415, "image"), "text part": (415, "image"),
         "threshold": (422, "threshold"), "type": (422, "type"), "format": (422, "format"),
-        "quality": (422, "quality"), "model": (422, "model"), "no image": (400, "image"),
+        "quality": (422, "quality"), "model": (422, "model"), "misspelt option": (422, "treshold"),
+        "no image": (400, "image"),
         "a form, no image": (400, "image"),
     }
     for name, response in cases.items():

@@ -151,8 +151,14 @@ class RemoveOptions:
     def __init__(self, **values: Any) -> None:
         self.__dict__.update(values)
 
+    FIELDS = ("type", "format", "threshold", "hr_blend", "reverse", "resize", "quality", "model")
+
     @classmethod
     def parse(cls, fields: dict[str, str], has_background: bool = False) -> RemoveOptions:
+        unknown = sorted(set(fields) - set(cls.FIELDS))
+        if unknown:  # a misspelt option must not silently give a different picture
+            raise ServeError(422, "invalid_option", f"unknown option {unknown[0]!r}; the options are "
+                             f"{', '.join(cls.FIELDS)}", unknown[0])
         spec = parse_type(fields.get("type", "rgba") or "rgba")
         fmt = parse_choice("format", fields.get("format"), tuple(FORMATS)) or "png"
         if fmt in ("jpg", "jpeg") and spec.has_alpha and not has_background:
