@@ -94,6 +94,31 @@ def test_channels_alpha_bg_color_and_jpg(base: str) -> None:
     assert jpg.headers["content-type"] == "image/jpeg" and image_of(jpg).mode == "RGB"
 
 
+def test_channels_alpha_gives_the_mask_even_with_a_background(base: str) -> None:
+    data, blue = png_bytes(photo(80, 60)), png_bytes(Image.new("RGB", (30, 30), (0, 0, 255)))
+    with_colour = post(base, data={"channels": "alpha", "bg_color": "ff0000"}, files={"image_file": ("a.png", data)})
+    with_image = post(base, data={"channels": "alpha"}, files={"image_file": ("a.png", data), "bg_image_file": ("b.png", blue)})
+    for response in (with_colour, with_image):
+        assert response.headers["content-type"] == "image/png"
+        mask = image_of(response)
+        assert mask.mode == "L" and np.asarray(mask)[30, 40] == 255 and np.asarray(mask)[0, 0] == 0
+
+
+def test_accept_json_gives_the_result_base64_in_remove_bg_json(base: str) -> None:
+    """remove.bg's clients (e.g. its npm wrapper) send Accept: application/json and read data.result_b64."""
+    response = post(base, data={"size": "auto"}, files={"image_file": ("a.png", png_bytes(photo(200, 100)))},
+                    headers={"Accept": "application/json"})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    data = response.json()["data"]
+    image = Image.open(io.BytesIO(base64.b64decode(data["result_b64"])))
+    assert (image.format, image.mode, image.size) == ("PNG", "RGBA", (200, 100))
+    assert (data["foreground_left"], data["foreground_top"], data["foreground_width"], data["foreground_height"]) \
+        == (50, 25, 100, 50)
+    assert response.headers["x-width"] == "200"
+    plain = post(base, files={"image_file": ("a.png", png_bytes(photo(40, 30)))}, headers={"Accept": "image/*, application/json"})
+    assert plain.headers["content-type"] == "image/png"  # a client that takes an image gets the bytes
+
+
 def test_bg_image_file_replaces_the_background(base: str) -> None:
     blue = png_bytes(Image.new("RGB", (30, 30), (0, 0, 255)))
     response = post(base, files={"image_file": ("a.png", png_bytes(photo(80, 60))), "bg_image_file": ("b.png", blue)})

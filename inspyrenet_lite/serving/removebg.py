@@ -8,6 +8,8 @@ no meaning here (``type``, ``type_level``, ``scale``, ``position``, ``roi``,
 ``semitransparency``, ``add_shadow``, ``shadow_*``, ``bg_image_url``) are
 accepted and ignored. Errors: ``{"errors": [{"title", "code"}]}`` with
 remove.bg's status codes (400 bad input, 403 key, 413 too large, 429 busy).
+``Accept: application/json`` gives remove.bg's JSON answer (``data.result_b64``
+and the foreground box) instead of the image bytes.
 """
 
 from __future__ import annotations
@@ -144,6 +146,8 @@ def add_removebg_routes(app: FastAPI, state: ServiceState) -> None:
 
         body, media_type, headers = await state.within_deadline(request.receive, work())
         headers["X-Time-Ms"] = f"{(time.perf_counter() - started) * 1000:.1f}"
+        if _wants_json(request.headers.get("accept", "")):
+            return JSONResponse(_json_result(body, headers), headers=headers)
         return Response(body, media_type=media_type, headers=headers)
 
     async def account() -> JSONResponse:
@@ -156,6 +160,21 @@ def add_removebg_routes(app: FastAPI, state: ServiceState) -> None:
     for path in ("/v1.0/removebg", "/api/removebg"):
         app.add_api_route(path, removebg, methods=["POST"], tags=["remove.bg"], response_class=Response)
     app.add_api_route("/v1.0/account", account, methods=["GET"], tags=["remove.bg"])
+
+
+def _wants_json(accept: str) -> bool:
+    """remove.bg answers ``Accept: application/json`` with the result base64-encoded in JSON."""
+    kinds = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    return "application/json" in kinds and not any(kind.startswith("image/") for kind in kinds)
+
+
+def _json_result(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """remove.bg's JSON shape: ``{"data": {"result_b64", "foreground_top/left/width/height"}}``."""
+    return {"data": {
+        "result_b64": base64.b64encode(body).decode("ascii"),
+        **{f"foreground_{side}": int(headers[f"X-Foreground-{side.title()}"])
+           for side in ("top", "left", "width", "height")},
+    }}
 
 
 async def _read_fields(request: Request, state: ServiceState) -> tuple[dict[str, str], dict[str, bytes]]:
@@ -285,13 +304,14 @@ def _encode(
     rgb: Image.Image, pred: np.ndarray, options: RemoveBgOptions, bg_image: Image.Image | None
 ) -> tuple[bytes, str]:
     if bg_image is not None:
-        spec = OutputSpec("image", background=bg_image)
+        coloured = OutputSpec("image", background=bg_image)
     elif options.bg_color is not None:
-        spec = OutputSpec("colour", colour=options.bg_color)
+        coloured = OutputSpec("colour", colour=options.bg_color)
     else:
-        spec = OutputSpec("map" if options.channels == "alpha" else "rgba")
+        coloured = OutputSpec("rgba")
+    spec = OutputSpec("map") if options.channels == "alpha" else coloured  # alpha: the mask, whatever background
     if options.format == "zip":
-        colour = composite(rgb, pred, spec if spec.kind != "map" else OutputSpec("rgba")).convert("RGB")
+        colour = composite(rgb, pred, coloured).convert("RGB")
         alpha = composite(rgb, pred, OutputSpec("map"))
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
