@@ -110,7 +110,7 @@ class Metrics:
             ]
             lines += [f'inspyrenet_queue_depth{{model="{m}"}} {d}' for m, d in sorted(self.queue_depth.items())]
             lines += [
-                "# HELP inspyrenet_rejected_queue_full_total Requests refused with 503 because the queue was full.",
+                "# HELP inspyrenet_rejected_queue_full_total Requests refused because the queue was full (503; 429 on the remove.bg routes).",
                 "# TYPE inspyrenet_rejected_queue_full_total counter",
                 f"inspyrenet_rejected_queue_full_total {self.rejected_full}",
                 "# HELP inspyrenet_deadline_exceeded_total Requests answered 504 past their deadline.",
