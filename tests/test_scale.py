@@ -192,7 +192,7 @@ def test_devices_and_workers_parse_into_one_entry_per_worker():
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--devices", "nonsense:7"], "--device 'nonsense:7' is not a torch device"),
+        (["--devices", "nonsense:7"], "--devices 'nonsense:7' is not a torch device"),
         (["--devices", "cpu", "--device", "cpu"], "give --device or --devices, not both"),
         (["--workers", "0"], "expected a positive integer"),
         (["--workers", "2", "--backend", "onnxruntime"], "run the torch backend"),

@@ -130,7 +130,7 @@ def test_serve_devices_cpu_cpu_runs_two_replicas(tmp_path: Path, tiny_folder: Pa
     ("flags", "message"),
     [
         (["--devices", "cpu,,cpu"], "empty name"),
-        (["--devices", "nonsense:7"], "--devices: 'nonsense:7' is not a torch device"),
+        (["--devices", "nonsense:7"], "--devices 'nonsense:7' is not a torch device"),
         (["--devices", "cpu,cpu", "--device", "cpu"], "give --device or --devices, not both"),
         (["--devices", "cpu,cpu", "--workers", "2"], "does not combine with --workers"),
     ],

@@ -314,7 +314,7 @@ def _parallel_devices(args: argparse.Namespace) -> list[str] | None | int:
         except ValueError as exc:
             problem = str(exc)
     for name in [] if problem else sorted(set(devices)):
-        problem = problem or device_problem(name)
+        problem = problem or device_problem(name, "--devices" if args.devices is not None else "--device")
     if problem is not None:
         print(f"inspyrenet-lite: {problem}", file=sys.stderr)
         return 2

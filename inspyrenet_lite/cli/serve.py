@@ -104,9 +104,9 @@ def _replica_devices(args: argparse.Namespace) -> list[str] | None:
 
     devices = parse_devices(args.devices)
     for name in sorted(set(devices)):
-        problem = device_problem(name)
+        problem = device_problem(name, "--devices")
         if problem is not None:
-            raise ValueError(problem.replace("--device ", "--devices: ", 1))
+            raise ValueError(problem)
     return devices
 
 
