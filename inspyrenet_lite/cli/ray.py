@@ -77,14 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _start_ray(address: str | None, quiet: bool) -> None:
     import ray
 
-    common = {"logging_level": logging.WARNING, "log_to_driver": not quiet}
+    level = logging.ERROR if quiet else logging.WARNING
+    common = {"logging_level": level, "log_to_driver": not quiet}
     if address is not None:
         ray.init(address=address, **common)
-    else:  # loopback only: nothing of this machine is opened to the network
+    else:  # advertised on 127.0.0.1, no dashboard; Ray's servers themselves bind every interface (README)
         ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, **common)
     if quiet:
         ray.data.DataContext.get_current().enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -249,7 +249,11 @@ class ParallelJobRunner(JobRunner):
             raise
         except cf.process.BrokenProcessPool as exc:
             self._fail_in_flight("a worker process died (killed, perhaps for lack of memory)")
-            raise WorkerError("a worker process died (killed, perhaps for lack of memory)") from exc
+            raise WorkerError(
+                "a worker process died (killed, perhaps for lack of memory; or, when this runs from a script, "
+                "the script starts the run outside `if __name__ == \"__main__\":`, which every spawned worker "
+                "imports again)"
+            ) from exc
         finally:
             self._in_flight = []
             self._stop_pool(pool, wait=finished)
