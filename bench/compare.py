@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 
@@ -39,3 +41,9 @@ def mask_iou(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> float:
     if union == 0:
         return 1.0
     return float(np.logical_and(ma, mb).sum() / union)
+
+
+def worst_agreement(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Worst over the pairs of maps: % within 1 and 2 grey levels, IoU at 0.5."""
+    rows = [(within_levels(a, b, 1), within_levels(a, b, 2), mask_iou(a, b)) for a, b in pairs]
+    return {"within1": min(r[0] for r in rows), "within2": min(r[1] for r in rows), "iou": min(r[2] for r in rows)}

@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from ckpt import random_checkpoint  # noqa: E402
-from compare import mask_iou, within_levels  # noqa: E402
+from compare import worst_agreement  # noqa: E402
 from machine import describe  # noqa: E402
 
 SHARED_IMAGES = HERE.parent.parent / "shared" / "images"
@@ -85,26 +85,26 @@ def _timed(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: in
     return times
 
 
-def _agreement(reference: list[np.ndarray], other: list[np.ndarray]) -> dict[str, float]:
-    """The worst photo's % of pixels within 1 and 2 grey levels, and its mask IoU at 0.5."""
-    rows = [(within_levels(a, b, 1), within_levels(a, b, 2), mask_iou(a, b)) for a, b in zip(reference, other)]
-    return {"within1": min(r[0] for r in rows), "within2": min(r[1] for r in rows), "iou": min(r[2] for r in rows)}
+def _cycled(photos: list[Image.Image], args: argparse.Namespace) -> list[Image.Image]:
+    """The photos repeated to two batches' worth: what every photos/s figure is timed on."""
+    return [photos[i % len(photos)] for i in range(args.batch_size * 2)]
 
 
 def run_path(spec: tuple[str, str, bool, bool], ckpt: Path, photos: list[Image.Image], args: argparse.Namespace) -> dict[str, Any]:
     """Time one path and return its numbers and its maps of ``photos``."""
-    from inspyrenet_lite import Remover
     from inspyrenet_lite.modeling import backbones
 
     name, precision, sdpa, channels_last = spec
     backbones._SDPA_ATTENTION = sdpa
     try:
-        return _measure(Remover, precision, sdpa, channels_last, ckpt, photos, args)
+        return _measure(precision, sdpa, channels_last, ckpt, photos, args)
     finally:
         backbones._SDPA_ATTENTION = False
 
 
-def _measure(Remover: Any, precision: str, sdpa: bool, channels_last: bool, ckpt: Path, photos: list[Image.Image], args: argparse.Namespace) -> dict[str, Any]:
+def _measure(precision: str, sdpa: bool, channels_last: bool, ckpt: Path, photos: list[Image.Image], args: argparse.Namespace) -> dict[str, Any]:
+    from inspyrenet_lite import Remover
+
     remover = Remover(mode="fast", ckpt=str(ckpt), device=args.device, precision=precision)
     if channels_last:
         remover.model.to(memory_format=torch.channels_last)
@@ -124,7 +124,7 @@ def _measure(Remover: Any, precision: str, sdpa: bool, channels_last: bool, ckpt
     out["net_batch_photos_s"] = args.batch_size / statistics.median(batch)
     if device.type == "cuda":
         out["cuda_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-    cycled = [photos[i % len(photos)] for i in range(args.batch_size * 2)]
+    cycled = _cycled(photos, args)
     remover.process(cycled[:2], type="rgba")  # warm the sizes the photos take
     start = time.perf_counter()
     for image in cycled:
@@ -163,7 +163,7 @@ def reference_rate(ckpt: Path, photos: list[Image.Image], args: argparse.Namespa
     except Exception as exc:  # not installed there: the table says so
         log.warning("transparent-background is not usable here (%s): our fp32 one-at-a-time rate stands in", exc)
         return None
-    cycled = [photos[i % len(photos)] for i in range(args.batch_size * 2)]
+    cycled = _cycled(photos, args)
     adapter.run(cycled[0])
     start = time.perf_counter()
     for image in cycled:
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         if spec[0] == "fp32":
             reference_maps = maps
         elif reference_maps is not None:
-            r["agreement"] = _agreement(reference_maps, maps)
+            r["agreement"] = worst_agreement(zip(reference_maps, maps))
         results["paths"][spec[0]] = r
     results["reference"] = reference_rate(ckpt, photos, args)
     report = table(results)

@@ -41,7 +41,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare import mask_iou, within_levels  # noqa: E402
+from compare import worst_agreement  # noqa: E402
 from machine import describe  # noqa: E402
 
 REPO = HERE.parent
@@ -156,8 +156,7 @@ def flops_and_peaks(mode: str, threads: int) -> tuple[float, dict[str, float]]:
 def agreement(reference: Path, other: Path) -> dict[str, float]:
     """Worst over the images: % within 1 and 2 grey levels, IoU at 0.5."""
     a, b = np.load(reference), np.load(other)
-    rows = [(within_levels(a[k], b[k], 1), within_levels(a[k], b[k], 2), mask_iou(a[k], b[k])) for k in a.files]
-    return {"within1": min(r[0] for r in rows), "within2": min(r[1] for r in rows), "iou": min(r[2] for r in rows)}
+    return worst_agreement((a[k], b[k]) for k in a.files)
 
 
 def table(results: dict[str, Any], args: argparse.Namespace) -> str:
