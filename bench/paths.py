@@ -12,7 +12,8 @@ checkpoint and photo:
 - ``fp32+compile``, ``bf16+compile``: the same through ``torch.compile``
   (``Remover(compile=True)``), with the first call's cost (the compilation;
   round 1 starts from an empty inductor cache, later rounds find it filled);
-- ``ort``: the ONNX Runtime backend (float32; its export is paid once, before round 1).
+- ``ort``: the ONNX Runtime backend (float32; its export is paid once, before round 1);
+- ``ort+int8``: the same graph with its linear layers in int8 (``precision="int8"``).
 
 and prints, with the CPU's model and matrix flags: median latency, the ratio
 to the reference and to our float32, the FLOP-bound time at the float32 and
@@ -46,7 +47,7 @@ from machine import describe  # noqa: E402
 
 REPO = HERE.parent
 SHARED_IMAGES = REPO.parent / "shared" / "images"
-PATHS = ("tb", "fp32", "fp32+compile", "bf16", "bf16+compile", "ort")
+PATHS = ("tb", "fp32", "fp32+compile", "bf16", "bf16+compile", "ort", "ort+int8")
 TRAINED_SIZE = 64
 
 
@@ -54,9 +55,9 @@ TRAINED_SIZE = 64
 def _lite(path: str, ckpt: str, mode: str, device: str):
     from inspyrenet_lite import Remover
 
-    precision = "bf16" if path.startswith("bf16") else "fp32"
+    precision = "bf16" if path.startswith("bf16") else "int8" if path.endswith("+int8") else "fp32"
     kwargs: dict[str, Any] = {"device": device, "precision": precision, "compile": path.endswith("+compile")}
-    if path == "ort":
+    if path.startswith("ort"):
         kwargs["backend"] = "onnxruntime"
     if Path(ckpt).is_dir():  # the trained small model, saved with save_pretrained
         return Remover(model=ckpt, **kwargs)
@@ -263,9 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     results["gflop"], results["peaks"] = flops_and_peaks(args.mode, args.threads)
     log_path = args.out / "paths.log"
     maps = {p: args.out / f"paths_{args.mode}_{p.replace('+', '_')}.npz" for p in args.path_list}
-    if "ort" in args.path_list:  # pay the export before timing anything
-        _spawn({"path": "ort", "ckpt": str(ckpt), "mode": args.mode, "device": "cpu", "threads": args.threads,
-                "images": images[:1], "repeats": 0, "maps": str(maps["ort"])}, env, log_path)
+    for path in [p for p in args.path_list if p.startswith("ort")]:  # pay the export before timing anything
+        _spawn({"path": path, "ckpt": str(ckpt), "mode": args.mode, "device": "cpu", "threads": args.threads,
+                "images": images[:1], "repeats": 0, "maps": str(maps[path])}, env, log_path)
     for round_ in range(args.rounds):
         for path in args.path_list:
             if path in results["errors"]:
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_trained:
             folder, val = trained_model(args.cache, args.threads)
             trained_maps = {}
-            for path in [p for p in args.path_list if p not in ("tb", "ort")]:
+            for path in [p for p in args.path_list if p not in ("tb", "ort")]:  # ort: fp32 to 1e-4
                 trained_maps[path] = args.out / f"paths_trained_{path.replace('+', '_')}.npz"
                 _spawn({"path": path, "ckpt": str(folder), "mode": args.mode, "device": "cpu", "threads": args.threads,
                         "images": [str(v) for v in val], "repeats": 0, "maps": str(trained_maps[path])}, env, log_path)

@@ -9,8 +9,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: The network's total stride: input sides must be positive multiples of it.
 STRIDE = 32
 
-#: Inference precisions (``fp16`` only on a GPU).
-PRECISIONS = ("fp32", "fp16", "bf16")
+#: Inference precisions (``fp16`` only on a GPU; ``int8`` only in ONNX Runtime, on the CPU).
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+#: Training precisions (autocast; int8 is an inference-only graph).
+TRAINING_PRECISIONS = ("fp32", "fp16", "bf16")
 
 #: Image files that folders are searched for (the CLI, training data, evaluation).
 IMAGE_SUFFIXES = frozenset(

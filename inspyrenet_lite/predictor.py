@@ -48,7 +48,8 @@ from .transforms import (
 
 logger = logging.getLogger(__name__)
 
-_AUTOCAST_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+# int8 is ONNX Runtime's graph; the passes it leaves to PyTorch run in float32.
+_AUTOCAST_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": None}
 #: Default of ``batch_size`` for :meth:`Predictor.predict_maps`.
 DEFAULT_BATCH_SIZE = 4
 
@@ -68,7 +69,12 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def check_precision_on(device: torch.device, precision: str) -> None:
-    """ValueError for a precision that must not run on ``device`` (fp16 on a CPU)."""
+    """ValueError for a precision that must not run on ``device`` (fp16 on a CPU, int8 off it)."""
+    if precision == "int8" and device.type != "cpu":
+        raise ValueError(
+            f"precision='int8' runs in ONNX Runtime on the CPU, not on {device.type}; "
+            "on a GPU use precision='fp32', 'bf16' or 'fp16'"
+        )
     if precision == "fp16" and device.type == "cpu":
         raise ValueError(
             "precision='fp16' on a CPU is emulated and about 70x slower than fp32 (it looks like a hang); "
@@ -124,7 +130,8 @@ class Predictor:
     Args:
         model: a built, loaded InSPyReNet (e.g. ``model_source.load(...).model``).
         device: where it runs; ``None`` picks cuda, then mps, then cpu.
-        precision: ``"fp32"``, ``"fp16"`` (GPU only) or ``"bf16"`` (autocast).
+        precision: ``"fp32"``, ``"fp16"`` (GPU only), ``"bf16"`` (autocast) or ``"int8"`` (CPU, ONNX
+            Runtime: the linear layers in int8, see :mod:`inspyrenet_lite.backends.onnx_quantize`).
         backend: ``"torch"``, ``"onnxruntime"`` or ``"auto"`` (see :mod:`inspyrenet_lite.backends`).
         resize: default ``"static"`` (the model's base size) or ``"dynamic"`` (the image's own size, capped).
         hr_blend: default pyramid-blending strength in [0, 1].
@@ -141,7 +148,7 @@ class Predictor:
         model: torch.nn.Module,
         *,
         device: str | torch.device | None = None,
-        precision: Literal["fp32", "fp16", "bf16"] = "fp32",
+        precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32",
         backend: Literal["torch", "onnxruntime", "auto"] = "torch",
         resize: Literal["static", "dynamic"] = "static",
         hr_blend: float = 0.0,
@@ -193,7 +200,7 @@ class Predictor:
         ckpt: str | os.PathLike[str] | None = None,
         base_size: tuple[int, int] | int | None = None,
         device: str | torch.device | None = None,
-        precision: Literal["fp32", "fp16", "bf16"] = "fp32",
+        precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32",
         backend: Literal["torch", "onnxruntime", "auto"] = "torch",
         resize: Literal["static", "dynamic"] | None = None,
         hr_blend: float | None = None,

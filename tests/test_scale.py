@@ -196,6 +196,7 @@ def test_devices_and_workers_parse_into_one_entry_per_worker():
         (["--devices", "cpu", "--device", "cpu"], "give --device or --devices, not both"),
         (["--workers", "0"], "expected a positive integer"),
         (["--workers", "2", "--backend", "onnxruntime"], "run the torch backend"),
+        (["--workers", "2", "--precision", "int8"], "which has no int8; use --precision fp32 or bf16"),
     ],
 )
 def test_bad_device_flags_are_one_line_errors(model_dir, photos, tmp_path, flags, message):

@@ -1,8 +1,9 @@
 """Learning works: a reduced InSPyReNet trained from scratch on synthetic soft-edged data.
 
 One small model is trained once (about two minutes on one CPU thread) and
-then checked three ways: held-out S-measure (PySODMetrics, the field's
-reference implementation), soft edges, and the forgetting guard.
+then checked: held-out S-measure (PySODMetrics, the field's reference
+implementation), soft edges, the forgetting guard, and how close the reduced
+precisions (bf16, int8) keep its confident maps to float32.
 """
 
 from __future__ import annotations
@@ -119,10 +120,10 @@ def test_forgetting_guard_keeps_the_model_close_to_where_it_started(trained, dat
     assert (1 - agreement[False]) > 2.5 * (1 - agreement[True])
 
 
-def _grey_levels(model, dataset, precision: str) -> np.ndarray:
+def _grey_levels(model, dataset, precision: str, **options) -> np.ndarray:
     from inspyrenet_lite.predictor import Predictor
 
-    predictor = Predictor(model, device="cpu", precision=precision)
+    predictor = Predictor(model, device="cpu", precision=precision, **options)
     maps = [predictor.predict_torch(x)[:, 0].numpy() for x, _ in torch.utils.data.DataLoader(dataset, batch_size=8)]
     return np.round(np.concatenate(maps) * 255).astype(np.int16)
 
@@ -140,3 +141,20 @@ def test_bf16_maps_of_a_trained_model_stay_within_two_grey_levels_of_fp32(traine
     iou = ((fp32 > 127) & (bf16 > 127)).sum() / ((fp32 > 127) | (bf16 > 127)).sum()
     assert np.mean(diff <= 2) >= 0.99  # measured 99.92 % (99.35 % within 1 level)
     assert iou >= 0.99  # measured 0.998
+
+
+def test_int8_maps_of_a_trained_model_stay_within_two_grey_levels_of_fp32(trained, data, monkeypatch, tmp_path):
+    # ONNX Runtime's int8 graph (linear layers quantised) against PyTorch's float32 maps, on the
+    # confident maps of a trained model (the issue's bar: 99 % of pixels within 2 grey levels).
+    monkeypatch.setenv("INSPYRENET_LITE_ONNX_DIR", str(tmp_path / "graphs"))
+    model, _ = trained
+    weights = tmp_path / "trained.pth"
+    torch.save(model.state_dict(), weights)  # keys the graph cache
+    fp32 = _grey_levels(model, data["val"], "fp32")
+    int8 = _grey_levels(model, data["val"], "int8", backend="onnxruntime", weights_file=weights)
+    assert len(list((tmp_path / "graphs").glob("*.int8.*.onnx"))) == 1  # the int8 graph ran
+    diff = np.abs(fp32 - int8)
+    iou = ((fp32 > 127) & (int8 > 127)).sum() / ((fp32 > 127) | (int8 > 127)).sum()
+    assert np.mean(diff <= 2) >= 0.995  # measured 99.92 % here (bf16: 99.92 %); 99.99 % on bench/paths.py's model
+    assert np.mean(diff <= 1) >= 0.98  # measured 99.08 % here (bf16: 99.35 %); 99.56 % on bench/paths.py's model
+    assert iou >= 0.99  # measured 0.9987

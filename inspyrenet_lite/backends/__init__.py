@@ -7,10 +7,12 @@ network's map (B, 1, H, W) in [0, 1], as :meth:`InSPyReNet.predict` returns it.
   with ``compile=True``, compiled by ``torch.compile`` (:mod:`.compiled`).
 - ``onnxruntime``: the network exported to ONNX once per model and input size,
   run by ONNX Runtime on the CPU; passes it does not cover run in PyTorch.
+  The one backend of ``precision="int8"`` (:mod:`.onnx_quantize`).
 - ``auto``: ``onnxruntime`` on the CPU in float32 when it is installed and
   its matrix products are clearly faster than PyTorch's on this CPU
   (:mod:`.matmul_speed`: about 2x on AMD CPUs, where MKL is slow; equal on
-  Intel ones, where the export would not pay), else ``torch``.
+  Intel ones, where the export would not pay), else ``torch``; with
+  ``precision="int8"``, always ``onnxruntime`` (only it runs int8).
 
 Nothing heavy is imported here; onnxruntime and the exporter load on first use.
 """
@@ -89,10 +91,13 @@ def create_backend(
     ``compile=True`` compiles the PyTorch model (``backend='torch'``, or what
     ``'auto'`` picks: always torch then, since the ONNX graph is compiled already).
     Raises ValueError for an unknown name, for 'onnxruntime' off the CPU, in
-    another precision than fp32, without onnxruntime installed, or with ``compile``.
+    another precision than fp32 or int8, without onnxruntime installed, or with
+    ``compile``; and for ``precision='int8'`` wherever ONNX Runtime cannot run it.
     """
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if precision == "int8":
+        return _int8_backend(name, model, device=device, checkpoint_path=checkpoint_path, compile=compile)
     if compile:
         if name == "onnxruntime":
             raise ValueError("compile=True compiles the PyTorch model; it does not apply to backend='onnxruntime'")
@@ -137,6 +142,31 @@ def create_backend(
     from .ort import OrtBackend
 
     return OrtBackend(model, checkpoint_path, strict=name == "onnxruntime")
+
+
+def _int8_backend(
+    name: str, model: torch.nn.Module, *, device: torch.device, checkpoint_path: Path | None, compile: bool
+) -> Backend:
+    """``precision='int8'``: ONNX Runtime's int8 graph, whatever ``auto`` would have measured."""
+    fix = "use precision='fp32' (or 'bf16' on a CPU with native bf16)"
+    if name == "torch" or compile:
+        what = "compile=True" if compile else "backend='torch'"
+        raise ValueError(
+            f"precision='int8' runs in ONNX Runtime, not with {what}: use backend='onnxruntime' or 'auto' "
+            f"(--backend onnxruntime on the command line; pip install 'inspyrenet-lite[onnx]'), or {fix}"
+        )
+    reason = None
+    if device.type != "cpu":
+        reason = f"it runs on the CPU, not on {device.type}"
+    elif checkpoint_path is None:
+        reason = "the model has no checkpoint file to key the ONNX graph cache on"
+    else:
+        reason = onnxruntime_missing() or _cache_problem()
+    if reason is not None:
+        raise ValueError(f"precision='int8' is not available: {reason}; {fix}")
+    from .ort import OrtBackend
+
+    return OrtBackend(model, checkpoint_path, strict=name == "onnxruntime", precision="int8")
 
 
 def __getattr__(name: str):

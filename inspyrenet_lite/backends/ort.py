@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,6 +20,9 @@ from . import TorchBackend
 from .onnx_export import export_onnx, load_session, run_session
 
 logger = logging.getLogger(__name__)
+
+#: What the graphs run in: float32, or float32 with the linear layers in int8 (:mod:`.onnx_quantize`).
+GRAPH_PRECISIONS = ("fp32", "int8")
 
 
 def default_cache_dir() -> Path:
@@ -62,18 +66,21 @@ def code_digest() -> str:
     """
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for source in sorted([*(root / "modeling").glob("*.py"), root / "backends" / "onnx_export.py"]):
+    exporters = [root / "backends" / "onnx_export.py", root / "backends" / "onnx_quantize.py"]
+    for source in sorted([*(root / "modeling").glob("*.py"), *exporters]):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()[:8]
 
 
-def export_notice(size: tuple[int, int], cache_dir: Path, asked: bool) -> str:
+def export_notice(size: tuple[int, int], cache_dir: Path, asked: bool, precision: str = "fp32") -> str:
     """What a user is told before an export: how long it takes, what it costs, and whether it pays."""
     text = (
         f"exporting the network to ONNX at {size[0]}x{size[1]} for ONNX Runtime (once per model and size, then "
         f"cached in {cache_dir}): tracing it and checking the graph against PyTorch takes about a minute for fast "
         "and two to three for base, with about twice PyTorch's memory at its peak. "
     )
+    if precision == "int8":
+        return text + "precision='int8' then quantises that graph's linear layers (seconds) and caches it too"
     if asked:
         return text + (
             "It pays only where ONNX Runtime is faster than PyTorch (about 2x on AMD CPUs); on Intel CPUs "
@@ -83,10 +90,13 @@ def export_notice(size: tuple[int, int], cache_dir: Path, asked: bool) -> str:
 
 
 class OrtBackend:
-    """Runs the network's base-size pass in ONNX Runtime; other passes in PyTorch.
+    """Runs the network's base-size pass in ONNX Runtime; other passes in PyTorch (float32).
+
+    ``precision="int8"`` runs the graph with its linear layers quantised
+    (:mod:`.onnx_quantize`), made from the float32 graph (cached beside it).
 
     The graph for a size is exported on first use, verified against PyTorch and
-    cached as ``<checkpoint>.<sha256[:16]>.<H>x<W>.lite<v>-<code digest>.torch<v>.ort<v>.onnx``
+    cached as ``<checkpoint>.<sha256[:16]>.<H>x<W>[.int8].lite<v>-<code digest>.torch<v>.ort<v>.onnx``
     with a ``.sha256`` file beside it; a cached graph whose digest does not
     match, or that ONNX Runtime cannot load, is rebuilt. With ``strict`` an
     export failure raises, else the backend falls back to PyTorch and logs why.
@@ -95,9 +105,17 @@ class OrtBackend:
     name = "onnxruntime"
 
     def __init__(
-        self, model: nn.Module, checkpoint_path: str | os.PathLike, strict: bool = True, cache_dir: Path | None = None
+        self,
+        model: nn.Module,
+        checkpoint_path: str | os.PathLike,
+        strict: bool = True,
+        cache_dir: Path | None = None,
+        precision: str = "fp32",
     ) -> None:
+        if precision not in GRAPH_PRECISIONS:
+            raise ValueError(f"the ONNX Runtime backend runs in {' or '.join(GRAPH_PRECISIONS)}, not {precision}")
         self.model = model
+        self.precision = precision
         self.checkpoint_path = Path(checkpoint_path)
         self.strict = strict
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -136,15 +154,18 @@ class OrtBackend:
                 self._torch.warmup([tuple(size)])
 
     # ------------------------------------------------------------------ cache
-    def cache_path(self, size: tuple[int, int]) -> Path:
-        """Where the graph for ``size`` is cached (keyed by checkpoint, size and versions)."""
+    def cache_path(self, size: tuple[int, int], precision: str | None = None) -> Path:
+        """Where the graph for ``size`` is cached (keyed by checkpoint, size, precision and versions;
+        ``precision`` defaults to the backend's)."""
         import onnxruntime
+
+        precision = precision or self.precision
 
         if self._checkpoint_digest is None:
             self._checkpoint_digest = file_digest(self.checkpoint_path, "sha256")
         stem = self.checkpoint_path.name.split(".")[0]
         name = (
-            f"{stem}.{self._checkpoint_digest[:16]}.{size[0]}x{size[1]}"
+            f"{stem}.{self._checkpoint_digest[:16]}.{size[0]}x{size[1]}{'' if precision == 'fp32' else '.' + precision}"
             f".lite{__version__}-{code_digest()}.torch{torch.__version__}.ort{onnxruntime.__version__}.onnx"
         )
         return self.cache_dir / name
@@ -171,42 +192,79 @@ class OrtBackend:
 
     def _open_or_export(self, size: tuple[int, int]):
         path = self.cache_path(size)
-        digest_path = path.with_name(path.name + ".sha256")
         if path.is_file():
-            session = self._open_cached(path, digest_path)
+            session = self._open_cached(path)
             if session is not None:
                 return session
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        logger.warning(export_notice(size, self.cache_dir, asked=self.strict))
-        # The checksum is in place before the graph appears: another process never sees one without it.
-        def write_digest(tmp: str) -> None:
-            atomic_write_text(digest_path, file_digest(tmp, "sha256") + "\n")
+        if self.precision == "int8":
+            from .onnx_quantize import quantize_int8
 
-        export_onnx(self.model, path, size, before_rename=write_digest)
+            source = self._float_graph(size)
+            logger.info("quantising the ONNX graph at %dx%d to int8 (once, then cached)", size[0], size[1])
+            quantize_int8(source, path, self.model, size, before_rename=_digest_writer(path))
+        else:
+            self._export(size, path)
         return load_session(path)
 
-    def _open_cached(self, path: Path, digest_path: Path):
-        """A session on the cached graph, or None (and the file removed) if it does not check out."""
+    def _float_graph(self, size: tuple[int, int]) -> Path:
+        """The float32 graph for ``size`` (the int8 one is made from it): cached, else exported now."""
+        path = self.cache_path(size, "fp32")
+        if not (path.is_file() and self._check_cached(path) is None):
+            self._export(size, path)
+        return path
+
+    def _export(self, size: tuple[int, int], path: Path) -> None:
+        logger.warning(export_notice(size, self.cache_dir, asked=self.strict, precision=self.precision))
+        export_onnx(self.model, path, size, before_rename=_digest_writer(path))
+
+    def _check_cached(self, path: Path) -> str | None:
+        """Why the cached graph at ``path`` cannot be used (None: its checksum matches); a bad one is removed."""
+        digest_path = _digest_path(path)
         try:
             expected = digest_path.read_text().strip()
         except OSError:
             expected = None
         if expected is not None and file_digest(path, "sha256") == expected:
-            try:
-                session = load_session(path)
-                logger.debug("using the cached ONNX graph %s", path)
-                return session
-            except Exception as exc:  # a file that passed its digest but does not load
-                reason = f"ONNX Runtime cannot load it ({exc})"
-        else:
-            reason = "its checksum does not match" if expected is not None else "its checksum file is missing"
+            return None
+        reason = "its checksum does not match" if expected is not None else "its checksum file is missing"
+        self._discard(path, reason)
+        return reason
+
+    def _open_cached(self, path: Path):
+        """A session on the cached graph, or None (and the file removed) if it does not check out."""
+        if self._check_cached(path) is not None:
+            return None
+        try:
+            session = load_session(path)
+        except Exception as exc:  # a file that passed its digest but does not load
+            self._discard(path, f"ONNX Runtime cannot load it ({exc})")
+            return None
+        logger.debug("using the cached ONNX graph %s", path)
+        return session
+
+    @staticmethod
+    def _discard(path: Path, reason: str) -> None:
         logger.warning("rebuilding the cached ONNX graph %s: %s", path, reason)
         path.unlink(missing_ok=True)
-        digest_path.unlink(missing_ok=True)
-        return None
+        _digest_path(path).unlink(missing_ok=True)
 
     def _fallback(self, reason: str, *args) -> torch.Tensor:
         if reason not in self._logged:
             self._logged.add(reason)
             logger.info(reason)
         return self._torch.predict(*args)
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _digest_writer(path: Path) -> Callable[[str], None]:
+    """``before_rename`` for a graph at ``path``: the checksum is in place before the graph appears,
+    so another process never sees one without it."""
+
+    def write_digest(tmp: str) -> None:
+        atomic_write_text(_digest_path(path), file_digest(tmp, "sha256") + "\n")
+
+    return write_digest

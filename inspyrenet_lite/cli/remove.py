@@ -36,7 +36,7 @@ from inspyrenet_lite import __version__
 from inspyrenet_lite.cli import video as video_cli
 from inspyrenet_lite.cli.devices import device_problem
 from inspyrenet_lite.cli.model_args import add_model_arguments
-from inspyrenet_lite.constants import IMAGE_SUFFIXES
+from inspyrenet_lite.constants import IMAGE_SUFFIXES, PRECISIONS
 from inspyrenet_lite.jobs.manifest import Manifest
 from inspyrenet_lite.jobs.plan import Job, collect_jobs, probe_folder, remove_leftovers
 from inspyrenet_lite.jobs.run import NO_ALPHA_FORMATS as _NO_ALPHA_FORMATS
@@ -155,13 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes (per device of --devices; else on --device, default cpu), "
         "each CPU worker with its share of the cores (default: one process)",
     )
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="inference precision")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32",
+        help="inference precision (int8: CPU, with --backend onnxruntime or auto; see README)",
+    )
     parser.add_argument(
         "--backend",
         choices=("torch", "onnxruntime", "auto"),
         default="torch",
-        help="torch; onnxruntime (CPU fp32, needs the [onnx] extra; exported once; faster on AMD CPUs, "
-        "about equal on Intel ones); or auto (onnxruntime where its matrix products are faster)",
+        help="torch; onnxruntime (CPU fp32 or int8, needs the [onnx] extra; exported once; faster on AMD CPUs, "
+        "about equal on Intel ones); or auto (onnxruntime where its matrix products are faster, "
+        "and always for --precision int8)",
     )
     parser.add_argument(
         "--compile",
@@ -308,6 +312,8 @@ def _parallel_devices(args: argparse.Namespace) -> list[str] | None | int:
         problem = "give --device or --devices, not both"
     elif args.backend != "torch":
         problem = f"--devices/--workers run the torch backend; drop --backend {args.backend} or run one process"
+    elif args.precision == "int8":
+        problem = "--devices/--workers run the torch backend, which has no int8; use --precision fp32 or bf16"
     if problem is None:
         try:
             devices = parse_devices(args.devices, args.workers, args.device)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from inspyrenet_lite.cli.model_args import add_model_arguments
+from inspyrenet_lite.constants import PRECISIONS
 
 API_KEY_ENV = "INSPYRENET_LITE_API_KEY"
 _CONFIG_ENV = "INSPYRENET_LITE_SERVE_CONFIG"  # how --workers > 1 hands the options to each worker
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--devices", default=None, metavar="LIST",
                         help="one model replica per device in this one process, each batch to a free one: "
                         "all (every GPU, else the CPU), or names such as cuda:0,cuda:1 or cpu,cpu")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--backend", choices=("torch", "onnxruntime", "auto"), default="torch")
     parser.add_argument("--max-batch-size", type=int, default=4, help="most images per forward (1: no batching)")
     parser.add_argument("--max-wait-ms", type=float, default=10.0,

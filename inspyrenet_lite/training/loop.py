@@ -23,7 +23,7 @@ from ..modeling.inspyrenet import InSPyReNet
 from .checkpoints import load_state, rng_state, save_state, set_rng_state
 from .losses import distillation_loss, pyramid_loss
 from ..checks import check_options
-from ..constants import PRECISIONS  # noqa: F401  (kept importable from here)
+from ..constants import PRECISIONS, TRAINING_PRECISIONS  # noqa: F401  (PRECISIONS kept importable from here)
 from .outdir import prepare_out_dir
 from .schedule import build_optimizer, build_scheduler
 from .sync_bn import convert_batchnorm
@@ -64,6 +64,11 @@ class TrainConfig:
         checked = check_options(**{name: getattr(self, name) for name in _CHECKED})
         for name, value in checked.items():
             setattr(self, name, value)
+        if self.precision not in TRAINING_PRECISIONS:
+            raise ValueError(
+                f"precision={self.precision!r} is for inference only (an ONNX Runtime graph); "
+                f"train in one of {', '.join(repr(p) for p in TRAINING_PRECISIONS)}"
+            )
         if self.precision == "fp16" and not str(self.device).startswith("cuda"):
             raise ValueError("fp16 training needs a CUDA device; use bf16 on the CPU")
         if self.metric not in METRICS:

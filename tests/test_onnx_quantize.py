@@ -1,0 +1,180 @@
+"""precision="int8": ONNX Runtime's graph with the linear layers in int8, made once, cached, checked.
+
+Outside truths: ONNX Runtime running the files, the graph's own nodes (read
+back with onnx) against the model's ``nn.Linear`` layers, and PyTorch's
+float32 maps. Its quality on a trained model is held in test_training_learns.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from inspyrenet_lite.backends import TorchBackend, create_backend
+from inspyrenet_lite.backends import ort as ort_module
+from inspyrenet_lite.backends.onnx_export import OnnxVerificationError
+from inspyrenet_lite.backends.ort import OrtBackend
+from inspyrenet_lite.predictor import Predictor
+from inspyrenet_lite.training import TrainConfig
+from parity_cases import build_case_model, case_io, manifest, parity_dir
+
+CASE = "swin_small_lr"
+
+
+def _weights() -> Path:
+    return parity_dir() / manifest()["cases"][CASE]["weights"]
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    return build_case_model(CASE)
+
+
+@pytest.fixture(scope="module")
+def int8_cache(model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder after one int8 backend's first use (the float32 graph exported, then quantised)."""
+    cache = tmp_path_factory.mktemp("int8-cache")
+    with torch.inference_mode():
+        OrtBackend(model, _weights(), cache_dir=cache, precision="int8").predict(case_io(CASE)["input.square"])
+    return cache
+
+
+def _graphs(cache: Path) -> dict[str, Path]:
+    return {("int8" if ".int8." in p.name else "fp32"): p for p in cache.glob("*.onnx")}
+
+
+class _Counting:
+    """Wraps a function in a module and counts its calls."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, module, name: str) -> None:
+        self.calls = 0
+        self.wrapped = getattr(module, name)
+        monkeypatch.setattr(module, name, self)
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.wrapped(*args, **kwargs)
+
+
+def test_int8_quantises_exactly_the_swin_linear_layers_and_caches_both_graphs(model, int8_cache):
+    graphs = _graphs(int8_cache)
+    assert set(graphs) == {"fp32", "int8"}
+    for path in graphs.values():
+        assert (path.parent / (path.name + ".sha256")).is_file()
+    nodes = onnx.load(graphs["int8"], load_external_data=False).graph.node
+    linears = sum(isinstance(m, nn.Linear) for m in model.modules())
+    assert linears > 0
+    assert sum(n.op_type == "MatMulInteger" for n in nodes) == linears  # every linear layer, nothing else
+    assert not any(n.op_type == "ConvInteger" for n in nodes)  # convolutions stay float32
+    assert graphs["int8"].stat().st_size < graphs["fp32"].stat().st_size
+
+
+@torch.inference_mode()
+def test_a_second_int8_backend_opens_the_cache_and_fp32_reuses_its_float_graph(
+    model, int8_cache, monkeypatch: pytest.MonkeyPatch
+):
+    from inspyrenet_lite.backends import onnx_quantize
+
+    exports = _Counting(monkeypatch, ort_module, "export_onnx")
+    quantisations = _Counting(monkeypatch, onnx_quantize, "quantize_int8")
+    x = case_io(CASE)["input.square"]
+    int8 = OrtBackend(model, _weights(), cache_dir=int8_cache, precision="int8")
+    fp32 = OrtBackend(model, _weights(), cache_dir=int8_cache)
+    fp32_map, int8_map = fp32.predict(x), int8.predict(x)
+    assert exports.calls == 0 and quantisations.calls == 0
+    assert (fp32_map - model.predict(x)).abs().max() <= 2.5e-4  # test_onnx.py's bound for these models
+    assert not torch.equal(int8_map, fp32_map)  # the int8 graph, not the float one, answered
+
+
+@torch.inference_mode()
+def test_int8_built_from_a_cached_float_graph_exports_nothing(model, int8_cache, tmp_path: Path, monkeypatch):
+    fp32 = _graphs(int8_cache)["fp32"]
+    for path in (fp32, fp32.parent / (fp32.name + ".sha256")):
+        shutil.copy(path, tmp_path / path.name)
+    exports = _Counting(monkeypatch, ort_module, "export_onnx")
+    OrtBackend(model, _weights(), cache_dir=tmp_path, precision="int8").session((384, 384))
+    assert exports.calls == 0
+    assert set(_graphs(tmp_path)) == {"fp32", "int8"}
+
+
+def test_a_broken_int8_graph_is_refused_and_nothing_is_cached(model, int8_cache, tmp_path: Path, monkeypatch):
+    """The check against PyTorch catches a quantiser that returns a wrong graph (here: the inverted map)."""
+    import onnxruntime.quantization
+
+    fp32 = _graphs(int8_cache)["fp32"]
+    for path in (fp32, fp32.parent / (fp32.name + ".sha256")):
+        shutil.copy(path, tmp_path / path.name)
+
+    def inverting_quantiser(source, target, **kwargs):
+        graph = onnx.load(source)
+        out = graph.graph.output[0].name
+        for node in graph.graph.node:
+            node.output[:] = [f"{o}_raw" if o == out else o for o in node.output]
+        graph.graph.initializer.append(onnx.numpy_helper.from_array(torch.ones(()).numpy(), "one"))
+        graph.graph.node.append(onnx.helper.make_node("Sub", ["one", f"{out}_raw"], [out]))
+        onnx.save(graph, target)
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", inverting_quantiser)
+    strict = OrtBackend(model, _weights(), cache_dir=tmp_path, precision="int8")
+    with pytest.raises(OnnxVerificationError, match="int8 graph's maps differ"):
+        strict.session((384, 384))
+    assert set(_graphs(tmp_path)) == {"fp32"}  # no int8 graph, no temporary
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_int8_is_refused_where_it_cannot_run_with_what_to_do(model, monkeypatch: pytest.MonkeyPatch):
+    cpu = torch.device("cpu")
+    for kwargs in ({"name": "torch"}, {"name": "auto", "compile": True}):
+        with pytest.raises(ValueError, match=r"int8.*backend='onnxruntime'.*--backend onnxruntime"):
+            create_backend(model=model, device=cpu, precision="int8", checkpoint_path=_weights(), **kwargs)
+    with pytest.raises(ValueError, match=r"int8.*on the CPU, not on cuda.*precision='fp32'"):
+        Predictor(model, device="cuda", precision="int8", backend="onnxruntime")  # refused before moving
+    with pytest.raises(ValueError, match=r"int8.*no checkpoint file"):
+        create_backend("onnxruntime", model, device=cpu, precision="int8", checkpoint_path=None)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    with pytest.raises(ValueError, match=r"int8.*inspyrenet-lite\[onnx\]"):
+        create_backend("auto", model, device=cpu, precision="int8", checkpoint_path=_weights())
+
+
+def test_auto_takes_onnxruntime_for_int8_without_measuring(model, monkeypatch: pytest.MonkeyPatch):
+    from inspyrenet_lite.backends import matmul_speed
+
+    def slow_onnxruntime() -> float:
+        return 1.0  # fp32 would stay in torch
+
+    monkeypatch.setattr(matmul_speed, "onnxruntime_speedup", slow_onnxruntime)
+    backend = create_backend("auto", model, device=torch.device("cpu"), precision="int8", checkpoint_path=_weights())
+    assert isinstance(backend, OrtBackend) and backend.precision == "int8" and not backend.strict
+    fp32 = create_backend("auto", model, device=torch.device("cpu"), precision="fp32", checkpoint_path=_weights())
+    assert isinstance(fp32, TorchBackend)
+
+
+def test_training_refuses_int8_and_says_what_to_train_in():
+    with pytest.raises(ValueError, match=r"inference only.*'fp32'.*'bf16'"):
+        TrainConfig(precision="int8").check()
+
+
+def test_the_quantiser_stays_out_of_the_users_logging(model, int8_cache, tmp_path: Path):
+    """ONNX Runtime's quantiser logs through the root logger; a user's unconfigured logging stays so."""
+    fp32 = _graphs(int8_cache)["fp32"]
+    script = f"""
+import logging, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from parity_cases import build_case_model
+from inspyrenet_lite.backends.onnx_quantize import quantize_int8
+quantize_int8({str(fp32)!r}, {str(tmp_path / "q.onnx")!r}, build_case_model({CASE!r}), (384, 384))
+print("handlers", len(logging.getLogger().handlers))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "handlers 0"
+    assert done.stderr.strip() == ""
+    assert (tmp_path / "q.onnx").is_file()
+
