@@ -19,13 +19,15 @@ def cpu_model() -> str:
 
 
 def cpu_flags() -> list[str]:
-    """The matrix-relevant CPU features (AVX-512 BF16, AMX) the kernel reports."""
+    """The matrix-relevant CPU features (AVX-512, BF16, VNNI, AMX) the kernel reports."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 if line.startswith("flags"):
                     flags = line.split(":", 1)[1].split()
-                    wanted = ("avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+                    # the matrix engines: float32 (AVX-512), bf16, fp16, and the int8 dot products of precision="int8"
+                    wanted = ("avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile",
+                              "avx512_vnni", "avx_vnni", "amx_int8")
                     return [f for f in wanted if f in flags]
     except OSError:
         pass
