@@ -190,6 +190,13 @@ class Predictor:
             checkpoint_path=self.weights_file,
             compile=options["compile"],
         )
+        if self.precision == "int8" and (self.resize == "dynamic" or self.hr_blend > 0):
+            logger.warning(
+                "precision='int8' runs only the pass at the model's base size; with %s (this model's default "
+                "unless you set it) the passes run in PyTorch float32: give resize='static' and hr_blend=0 "
+                "to run in int8",
+                "resize='dynamic'" if self.resize == "dynamic" else f"hr_blend={self.hr_blend:g}",
+            )
         self._lock = threading.Lock()
 
     @classmethod

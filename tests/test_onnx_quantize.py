@@ -7,6 +7,7 @@ float32 maps. Its quality on a trained model is held in test_training_learns.py.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def int8_cache(model, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _graphs(cache: Path) -> dict[str, Path]:
-    return {("int8" if ".int8." in p.name else "fp32"): p for p in cache.glob("*.onnx")}
+    return {("int8" if ".int8-" in p.name else "fp32"): p for p in cache.glob("*.onnx")}
 
 
 class _Counting:
@@ -101,7 +102,12 @@ def test_int8_built_from_a_cached_float_graph_exports_nothing(model, int8_cache,
     exports = _Counting(monkeypatch, ort_module, "export_onnx")
     OrtBackend(model, _weights(), cache_dir=tmp_path, precision="int8").session((384, 384))
     assert exports.calls == 0
-    assert set(_graphs(tmp_path)) == {"fp32", "int8"}
+    graphs = _graphs(tmp_path)
+    assert set(graphs) == {"fp32", "int8"}
+    # nothing else: no scratch copy of the graph, no temporary
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        name for path in graphs.values() for name in (path.name, path.name + ".sha256")
+    )
 
 
 def test_a_broken_int8_graph_is_refused_and_nothing_is_cached(model, int8_cache, tmp_path: Path, monkeypatch):
@@ -112,8 +118,9 @@ def test_a_broken_int8_graph_is_refused_and_nothing_is_cached(model, int8_cache,
     for path in (fp32, fp32.parent / (fp32.name + ".sha256")):
         shutil.copy(path, tmp_path / path.name)
 
-    def inverting_quantiser(source, target, **kwargs):
-        graph = onnx.load(source)
+    def inverting_quantiser(source: onnx.ModelProto, target, **kwargs):
+        graph = onnx.ModelProto()
+        graph.CopyFrom(source)
         out = graph.graph.output[0].name
         for node in graph.graph.node:
             node.output[:] = [f"{o}_raw" if o == out else o for o in node.output]
@@ -151,7 +158,8 @@ def test_auto_takes_onnxruntime_for_int8_without_measuring(model, monkeypatch: p
 
     monkeypatch.setattr(matmul_speed, "onnxruntime_speedup", slow_onnxruntime)
     backend = create_backend("auto", model, device=torch.device("cpu"), precision="int8", checkpoint_path=_weights())
-    assert isinstance(backend, OrtBackend) and backend.precision == "int8" and not backend.strict
+    assert isinstance(backend, OrtBackend) and backend.precision == "int8"
+    assert backend.strict  # a failed int8 graph raises; it never runs float32 under the name int8
     fp32 = create_backend("auto", model, device=torch.device("cpu"), precision="fp32", checkpoint_path=_weights())
     assert isinstance(fp32, TorchBackend)
 
@@ -170,11 +178,22 @@ sys.path.insert(0, {str(Path(__file__).parent)!r})
 from parity_cases import build_case_model
 from inspyrenet_lite.backends.onnx_quantize import quantize_int8
 quantize_int8({str(fp32)!r}, {str(tmp_path / "q.onnx")!r}, build_case_model({CASE!r}), (384, 384))
-print("handlers", len(logging.getLogger().handlers))
+print("handlers", len(logging.getLogger().handlers), "filters", len(logging.getLogger().filters))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "handlers 0"
+    assert done.stdout.strip() == "handlers 0 filters 0"
     assert done.stderr.strip() == ""
     assert (tmp_path / "q.onnx").is_file()
 
+
+
+def test_int8_says_when_a_models_defaults_keep_every_pass_in_float32(model, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.WARNING, logger="inspyrenet_lite")
+    Predictor(model, device="cpu", precision="int8", backend="onnxruntime", weights_file=_weights())
+    assert not caplog.records  # static, no blending: the int8 graph runs every pass
+    for options in ({"resize": "dynamic"}, {"hr_blend": 1.0}):
+        caplog.clear()
+        Predictor(model, device="cpu", precision="int8", backend="onnxruntime", weights_file=_weights(), **options)
+        (record,) = caplog.records
+        assert "float32" in record.getMessage() and "resize='static' and hr_blend=0" in record.getMessage()

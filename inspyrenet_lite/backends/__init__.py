@@ -166,7 +166,8 @@ def _int8_backend(
         raise ValueError(f"precision='int8' is not available: {reason}; {fix}")
     from .ort import OrtBackend
 
-    return OrtBackend(model, checkpoint_path, strict=name == "onnxruntime", precision="int8")
+    # Strict even for auto: a failed int8 graph raises rather than run float32 under the name int8.
+    return OrtBackend(model, checkpoint_path, strict=True, precision="int8")
 
 
 def __getattr__(name: str):

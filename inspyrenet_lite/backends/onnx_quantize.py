@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,6 +33,10 @@ logger = logging.getLogger(__name__)
 #: 0.013); the quality of int8 on a trained model is measured in the tests.
 INT8_MEAN_ATOL = 0.05
 
+# One quantisation at a time in a process: the quantiser's logging guard below changes the root
+# logger, and two replicas of one server warming up together would otherwise race on it.
+_LOCK = threading.Lock()
+
 
 def quantize_int8(
     source: str | os.PathLike,
@@ -47,12 +52,17 @@ def quantize_int8(
     images (:data:`INT8_MEAN_ATOL`); a graph that fails raises
     :class:`OnnxVerificationError` and nothing is written.
     """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     def write(tmp: str) -> None:
-        with _quiet_quantizer():
+        # Given a path, the quantiser writes a scratch copy of the graph beside it under a fixed name
+        # (<name>-inferred.onnx: in our cache, shared by every process, left behind if killed); given
+        # the loaded graph, it uses a private temporary folder of its own.
+        graph = onnx.load(str(source))
+        with _LOCK, _quiet_quantizer():
             quantize_dynamic(
-                str(source),
+                graph,
                 tmp,
                 op_types_to_quantize=["MatMul"],
                 weight_type=QuantType.QInt8,  # signed weights: the u8s8 kernels of VNNI and AMX

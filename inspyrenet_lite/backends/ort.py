@@ -65,9 +65,18 @@ def code_digest() -> str:
     reused under the same version number (an editable install, a patch).
     """
     root = Path(__file__).resolve().parents[1]
+    return _sources_digest([*(root / "modeling").glob("*.py"), root / "backends" / "onnx_export.py"])
+
+
+@functools.cache
+def quantizer_digest() -> str:
+    """8 hex digits of the quantiser's source: part of the int8 graphs' cache key only."""
+    return _sources_digest([Path(__file__).resolve().parent / "onnx_quantize.py"])
+
+
+def _sources_digest(sources: list[Path]) -> str:
     digest = hashlib.sha256()
-    exporters = [root / "backends" / "onnx_export.py", root / "backends" / "onnx_quantize.py"]
-    for source in sorted([*(root / "modeling").glob("*.py"), *exporters]):
+    for source in sorted(sources):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()[:8]
 
@@ -96,8 +105,8 @@ class OrtBackend:
     (:mod:`.onnx_quantize`), made from the float32 graph (cached beside it).
 
     The graph for a size is exported on first use, verified against PyTorch and
-    cached as ``<checkpoint>.<sha256[:16]>.<H>x<W>[.int8].lite<v>-<code digest>.torch<v>.ort<v>.onnx``
-    with a ``.sha256`` file beside it; a cached graph whose digest does not
+    cached as ``<checkpoint>.<sha256[:16]>.<H>x<W>[.int8-<quantiser digest>].lite<v>-<code digest>``
+    ``.torch<v>.ort<v>.onnx`` with a ``.sha256`` file beside it; a cached graph whose digest does not
     match, or that ONNX Runtime cannot load, is rebuilt. With ``strict`` an
     export failure raises, else the backend falls back to PyTorch and logs why.
     """
@@ -164,8 +173,9 @@ class OrtBackend:
         if self._checkpoint_digest is None:
             self._checkpoint_digest = file_digest(self.checkpoint_path, "sha256")
         stem = self.checkpoint_path.name.split(".")[0]
+        variant = "" if precision == "fp32" else f".{precision}-{quantizer_digest()}"
         name = (
-            f"{stem}.{self._checkpoint_digest[:16]}.{size[0]}x{size[1]}{'' if precision == 'fp32' else '.' + precision}"
+            f"{stem}.{self._checkpoint_digest[:16]}.{size[0]}x{size[1]}{variant}"
             f".lite{__version__}-{code_digest()}.torch{torch.__version__}.ort{onnxruntime.__version__}.onnx"
         )
         return self.cache_dir / name
@@ -252,7 +262,10 @@ class OrtBackend:
     def _fallback(self, reason: str, *args) -> torch.Tensor:
         if reason not in self._logged:
             self._logged.add(reason)
-            logger.info(reason)
+            if self.precision == "int8":  # asked for by name: say that this pass is not int8
+                logger.warning("precision='int8': %s, in float32", reason)
+            else:
+                logger.info(reason)
         return self._torch.predict(*args)
 
 
