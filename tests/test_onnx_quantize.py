@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -94,22 +93,6 @@ def test_a_second_int8_backend_opens_the_cache_and_fp32_reuses_its_float_graph(
     assert not torch.equal(int8_map, fp32_map)  # the int8 graph, not the float one, answered
 
 
-@torch.inference_mode()
-def test_int8_built_from_a_cached_float_graph_exports_nothing(model, int8_cache, tmp_path: Path, monkeypatch):
-    fp32 = _graphs(int8_cache)["fp32"]
-    for path in (fp32, fp32.parent / (fp32.name + ".sha256")):
-        shutil.copy(path, tmp_path / path.name)
-    exports = _Counting(monkeypatch, ort_module, "export_onnx")
-    OrtBackend(model, _weights(), cache_dir=tmp_path, precision="int8").session((384, 384))
-    assert exports.calls == 0
-    graphs = _graphs(tmp_path)
-    assert set(graphs) == {"fp32", "int8"}
-    # nothing else: no scratch copy of the graph, no temporary
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        name for path in graphs.values() for name in (path.name, path.name + ".sha256")
-    )
-
-
 def test_a_broken_int8_graph_is_refused_and_nothing_is_cached(model, int8_cache, tmp_path: Path, monkeypatch):
     """The check against PyTorch catches a quantiser that returns a wrong graph (here: the inverted map)."""
     import onnxruntime.quantization
@@ -169,24 +152,28 @@ def test_training_refuses_int8_and_says_what_to_train_in():
         TrainConfig(precision="int8").check()
 
 
-def test_the_quantiser_stays_out_of_the_users_logging(model, int8_cache, tmp_path: Path):
-    """ONNX Runtime's quantiser logs through the root logger; a user's unconfigured logging stays so."""
+def test_int8_from_a_cached_float_graph_exports_nothing_and_stays_out_of_the_users_logging(
+    model, int8_cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+):
+    """ONNX Runtime's quantiser logs through the root logger (and would configure logging for the whole
+    process where nothing has yet); an unconfigured root logger stays so, and nothing reaches stderr."""
     fp32 = _graphs(int8_cache)["fp32"]
-    script = f"""
-import logging, sys
-sys.path.insert(0, {str(Path(__file__).parent)!r})
-from parity_cases import build_case_model
-from inspyrenet_lite.backends.onnx_quantize import quantize_int8
-quantize_int8({str(fp32)!r}, {str(tmp_path / "q.onnx")!r}, build_case_model({CASE!r}), (384, 384))
-print("handlers", len(logging.getLogger().handlers), "filters", len(logging.getLogger().filters))
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "handlers 0 filters 0"
-    assert done.stderr.strip() == ""
-    assert (tmp_path / "q.onnx").is_file()
-
-
+    for path in (fp32, fp32.parent / (fp32.name + ".sha256")):
+        shutil.copy(path, tmp_path / path.name)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # as in a script that never configured logging
+    monkeypatch.setattr(root, "level", logging.WARNING)
+    exports = _Counting(monkeypatch, ort_module, "export_onnx")
+    OrtBackend(model, _weights(), cache_dir=tmp_path, precision="int8").session((384, 384))
+    assert exports.calls == 0
+    assert root.handlers == [] and root.filters == []
+    assert capfd.readouterr().err == ""
+    graphs = _graphs(tmp_path)
+    assert set(graphs) == {"fp32", "int8"}
+    # nothing else: no scratch copy of the graph, no temporary
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        name for path in graphs.values() for name in (path.name, path.name + ".sha256")
+    )
 
 def test_int8_says_when_a_models_defaults_keep_every_pass_in_float32(model, caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.WARNING, logger="inspyrenet_lite")
@@ -197,3 +184,28 @@ def test_int8_says_when_a_models_defaults_keep_every_pass_in_float32(model, capl
         Predictor(model, device="cpu", precision="int8", backend="onnxruntime", weights_file=_weights(), **options)
         (record,) = caplog.records
         assert "float32" in record.getMessage() and "resize='static' and hr_blend=0" in record.getMessage()
+
+
+def test_export_command_writes_the_int8_graph_the_backend_runs(model, int8_cache, tmp_path: Path, capsys):
+    import os
+    import stat
+
+    from inspyrenet_lite.backends.onnx_export import load_session, run_session
+    from inspyrenet_lite.cli import main as cli_main
+
+    folder = tmp_path / "my-model"
+    model.save_pretrained(folder)
+    out = tmp_path / "deploy" / "model-int8.onnx"
+    # --no-verify skips the float32 graph's check (test_onnx.py covers it); the int8 check always runs
+    assert cli_main(["export", "--model", str(folder), "--precision", "int8", "--no-verify", "-o", str(out)]) == 0
+    assert "int8" in capsys.readouterr().out
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model-int8.onnx"]  # no float32 graph left behind
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+    graph = onnx.load(str(out))
+    assert any(n.op_type == "MatMulInteger" for n in graph.graph.node)
+    assert "min-max" in {p.key: p.value for p in graph.metadata_props}["inspyrenet_lite.output"]
+    x = case_io(CASE)["input.square"]
+    # the same maps as the graph Remover(precision="int8") made and runs
+    assert torch.equal(run_session(load_session(out), x), run_session(load_session(_graphs(int8_cache)["int8"]), x))

@@ -6,6 +6,8 @@ normalised with the ImageNet mean and std; it returns ``map``, float32
 at export (default: the model's base size); the batch is dynamic. The graph is
 run by ONNX Runtime and checked against PyTorch on probe images before the
 file is written; a graph that disagrees is refused and nothing is written.
+With ``--precision int8`` the linear layers of that graph are then quantised
+to int8 (what ``Remover(precision="int8")`` runs; input and output unchanged).
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", "--output", type=Path, default=None, help="file to write (default inspyrenet-MODEL-HxW.onnx)"
     )
+    parser.add_argument(
+        "--precision", choices=("fp32", "int8"), default="fp32",
+        help="fp32, or int8: the linear layers quantised (ONNX Runtime's dynamic int8; see README, int8)",
+    )
     parser.add_argument("--atol", type=float, default=None, help="largest map difference the check accepts")
     parser.add_argument("--no-verify", action="store_true", help="skip the check against PyTorch")
     parser.add_argument(
@@ -86,9 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     label = Path(name).resolve().name if Path(name).exists() else name.rsplit("/", 1)[-1]
     output = args.output or Path(f"inspyrenet-{label}-{size[0]}x{size[1]}.onnx")
     try:
-        export_onnx(
-            model, output, size, verify=not args.no_verify, atol=args.atol or DEFAULT_ATOL, exporter=args.exporter
-        )
+        if args.precision == "int8":
+            _export_int8(model, output, size, args)
+        else:
+            export_onnx(
+                model, output, size, verify=not args.no_verify, atol=args.atol or DEFAULT_ATOL, exporter=args.exporter
+            )
     except OnnxVerificationError as exc:
         print(f"inspyrenet-lite export: {exc}", file=sys.stderr)
         return 1
@@ -103,5 +112,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"inspyrenet-lite export: the export failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     checked = "not verified" if args.no_verify else "verified against PyTorch"
+    if args.precision == "int8":
+        checked = "linear layers in int8, checked against PyTorch's float32 maps"
     print(f"wrote {output} (input 'image' float32 [batch, 3, {size[0]}, {size[1]}], output 'map'; {checked})")
     return 0
+
+
+def _export_int8(model, output: Path, size: tuple[int, int], args: argparse.Namespace) -> None:
+    """The float32 graph into a private temporary folder beside ``output``, then its int8 version to ``output``."""
+    import tempfile
+
+    from inspyrenet_lite.backends.onnx_export import DEFAULT_ATOL, export_onnx
+    from inspyrenet_lite.backends.onnx_quantize import quantize_int8
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".inspyrenet-export-", dir=output.parent) as folder:
+        fp32 = export_onnx(
+            model, Path(folder) / "fp32.onnx", size, verify=not args.no_verify, atol=args.atol or DEFAULT_ATOL,
+            exporter=args.exporter,
+        )
+        quantize_int8(fp32, output, model, size)
