@@ -132,3 +132,20 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tiny")
     InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN).eval().save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def swin_graph_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ONNX graph cache holding the reduced Swin parity model's (swin_small_lr) float32 graph at 384x384,
+    exported and verified by the backend's first use; shared by test_onnx.py and test_onnx_quantize.py."""
+    import torch
+
+    from inspyrenet_lite.backends.ort import OrtBackend
+    from parity_cases import build_case_model, case_io, manifest, parity_dir
+
+    cache = tmp_path_factory.mktemp("onnx-cache")
+    weights = parity_dir() / manifest()["cases"]["swin_small_lr"]["weights"]
+    backend = OrtBackend(build_case_model("swin_small_lr"), weights, cache_dir=cache)
+    with torch.inference_mode():
+        backend.predict(case_io("swin_small_lr")["input.square"])
+    return cache

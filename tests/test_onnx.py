@@ -62,14 +62,10 @@ def swin_case():
 
 
 @pytest.fixture(scope="module")
-def swin_cache(swin_case, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache folder holding the reduced Swin model's graph, exported (and verified) by the backend's first use."""
-    model, io = swin_case
-    cache = tmp_path_factory.mktemp("onnx-cache")
-    backend = OrtBackend(model, _weights("swin_small_lr"), cache_dir=cache)
-    with torch.inference_mode():
-        backend.predict(io["input.square"])
-    return cache
+def swin_cache(swin_graph_cache: Path) -> Path:
+    """A cache folder holding the reduced Swin model's graph, exported (and verified) by the backend's first use
+    (conftest.py; test_onnx_quantize.py makes its int8 graphs from the same float32 graph)."""
+    return swin_graph_cache
 
 
 def _weights(case: str) -> Path:
