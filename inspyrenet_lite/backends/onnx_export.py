@@ -96,6 +96,19 @@ def run_session(session, x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+def probe_maps(
+    path: str | os.PathLike, model: nn.Module, size: tuple[int, int], batch: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The graph's maps and ``model``'s float32 maps of the same seeded probe images."""
+    x = probe_input(size, batch=batch)
+    session = load_session(path)
+    got = run_session(session, x)
+    del session  # its memory back before PyTorch's forward
+    with torch.inference_mode():
+        expected = model.predict(x).float()
+    return got, expected
+
+
 def verify_onnx(
     path: str | os.PathLike,
     model: nn.Module,
@@ -108,13 +121,7 @@ def verify_onnx(
     Returns the largest absolute difference between the maps; raises
     :class:`OnnxVerificationError` when it exceeds ``atol`` (or is not finite).
     """
-    size = tuple(size or model.base_size)
-    x = probe_input(size, batch=batch)
-    session = load_session(path)
-    got = run_session(session, x)
-    del session
-    with torch.inference_mode():
-        expected = model.predict(x).float()
+    got, expected = probe_maps(path, model, tuple(size or model.base_size), batch)
     if got.shape != expected.shape:
         raise OnnxVerificationError(f"the ONNX graph returned shape {tuple(got.shape)}, PyTorch {tuple(expected.shape)}")
     diff = float((got - expected).abs().max())
