@@ -77,6 +77,20 @@ def _cache_problem() -> str | None:
     return cache_dir_problem(default_cache_dir())
 
 
+def _onnxruntime_unavailable(device: torch.device, checkpoint_path: Path | None, precision: str = "fp32") -> str | None:
+    """Why ONNX Runtime cannot run this model here in ``precision``, or None when it can.
+
+    int8 asks about fp32: its graph is quantised from the float32 one.
+    """
+    if device.type != "cpu":
+        return f"the ONNX Runtime backend runs on the CPU, not on {device.type}"
+    if precision != "fp32":
+        return f"the ONNX Runtime backend runs in fp32, not {precision}"
+    if checkpoint_path is None:
+        return "the model has no checkpoint file to key the ONNX graph cache on"
+    return onnxruntime_missing() or _cache_problem()
+
+
 def create_backend(
     name: str,
     model: torch.nn.Module,
@@ -108,15 +122,7 @@ def create_backend(
         return CompiledTorchBackend(model)
     if name == "torch":
         return TorchBackend(model)
-    reason = None
-    if device.type != "cpu":
-        reason = f"the ONNX Runtime backend runs on the CPU, not on {device.type}"
-    elif precision != "fp32":
-        reason = f"the ONNX Runtime backend runs in fp32, not {precision}"
-    elif checkpoint_path is None:
-        reason = "the model has no checkpoint file to key the ONNX graph cache on"
-    else:
-        reason = onnxruntime_missing() or _cache_problem()
+    reason = _onnxruntime_unavailable(device, checkpoint_path, precision)
     if reason is None and name == "auto":
         from .matmul_speed import onnxruntime_speedup
 
@@ -155,13 +161,7 @@ def _int8_backend(
             f"precision='int8' runs in ONNX Runtime, not with {what}: use backend='onnxruntime' or 'auto' "
             f"(--backend onnxruntime on the command line; pip install 'inspyrenet-lite[onnx]'), or {fix}"
         )
-    reason = None
-    if device.type != "cpu":
-        reason = f"it runs on the CPU, not on {device.type}"
-    elif checkpoint_path is None:
-        reason = "the model has no checkpoint file to key the ONNX graph cache on"
-    else:
-        reason = onnxruntime_missing() or _cache_problem()
+    reason = _onnxruntime_unavailable(device, checkpoint_path)
     if reason is not None:
         raise ValueError(f"precision='int8' is not available: {reason}; {fix}")
     from .ort import OrtBackend
