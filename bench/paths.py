@@ -11,7 +11,11 @@ checkpoint and photo:
 - ``fp32``, ``bf16`` (autocast): inspyrenet-lite's PyTorch path;
 - ``fp32+compile``, ``bf16+compile``: the same through ``torch.compile``
   (``Remover(compile=True)``), with the first call's cost (the compilation;
-  round 1 starts from an empty inductor cache, later rounds find it filled);
+  round 1 starts from an empty inductor cache, later rounds find it filled;
+  each compiled path has a cache of its own);
+- ``fp32+compile-frozen``, ``bf16+compile-frozen``: the same with inductor's
+  ``freezing`` (weights folded into the graph as constants), the alternative
+  to the library's compile options;
 - ``ort``: the ONNX Runtime backend (float32; its export is paid once, before round 1);
 - ``ort+int8``: the same graph with its linear layers in int8 (``precision="int8"``).
 
@@ -47,7 +51,8 @@ from machine import describe  # noqa: E402
 
 REPO = HERE.parent
 SHARED_IMAGES = REPO.parent / "shared" / "images"
-PATHS = ("tb", "fp32", "fp32+compile", "bf16", "bf16+compile", "ort", "ort+int8")
+PATHS = ("tb", "fp32", "fp32+compile", "fp32+compile-frozen", "bf16", "bf16+compile", "bf16+compile-frozen",
+         "ort", "ort+int8")
 TRAINED_SIZE = 64
 
 
@@ -56,7 +61,11 @@ def _lite(path: str, ckpt: str, mode: str, device: str):
     from inspyrenet_lite import Remover
 
     precision = "bf16" if path.startswith("bf16") else "int8" if path.endswith("+int8") else "fp32"
-    kwargs: dict[str, Any] = {"device": device, "precision": precision, "compile": path.endswith("+compile")}
+    if path.endswith("+compile-frozen"):
+        from inspyrenet_lite.backends import compiled
+
+        compiled.COMPILE_OPTIONS = {**compiled.COMPILE_OPTIONS, "freezing": True}
+    kwargs: dict[str, Any] = {"device": device, "precision": precision, "compile": "+compile" in path}
     if path.startswith("ort"):
         kwargs["backend"] = "onnxruntime"
     if Path(ckpt).is_dir():  # the trained small model, saved with save_pretrained
@@ -241,6 +250,14 @@ def _spawn(spec: dict[str, Any], env: dict[str, str], log_path: Path) -> dict[st
         out.unlink(missing_ok=True)
 
 
+def _path_env(env: dict[str, str], path: str) -> dict[str, str]:
+    """A compiled path gets an inductor cache of its own: paths share generated kernels, and a cache
+    filled by another path would make this one's first call look cheaper than a user's."""
+    if "+compile" not in path:
+        return env
+    return dict(env, TORCHINDUCTOR_CACHE_DIR=str(Path(env["TORCHINDUCTOR_CACHE_DIR"]) / path.replace("+", "_")))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
@@ -275,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                     "images": images if round_ == 0 else images[:1], "repeats": args.repeats,
                     "maps": str(maps[path]) if round_ == 0 else None}
             try:
-                result = _spawn(spec, env, log_path)
+                result = _spawn(spec, _path_env(env, path), log_path)
             except RuntimeError as exc:
                 results["errors"][path] = str(exc)
                 continue
@@ -292,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in [p for p in args.path_list if p not in ("tb", "ort")]:  # ort: fp32 to 1e-4
                 trained_maps[path] = args.out / f"paths_trained_{path.replace('+', '_')}.npz"
                 _spawn({"path": path, "ckpt": str(folder), "mode": args.mode, "device": "cpu", "threads": args.threads,
-                        "images": [str(v) for v in val], "repeats": 0, "maps": str(trained_maps[path])}, env, log_path)
+                        "images": [str(v) for v in val], "repeats": 0, "maps": str(trained_maps[path])},
+                       _path_env(env, path), log_path)
             results["agreement"]["trained"] = {p: agreement(trained_maps["fp32"], m) for p, m in trained_maps.items()
                                                if p != "fp32"}
     results["load_end"] = os.getloadavg()[0]
