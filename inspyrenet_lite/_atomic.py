@@ -26,6 +26,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -130,6 +131,27 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         _replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_link(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Make ``path`` hold ``source``'s content atomically: a hard link where the file system has them
+    (no second write of a file that can be gigabytes), else a copy.
+
+    Only for sources that are replaced by rename (as :func:`atomic_write` does) and never rewritten in
+    place: a later write of ``source`` then makes a new file and leaves ``path`` as it was."""
+    source, path = Path(source), Path(path)
+    _refuse_folder(path)
+    tmp = path.parent / f".inspyrenet-{os.getpid()}-{machine_tag()}-{secrets.token_hex(4)}.part"
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links here (FAT, some network shares), or across devices
+        return atomic_write(path, lambda t: shutil.copyfile(source, t))
+    try:
+        _replace(str(tmp), path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

@@ -88,6 +88,35 @@ def test_checkpoints_leave_no_temporary_files_and_the_log_has_every_epoch(small_
     assert all(r["lr"] > 0 and r["loss"] > 0 for r in records if "loss" in r)
 
 
+@pytest.mark.parametrize("links", [True, False])
+def test_each_epoch_keeps_its_own_checkpoint_while_last_moves_on(small_data, tmp_path, monkeypatch, links):
+    """epochNNN.pt is the state last.pt had at that epoch's end (a hard link, or a copy where the file
+    system has none), and later writes of last.pt leave it as it was: each resumes where it says."""
+    import os
+    import stat
+
+    from inspyrenet_lite.training import checkpoints
+
+    if not links:
+        def no_links(*args, **kwargs):
+            raise OSError("hard links are not supported here")
+
+        monkeypatch.setattr(os, "link", no_links)
+    _trainer(small_data, tmp_path, checkpoint_every=0).fit()
+    folder = tmp_path / "checkpoints"
+    first, second, last = (checkpoints.load_state(folder / n) for n in ("epoch001.pt", "epoch002.pt", "last.pt"))
+    assert (first["epoch"], first["step"]) == (1, 4) and (second["epoch"], second["step"]) == (2, 8)
+    assert (folder / "epoch002.pt").read_bytes() == (folder / "last.pt").read_bytes()
+    assert (folder / "epoch002.pt").samefile(folder / "last.pt") == links
+    assert not (folder / "epoch001.pt").samefile(folder / "last.pt")
+    key = "attention0.conv_out4.conv.weight"
+    assert not torch.equal(first["model"][key], last["model"][key])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask for p in folder.iterdir())
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch001.pt", "epoch002.pt", "last.pt"]  # no temporaries
+
+
 def test_schedule_is_poly_with_warm_up_from_a_tenth():
     base, max_it, warmup = 1e-4, 1000, 100
     assert lr_at(0, base, max_it, warmup) == pytest.approx(1e-5)

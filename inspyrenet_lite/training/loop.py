@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from .._atomic import atomic_link
 from ..modeling.inspyrenet import InSPyReNet
 from .checkpoints import load_state, rng_state, save_state, set_rng_state
 from .losses import distillation_loss, pyramid_loss
@@ -460,7 +461,8 @@ class Trainer:
             else:
                 bad_epochs += 1
             checkpoint("last.pt", epoch + 1, 0)
-            checkpoint(f"epoch{epoch + 1:03d}.pt", epoch + 1, 0)
+            if self.rank == 0:  # the same state: linked, not written twice (a gigabyte for SwinB)
+                atomic_link(ckpt_dir / "last.pt", ckpt_dir / f"epoch{epoch + 1:03d}.pt")
             if cfg.patience and bad_epochs >= cfg.patience:
                 logger.info("no improvement of %s for %d epochs: stopping early", cfg.metric, bad_epochs)
                 result = TrainResult(step, epoch + 1, best, history, stopped_early=True)
