@@ -143,16 +143,23 @@ def atomic_link(source: str | os.PathLike[str], path: str | os.PathLike[str]) ->
     place: a later write of ``source`` then makes a new file and leaves ``path`` as it was."""
     source, path = Path(source), Path(path)
     _refuse_folder(path)
+    if path.exists() and path.samefile(source):
+        return path  # linked already (a rename onto it would do nothing and leave the temporary)
     tmp = path.parent / f".inspyrenet-{os.getpid()}-{machine_tag()}-{secrets.token_hex(4)}.part"
-    try:
-        os.link(source, tmp)
-    except OSError:  # no hard links here (FAT, some network shares), or across devices
+    with deferred_interrupts():  # a stop cannot fall between making the link and naming it
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links here (FAT, some network shares)
+            linked = False
+        else:
+            linked = True
+            try:
+                _replace(str(tmp), path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+    if not linked:
         return atomic_write(path, lambda t: shutil.copyfile(source, t))
-    try:
-        _replace(str(tmp), path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -87,10 +87,10 @@ class Remover:
             on AMD CPUs) or ``"auto"`` (onnxruntime when it applies, is
             installed and its matrix products measure at least 1.5x
             PyTorch's here). See :mod:`inspyrenet_lite.backends`.
-        compile: compile the network with ``torch.compile`` (inductor, weights
-            frozen): the first image of each network size waits for the
-            compiler (minutes on a small CPU; inductor's disk cache makes the
-            next process quicker), later ones run faster where compiling pays
+        compile: compile the network with ``torch.compile`` (inductor): the
+            first image of each network size waits for the compiler (minutes
+            on a small CPU; inductor's disk cache makes a later process's
+            compile take under a minute), later ones run faster where compiling pays
             (see README, "Which precision, backend and compile"). A failed
             compilation is logged once and the model runs uncompiled.
 

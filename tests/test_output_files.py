@@ -71,6 +71,21 @@ def test_a_folder_in_place_of_the_destination_is_refused_before_writing(tmp_path
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["keep.txt", "photo.png"]  # no temporary left
 
 
+def test_atomic_link_replaces_the_destination_and_leaves_no_temporary(tmp_path: Path):
+    source, dest = tmp_path / "last.pt", tmp_path / "epoch001.pt"
+    source.write_bytes(b"state of epoch 1")
+    dest.write_bytes(b"an older file of that name")
+    for _ in range(2):  # the second call finds the link made already
+        _atomic.atomic_link(source, dest)
+        assert dest.samefile(source) and dest.read_bytes() == b"state of epoch 1"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch001.pt", "last.pt"]
+    _atomic.atomic_write(source, lambda tmp: Path(tmp).write_bytes(b"state of epoch 2"))  # a new file, renamed
+    assert dest.read_bytes() == b"state of epoch 1"
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError):
+        _atomic.atomic_link(source, tmp_path / "folder")
+
+
 def test_the_cli_says_in_one_line_that_an_output_name_is_a_folder(tmp_path: Path, stand_in, capsys):
     src, out = tmp_path / "src", tmp_path / "out"
     _photo(src / "a.png")

@@ -11,7 +11,7 @@
   later process compile much faster;
 - the weights stay inputs of the graph (inductor's ``freezing`` is off): its
   FX graph cache then serves a later process whole (fast mode on 2 CPU
-  threads: about 40 s instead of 125-130 s with frozen weights), and both
+  threads: about 40 s instead of 125-132 s with frozen weights), and both
   float32 and bf16 ran faster than frozen (``bench/paths.py``'s
   ``*+compile-frozen`` paths; README, "Which precision"); weights changed in
   place are seen by the graph;
