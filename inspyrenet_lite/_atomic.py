@@ -76,10 +76,15 @@ def _replace(tmp: str, path: Path) -> None:
         raise
 
 
+def _temporary_name(folder: Path) -> str:
+    """A fresh temporary's path in ``folder``, in the form :data:`_TEMPORARY` recognises."""
+    return os.path.join(folder, f".inspyrenet-{os.getpid()}-{machine_tag()}-{secrets.token_hex(4)}.part")
+
+
 def _create_temporary(folder: Path) -> tuple[int, str]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        name = os.path.join(folder, f".inspyrenet-{os.getpid()}-{machine_tag()}-{secrets.token_hex(4)}.part")
+        name = _temporary_name(folder)
         try:
             return os.open(name, flags, 0o666), name
         except FileExistsError:
@@ -145,7 +150,7 @@ def atomic_link(source: str | os.PathLike[str], path: str | os.PathLike[str]) ->
     _refuse_folder(path)
     if path.exists() and path.samefile(source):
         return path  # linked already (a rename onto it would do nothing and leave the temporary)
-    tmp = path.parent / f".inspyrenet-{os.getpid()}-{machine_tag()}-{secrets.token_hex(4)}.part"
+    tmp = Path(_temporary_name(path.parent))
     with deferred_interrupts():  # a stop cannot fall between making the link and naming it
         try:
             os.link(source, tmp)
