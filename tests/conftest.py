@@ -11,6 +11,7 @@ building and loading 91 M parameters costs seconds, so do it once.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,32 @@ from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``-n N``), share the cores among the workers: N workers each running torch
+    on every core would fight over them. Subprocesses that tests start inherit the same share."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        torch.set_num_threads(threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+@pytest.fixture
+def two_threads():
+    """Two torch threads for this test, whatever share of the cores its worker has: the few
+    tolerances that were measured at two threads (CI's count) and that one thread exceeds."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
