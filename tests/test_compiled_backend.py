@@ -56,6 +56,55 @@ def test_a_failing_compiler_logs_once_and_the_maps_are_the_eager_ones(monkeypatc
     np.testing.assert_array_equal(second[0], eager[1])
 
 
+def _recording_compile(calls: list[tuple[int, ...]]):
+    """A stand-in for torch.compile that runs the function as it is and records each call's batch shape."""
+
+    def fake_compile(fn, **kwargs):
+        def compiled(x, x_lr=None, hr_blend=0.0):
+            calls.append(tuple(x.shape))
+            return fn(x, x_lr, hr_blend)
+
+        return compiled
+
+    return fake_compile
+
+
+def test_a_last_partial_batch_runs_in_the_compiled_graph_padded_and_keeps_its_maps(monkeypatch):
+    """A job of 5 photos in batches of 2 ends with a batch of 1: it runs in the batch-of-2 graph (no second
+    compile, which takes minutes) and each map is that photo's own."""
+    model = tiny_model(seed=4)
+    photos = [_photo(seed, (72, 56)) for seed in range(5)]
+    plain = Predictor(model, device="cpu")
+    alone = [plain.predict_maps([photo])[0] for photo in photos]
+    calls: list[tuple[int, ...]] = []
+    monkeypatch.setattr(torch, "compile", _recording_compile(calls))
+    predictor = Predictor(model, device="cpu", compile=True)
+    maps = predictor.predict_maps(photos, batch_size=2)
+    assert [shape[0] for shape in calls] == [2, 2, 2]
+    for got, want in zip(maps, alone, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)  # batched rounding, as tests/test_network.py
+
+
+def test_past_torchs_recompile_limit_new_shapes_run_eagerly_with_one_log_line(monkeypatch, caplog):
+    model = tiny_model(seed=5)
+    calls: list[tuple[int, ...]] = []
+    monkeypatch.setattr(torch, "compile", _recording_compile(calls))
+    backend = CompiledTorchBackend(model)
+    inputs = [torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(side)) for side in (64, 96, 128, 160)]
+    with caplog.at_level(logging.WARNING, logger="inspyrenet_lite"), torch.inference_mode():
+        with torch._dynamo.config.patch(recompile_limit=2):  # monkeypatch would delete the option on undo
+            maps = [backend.predict(x) for x in inputs]
+            again = backend.predict(inputs[0])
+    assert [shape[2] for shape in calls] == [64, 96, 64]  # the third and fourth sizes never reach the compiler
+    limit = [r for r in caplog.records if "recompile_limit" in r.getMessage()]
+    assert len(limit) == 1 and "run without compilation" in limit[0].getMessage()
+    assert backend.failed is None
+    with torch.inference_mode():
+        for x, got in zip(inputs, maps, strict=True):
+            torch.testing.assert_close(got, model.predict(x), atol=0, rtol=0)
+        torch.testing.assert_close(again, maps[0], atol=0, rtol=0)
+
+
 def test_compile_is_a_flag_and_does_not_apply_to_onnxruntime(tiny_folder):
     with pytest.raises(ValueError, match="compile must be True or False"):
         Predictor(tiny_model(), device="cpu", compile="yes")
