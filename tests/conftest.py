@@ -38,14 +38,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def two_threads():
     """Two torch threads for this test, whatever share of the cores its worker has: the few
     tolerances that were measured at two threads (CI's count) and that one thread exceeds."""
-    import torch
+    from training_helpers import torch_threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

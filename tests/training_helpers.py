@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -74,18 +76,18 @@ def write_pairs(folder: Path, n: int, photos, size: int, seed: int, **kwargs) ->
     return folder
 
 
-def one_thread():
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """``count`` torch intra-op threads inside the block, the caller's count after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def one_thread() -> contextlib.AbstractContextManager[None]:
     """Context for CPU training tests: one intra-op thread (the 2-core CI shares its cores with
     pytest's own work; more threads only add contention for these small tensors)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def ctx():
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-
-    return ctx()
+    return torch_threads(1)
