@@ -13,7 +13,8 @@ Order (first that works wins):
 
 Which sources a model has is in :mod:`inspyrenet_lite.registry`. Every
 downloaded or cached file is checked against the published md5; one that does
-not match is deleted, never returned. Where no checksum is published, the
+not match is never returned: a download is deleted, a file found in our cache
+(where users are told to put theirs) is renamed to ``<name>.refused``. Where no checksum is published, the
 first file obtained must have the model's key layout and shapes; its sha256 is
 then recorded (``sha256.json`` in the cache, logged) and any later file that
 differs is refused. With ``HF_HUB_OFFLINE=1`` only steps 1 and 2 are tried.
@@ -257,7 +258,7 @@ def _from_own_cache(info: ModelEntry, attempts: list[tuple[str, str]]) -> Path |
     if not path.is_file():
         attempts.append((source, f"no cached {info.filename}"))
         return None
-    return _accept_or_discard(path, info, source, attempts)
+    return _accept_or_discard(path, info, source, attempts, keep=True)
 
 
 def _from_hub(info: ModelEntry, attempts: list[tuple[str, str]]) -> Path | None:
@@ -321,14 +322,37 @@ def _from_drive(info: ModelEntry, attempts: list[tuple[str, str]]) -> Path | Non
     return _accept_or_discard(dest, info, source, attempts)
 
 
-def _accept_or_discard(path: Path, info: ModelEntry, source: str, attempts: list[tuple[str, str]]) -> Path | None:
-    """Return ``path`` if it verifies; otherwise delete it and record why."""
+def _accept_or_discard(
+    path: Path, info: ModelEntry, source: str, attempts: list[tuple[str, str]], *, keep: bool = False
+) -> Path | None:
+    """Return ``path`` if it verifies; otherwise record why and delete it (a download of ours) or,
+    with ``keep`` (a file in our cache, where the error message asks users to put theirs), rename it
+    aside: it may be the user's only copy of some other checkpoint."""
     reason = _check(path, info)
     if reason is None:
         return path
-    removed = _remove_file_and_link_targets(path)
     logger.warning("Refused %s from %s: %s", path, source, reason)
-    attempts.append((source, f"{reason}; {'deleted' if removed else 'could not delete it, delete by hand:'} {path}"))
+    if keep:
+        aside = _set_aside(path)
+        done = f"moved to {aside} (delete it if it is not yours)" if aside else f"could not move it aside: {path}"
+    else:
+        done = f"deleted {path}" if _remove_file_and_link_targets(path) else f"could not delete it, delete by hand: {path}"
+    attempts.append((source, f"{reason}; {done}"))
+    return None
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Rename ``path`` to a free ``<name>.refused[-N]`` beside it; None if that fails."""
+    for n in range(1, 100):
+        aside = path.with_name(f"{path.name}.refused" + (f"-{n}" if n > 1 else ""))
+        if aside.exists():
+            continue
+        try:
+            os.rename(path, aside)  # same folder: no copy, and an existing name was skipped above
+        except OSError as exc:
+            logger.warning("Could not move %s aside: %s", path, exc)
+            return None
+        return aside
     return None
 
 

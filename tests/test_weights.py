@@ -96,6 +96,28 @@ def test_cached_file_changed_after_verification_is_checked_again_and_refused(hub
     assert not path.exists() and not Path(os.path.realpath(path)).exists()
 
 
+def test_a_file_put_in_our_cache_that_fails_the_md5_is_kept_aside_not_deleted(hub, env, tmp_path):
+    """The unavailable-weights message tells users to put the file in our cache: a wrong one there (another
+    checkpoint, say their only copy) is refused and renamed aside, never deleted; a later run downloads."""
+    placed = tmp_path / "own" / FAST
+    placed.parent.mkdir(parents=True)
+    mine = b"someone's only copy of another checkpoint"
+    placed.write_bytes(mine)
+    result = resolve(offline(env))
+    assert result["error"] == "WeightsUnavailableError"
+    aside = placed.with_name(FAST + ".refused")
+    assert "md5" in result["message"] and str(aside) in result["message"]
+    assert aside.read_bytes() == mine and not placed.exists()
+
+    hub.serve(FAST, GOOD, hub=404, release="ok")
+    placed.write_bytes(mine + b" (a second one)")
+    result = resolve(env)
+    assert result.get("path") == str(placed), result
+    assert placed.read_bytes() == GOOD
+    assert aside.read_bytes() == mine
+    assert placed.with_name(FAST + ".refused-2").read_bytes() == mine + b" (a second one)"
+
+
 def test_corrupt_hub_file_is_refused_not_kept_and_release_url_used(hub, env, tmp_path):
     hub.serve(FAST, GOOD, hub="corrupt", release="ok")
 
