@@ -2,8 +2,10 @@
 
 Every file becomes a uint8 HxW array:
 
-* 8-bit grey stays as it is; colour files give their luma (an alpha channel
-  is ignored);
+* 8-bit grey stays as it is; colour files give their luma;
+* a file with an alpha channel that is not fully opaque (a cut-out, this
+  library's default output) gives its alpha: the map it carries; a fully
+  opaque one gives its luma as above;
 * 16-bit data (``I;16*``, 16-bit PNG/TIFF) and mode ``I`` are *scaled* to
   0..255, not clipped (32896 -> 128), by the rule :mod:`inspyrenet_lite.image_io`
   applies to images;
@@ -23,6 +25,7 @@ from PIL import Image
 __all__ = ["Mask", "read_grey", "read_mask"]
 
 _INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "RGBa", "La", "PA")
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,11 @@ def _open(path: str | os.PathLike) -> Image.Image:
 
 
 def _to_uint8(img: Image.Image, path: str | os.PathLike) -> np.ndarray:
-    """uint8 grey, 16-bit and float data scaled (as images are), everything else through Pillow's ``L``."""
+    """uint8 grey, 16-bit and float data scaled (as images are), a cut-out's alpha, else Pillow's ``L``."""
+    if img.mode in _ALPHA_MODES:
+        alpha = np.asarray(img.getchannel("A"), dtype=np.uint8)
+        if alpha.size and int(alpha.min()) < 255:
+            return alpha.copy()
     if img.mode in _INTEGER_MODES or img.mode == "F":
         from inspyrenet_lite.image_io import _to_rgb
 
@@ -58,7 +65,7 @@ def _only_zero_one(values: np.ndarray) -> bool:
 
 
 def read_grey(path: str | os.PathLike) -> np.ndarray:
-    """A map or mask file as a uint8 HxW array (16-bit scaled, colour as luma), without the 0/1 rule.
+    """A map or mask file as a uint8 HxW array (16-bit scaled, a cut-out's alpha, colour as luma), without the 0/1 rule.
 
     Raises :class:`~inspyrenet_lite.image_io.ImageLoadError` naming the file.
     """

@@ -253,3 +253,22 @@ def test_eval_cli_says_on_stderr_that_pred_and_gt_are_the_same_folder(folders):
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if "same folder" in line]
     assert len(lines) == 1, proc.stderr
+
+
+def test_cutouts_are_scored_by_their_alpha_and_opaque_colour_maps_by_their_luma(tmp_path):
+    """The library's default output is an RGBA cut-out: eval scores the map it carries (its alpha), not the
+    photo's brightness; an RGBA file that is fully opaque is a map like any other (its luma)."""
+    from inspyrenet_lite.evaluate import evaluate_folder
+
+    gt = _ellipse(48, 64, 20, 30, 12, 20)
+    soft = np.clip(gt * 0.8 + np.tile(np.linspace(0, 40, 64), (48, 1)), 0, 255).astype(np.uint8)
+    photo = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    cutout = np.dstack([photo, soft])
+    result = evaluate_folder(*_one_pair(tmp_path, cutout, gt, "cutout"), with_mba=False)
+    ref = _pysod([(soft, gt)])
+    for key, value in ref.items():
+        assert result.scores[key] == pytest.approx(value, abs=1e-6), key
+
+    opaque = np.dstack([np.repeat(soft[..., None], 3, axis=2), np.full((48, 64), 255, np.uint8)])
+    result = evaluate_folder(*_one_pair(tmp_path, opaque, gt, "opaque"), with_mba=False)
+    assert result.scores["S"] == pytest.approx(ref["S"], abs=1e-6)
