@@ -90,6 +90,7 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "threshold": _optional(_unit),
     "hr_blend": _unit,
     "reverse": _flag,
+    "stability": _flag,
     "skip_existing": _flag,
     "retry_failed": _flag,
     "batch_size": lambda name, value: _integer(name, value, 1),
@@ -130,7 +131,7 @@ def check_options(**options: Any) -> dict[str, Any]:
     """Check each option given by name; return them normalised, in the same order.
 
     Known names: threshold (``None`` or [0, 1]), hr_blend ([0, 1]), reverse
-    (bool), batch_size (int >= 1), max_pixels (``None`` or int >= 1),
+    and stability (bool), batch_size (int >= 1), max_pixels (``None`` or int >= 1),
     hr_short_side / hr_long_side (int >= 32), hr_max_pixels (int >= 1024),
     precision, resize, errors (one of their choices); for video: crf
     (``None`` or int in 0..63), crf_mp4 (the same, 0..51: H.264), max_frames

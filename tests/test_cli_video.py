@@ -146,6 +146,7 @@ def test_overwrite_replaces_a_frames_folder_of_ours(tmp_path, clip, grey_remover
 @pytest.mark.parametrize(("options", "message"), [
     (["--type", "white", "--crf", "52"], "--crf must be an integer in 0..51 for mp4 (H.264), got 52"),
     (["--crf", "64"], "--crf must be an integer in 0..63, got 64"),
+    (["--video-format", "mov", "--crf", "20"], "--crf sets the quality of webm and mp4 only; mov"),
 ])
 def test_crf_out_of_range_is_refused_before_work(tmp_path, clip, options, message, capsys):
     with pytest.raises(SystemExit) as exc:

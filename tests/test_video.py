@@ -490,6 +490,9 @@ def test_bad_arguments_fail_before_work(tmp_path, clips):
         (dict(batch_size=0), r"batch_size must be an integer of at least 1"),
         (dict(batch_size=2.0), r"batch_size must be an integer"),
         (dict(reverse="no"), r"reverse must be True or False"),
+        (dict(stability="off"), r"stability must be True or False"),  # a truthy string left it on
+        (dict(crf=20, format="mov"), r"crf sets the quality of webm and mp4 only; mov"),  # was ignored
+        (dict(crf=20, format="png"), r"crf sets the quality of webm and mp4 only; png"),
         (dict(max_frames=0), r"max_frames must be an integer of at least 1"),
         (dict(max_seconds=-1), r"max_seconds must be a positive number"),
         (dict(max_seconds=float("inf")), r"max_seconds must be a finite number"),

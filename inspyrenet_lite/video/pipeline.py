@@ -25,7 +25,7 @@ from inspyrenet_lite._atomic import atomic_write
 from inspyrenet_lite.checks import check_options
 from inspyrenet_lite.compositing import OutputSpec, apply_threshold_reverse, composite, parse_output_type
 
-from .formats import OUTPUT_FORMATS, is_video, same_file
+from .formats import CRF_FORMATS, OUTPUT_FORMATS, crf_not_applicable, is_video, same_file
 from .io import Frame, VideoInfo, VideoReader, atomic_folder, foreign_entries, open_writer
 from .stability import Stabilizer
 
@@ -51,7 +51,7 @@ class VideoResult:
 
     @property
     def fps(self) -> float:
-        """Frames per second, decoding to the renamed output."""
+        """Processing speed: frames per second of wall time, decoding to the renamed output (not the clip's rate)."""
         return self.frames / self.seconds if self.seconds > 0 else float("inf")
 
 
@@ -113,6 +113,8 @@ def _checked_options(fmt: str, spec: OutputSpec, **options: Any) -> dict[str, An
     (crf by ``fmt``'s codec; ``hr_blend=None`` is the Remover's own)."""
     if spec.has_alpha and fmt == "mp4":
         raise ValueError("mp4 (H.264) cannot store transparency; use webm or mov for type='rgba', or a composited type")
+    if options.get("crf") is not None and fmt not in CRF_FORMATS:
+        raise ValueError(crf_not_applicable(fmt))
     crf_rule = "crf_mp4" if fmt == "mp4" else "crf"
     options[crf_rule] = options.pop("crf")
     hr_blend = options.pop("hr_blend")
@@ -252,8 +254,10 @@ def process_video(
         crf=crf,
         max_frames=max_frames,
         max_seconds=max_seconds,
+        stability=stability,
     )
     threshold, hr_blend, reverse, batch_size = (options[k] for k in ("threshold", "hr_blend", "reverse", "batch_size"))
+    stability = options["stability"]
     _check_destination(src, dst, fmt, background)
     limits = _Limits(repr(str(src)), options["max_frames"], options["max_seconds"])
 
