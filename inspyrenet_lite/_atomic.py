@@ -37,9 +37,9 @@ from inspyrenet_lite._interrupts import deferred_interrupts
 
 logger = logging.getLogger(__name__)
 
-#: Our temporaries: ``.inspyrenet-<pid>-<machine tag>-<8 hex>.part``, and the names of earlier
-#: versions (``<pid>-<8 hex>``, ``<8 hex>``).
-_TEMPORARY = re.compile(r"\.inspyrenet-(?:(\d{1,10})-(?:([0-9a-f]{8})-)?)?[0-9a-f]{8}\.part")
+#: Our temporaries: ``.inspyrenet-<pid>-<machine tag>-<8 hex>.part`` (files) or ``.tmp`` (folders being
+#: filled, e.g. a PNG sequence), and the file names of earlier versions (``<pid>-<8 hex>``, ``<8 hex>``).
+_TEMPORARY = re.compile(r"\.inspyrenet-(?:(\d{1,10})-(?:([0-9a-f]{8})-)?)?[0-9a-f]{8}\.(part|tmp)")
 #: A temporary untouched for this long is no one's work in progress (writers append as they go).
 STALE_AFTER_S = 15 * 60
 
@@ -76,9 +76,25 @@ def _replace(tmp: str, path: Path) -> None:
         raise
 
 
-def _temporary_name(folder: Path) -> str:
-    """A fresh temporary's path in ``folder``, in the form :data:`_TEMPORARY` recognises."""
-    return os.path.join(folder, f".inspyrenet-{os.getpid()}-{machine_tag()}-{secrets.token_hex(4)}.part")
+def _temporary_name(folder: Path, suffix: str = ".part") -> str:
+    """A fresh temporary's path in ``folder``, in the form :data:`_TEMPORARY` recognises (with
+    ``suffix`` ``.tmp`` for a folder)."""
+    return os.path.join(folder, f".inspyrenet-{os.getpid()}-{machine_tag()}-{secrets.token_hex(4)}{suffix}")
+
+
+def new_temporary_folder(parent: str | os.PathLike[str], suffix: str = ".tmp") -> Path:
+    """A new hidden folder in ``parent`` with the user's normal permissions (0777 & ~umask, applied by
+    the kernel), named as our temporaries: with ``.tmp``, :func:`remove_stale_temporaries` removes it
+    once its writer is gone (``kill -9``); other suffixes (a folder holding a previous result while
+    it is being replaced) are never swept."""
+    for _ in range(100):
+        folder = Path(_temporary_name(Path(parent), suffix))
+        try:
+            os.mkdir(folder, 0o777)
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary folder in {str(parent)!r}")
 
 
 def _create_temporary(folder: Path) -> tuple[int, str]:
@@ -188,6 +204,7 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], older_than_s: float
     """Delete temporaries this module left in ``folder`` when their writer was killed.
 
     Only regular files named exactly as :func:`_create_temporary` names them
+    (and folders named as :func:`new_temporary_folder` names its ``.tmp`` ones)
     are removed, and of those only the ones whose writer is known to be gone:
     written on this machine (:func:`machine_tag`) by a process that is no
     longer alive; or, where the writer cannot be told apart (another machine,
@@ -207,8 +224,11 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], older_than_s: float
         match = _TEMPORARY.fullmatch(entry.name)
         if match is None:
             continue
+        folder = match.group(3) == "tmp"
         try:
-            if not entry.is_file(follow_symlinks=False):
+            if folder and (match.group(2) is None or not entry.is_dir(follow_symlinks=False)):
+                continue  # our temporary folders always carry pid and machine tag
+            if not folder and not entry.is_file(follow_symlinks=False):
                 continue
             pid = None if match.group(1) is None else int(match.group(1))
             if pid is not None and _pid_alive(pid):
@@ -216,7 +236,10 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], older_than_s: float
             ours = match.group(2) == machine_tag()
             if not ours and now - entry.stat(follow_symlinks=False).st_mtime < older_than_s:
                 continue
-            os.unlink(entry.path)
+            if folder:
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
         except OSError as exc:
             logger.debug("could not remove the stale temporary %s: %s", entry.path, exc)
             continue

@@ -7,6 +7,7 @@ under test); the atomic writer is tested directly.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -197,6 +198,38 @@ def test_only_our_own_stale_temporaries_are_removed(tmp_path: Path):
     assert sorted(p.name for p in removed) == sorted(n for n, kind in names.items() if kind == "stale")
     left = {p.name for p in tmp_path.iterdir()}
     assert left == {n for n, kind in names.items() if kind != "stale"} | {folder_named_so.name}
+
+
+def test_a_killed_writers_temporary_folder_is_removed_and_nothing_else(tmp_path: Path):
+    """A PNG sequence is filled in a temporary folder; after kill -9 a later run removes it (it stayed
+    forever before), never a live writer's, nor the folder that holds a previous result being replaced."""
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, here = int(gone.stdout), _atomic.machine_tag()
+    made = _atomic.new_temporary_folder(tmp_path)
+    assert _atomic._TEMPORARY.fullmatch(made.name) and made.name.startswith(f".inspyrenet-{os.getpid()}-{here}-")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(made.stat().st_mode) == 0o777 & ~umask
+    folders = {
+        f".inspyrenet-{dead}-{here}-0123abcd.tmp": "stale",  # a killed writer's frames
+        made.name: "live",  # this process's, at work
+        f".inspyrenet-{dead}-{here}-4567abcd.old": "previous",  # a previous result while it is replaced
+        ".inspyrenet-89abcdef.tmp": "earlier",  # an earlier version's name: no pid to ask about
+    }
+    for name in folders:
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "frame_000000.png").write_bytes(b"png")
+    (tmp_path / f".inspyrenet-{dead}-{here}-89abcdef.tmp").write_bytes(b"a file named as a folder")
+
+    removed = _atomic.remove_stale_temporaries(tmp_path)
+
+    assert [p.name for p in removed] == [f".inspyrenet-{dead}-{here}-0123abcd.tmp"]
+    assert {p.name for p in tmp_path.iterdir()} == {n for n, kind in folders.items() if kind != "stale"} | {
+        f".inspyrenet-{dead}-{here}-89abcdef.tmp"
+    }
 
 
 # -- --skip-existing's input-to-output mapping: cases beside tests/test_cli.py's (issue 18, item 16) --

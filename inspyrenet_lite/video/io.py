@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from inspyrenet_lite._atomic import new_temporary_folder
 from inspyrenet_lite.checks import check_options
 
 from .formats import DEFAULT_CRF, OUTPUT_FORMATS
@@ -242,14 +242,14 @@ def atomic_folder(
     the caller's last word on whether it may go). The folder's counterpart of
     :func:`inspyrenet_lite._atomic.atomic_write`."""
     path = Path(path)
-    tmp = _new_folder(path.parent, ".tmp")
+    tmp = new_temporary_folder(path.parent, ".tmp")
     try:
         write(tmp)
         old = None
         if check_old is not None and os.path.lexists(path):
             check_old(path)
         if path.exists():
-            old = _new_folder(path.parent, ".old")
+            old = new_temporary_folder(path.parent, ".old")
             os.replace(path, old / "previous")
         os.replace(tmp, path)
         if old is not None:
@@ -258,20 +258,6 @@ def atomic_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
-
-
-def _new_folder(parent: Path, suffix: str) -> Path:
-    """A new hidden folder in ``parent`` with the user's normal permissions
-    (0777 & ~umask, applied by the kernel) and a name whose length does not
-    depend on the final name's."""
-    for _ in range(100):
-        folder = parent / f".inspyrenet-{secrets.token_hex(4)}{suffix}"
-        try:
-            os.mkdir(folder, 0o777)
-            return folder
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary folder in {str(parent)!r}")
 
 
 class _AudioSink:
