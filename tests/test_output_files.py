@@ -254,6 +254,34 @@ def test_skip_existing_keeps_one_result_per_input_and_format(tmp_path: Path, sta
     assert _files(out) == ["a.png", "a.webp"]
 
 
+def test_skip_existing_redoes_an_output_made_with_other_options(tmp_path: Path, stand_in, capsys):
+    """A resume with another --type (threshold, reverse, quality...) redoes the outputs instead of keeping
+    the old kind under the same name; with the same options it skips them."""
+    import json
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    _photo(src / "a.png", (40, 30))
+    _photo(src / "b.png", (20, 10))
+    assert main([str(src), "-o", str(out), "--type", "map", "-q"]) == 0
+    capsys.readouterr()
+    assert len(stand_in.calls) == 2
+    for options, summary in (
+        (["--type", "white"], "2 done, 0 skipped"),
+        (["--type", "white"], "0 done, 2 skipped"),
+        (["--type", "white", "--threshold", "0.5"], "2 done, 0 skipped"),
+        (["--type", "white", "--threshold", "0.5"], "0 done, 2 skipped"),
+    ):
+        assert main([str(src), "-o", str(out), "--skip-existing", *options, "-q"]) == 0
+        assert summary in capsys.readouterr().err, options
+    assert len(stand_in.calls) == 6
+    # A folder written by an earlier version (no options recorded) resumes as it did then: skipped.
+    manifest = out / MANIFEST_NAME
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    manifest.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "options"}) + "\n" for r in lines))
+    assert main([str(src), "-o", str(out), "--skip-existing", "--type", "green", "-q"]) == 0
+    assert "0 done, 2 skipped" in capsys.readouterr().err
+
+
 def test_skip_existing_tells_same_named_inputs_of_different_folders_apart(tmp_path: Path, stand_in, capsys):
     src, out = tmp_path / "src", tmp_path / "out"
     _photo(src / "day" / "a.png", (40, 30))

@@ -2,7 +2,8 @@
 
 One hidden file per output folder, :data:`MANIFEST_NAME`, JSON lines: each
 line says, for one output (its path relative to the folder), which input it
-belongs to (resolved path, size, mtime in ns) and how far the work went:
+belongs to (resolved path, size, mtime in ns), the output options it was made
+with (type, threshold, reverse, hr_blend, quality) and how far the work went:
 ``started`` before any work on the input, then ``done``, ``failed`` or
 ``interrupted``. The last line for an output wins. Lines are appended and
 fsynced as work goes; a torn last line (a crash mid-write) is ignored. The
@@ -41,6 +42,7 @@ class Record:
     mtime_ns: int
     status: str
     error: str | None = None
+    options: str | None = None  # ImageOutput.fingerprint() of the run that wrote it (None: an older version's)
 
 
 class Manifest:

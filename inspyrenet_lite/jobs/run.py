@@ -13,6 +13,8 @@ caller may log or collect).
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +50,24 @@ class ImageOutput:
     reverse: bool = False
     format: str = "PNG"
     quality: int | None = None
+
+    def fingerprint(self) -> str:
+        """The options that decide a result's content, as the manifest keeps them per output: a
+        resumed run (``skip_existing``) redoes an output made with other ones instead of keeping it."""
+        spec = self.spec
+        background = getattr(spec, "background", None)
+        return json.dumps(
+            {
+                "type": getattr(spec, "kind", None),
+                "colour": getattr(spec, "colour", None),
+                "background": None if background is None else hashlib.sha256(background.tobytes()).hexdigest()[:16],
+                "threshold": self.threshold,
+                "hr_blend": self.hr_blend,
+                "reverse": self.reverse,
+                "quality": self.quality,
+            },
+            sort_keys=True,
+        )
 
 
 @dataclass
@@ -87,8 +107,9 @@ class JobRunner:
         manifest: the output folder's record (:class:`~inspyrenet_lite.jobs.manifest.Manifest`).
         output: what to make of each image and how to write it.
         batch_size: images per network pass.
-        skip_existing: resume: skip jobs whose recorded output is done and whose input is unchanged,
-            and jobs an earlier run died on (unless ``retry_failed``).
+        skip_existing: resume: skip jobs whose recorded output is done and whose input and output
+            options (:meth:`ImageOutput.fingerprint`) are unchanged, and jobs an earlier run died on
+            (unless ``retry_failed``).
         video: ``video(job)`` processes a video job (raises on failure); ``None``: videos fail.
         reporter: where failures, skips and progress go.
 
@@ -122,6 +143,7 @@ class JobRunner:
         self.reporter = reporter or LogReporter()
         self.counts = RunCounts()
         self._in_flight: list[Job] = []
+        self._options = output.fingerprint()
 
     def run(self, jobs: Sequence[Job]) -> RunCounts:
         """Process ``jobs``: videos one at a time first, then images in batches."""
@@ -152,7 +174,7 @@ class JobRunner:
 
     def _note(self, job: Job, status: str, error: str | None = None) -> None:
         assert job.output_name is not None
-        self.manifest.record(Record(job.output_name, job.key, job.size, job.mtime_ns, status, error))
+        self.manifest.record(Record(job.output_name, job.key, job.size, job.mtime_ns, status, error, self._options))
 
     def _fail(self, job: Job, error: BaseException | str) -> None:
         self.counts.failed += 1
@@ -174,6 +196,9 @@ class JobRunner:
         if not (self.skip_existing and same):
             return True
         assert record is not None and job.output is not None
+        if record.options is not None and record.options != self._options:
+            logger.info("redoing %s: its output was made with other options (%s)", job.source, record.options)
+            return True
         if record.status == "done" and job.output.exists():
             self.counts.skipped += 1
             return False
