@@ -54,13 +54,30 @@ def is_hub_or_folder(name: str) -> bool:
     return name not in MODELS and not os.path.isfile(name) and (os.path.isdir(name) or name.count("/") == 1)
 
 
-def pick_name(model: str | None, mode: str | None) -> str:
-    """The model name from ``model=`` or its alias ``mode=`` (the default if neither)."""
+def _local_path(name: str, given_as_path: bool) -> str:
+    """``name`` with ``~`` expanded; FileNotFoundError for a name that can only be a local path (``/``,
+    ``./``, ``../``, ``~``, a trailing separator, a ``pathlib.Path``) and does not exist, rather than
+    trying it as a Hub repo."""
+    looks_local = given_as_path or name.startswith(("/", "./", "../", "~", ".\\", "..\\")) or name.endswith(("/", os.sep))
+    if not looks_local:
+        return name
+    path = os.path.expanduser(name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model folder or file {name!r} does not exist; check the path")
+    return path
+
+
+def pick_name(model: str | os.PathLike[str] | None, mode: str | None) -> str:
+    """The model name from ``model=`` (a path object too) or its alias ``mode=`` (the default if neither)."""
+    given_as_path = isinstance(model, os.PathLike)
+    if given_as_path:
+        model = os.fspath(model)
     if model is not None and mode is not None and model != mode:
         raise ValueError(f"model={model!r} and mode={mode!r} disagree; mode is an alias of model, give one")
     name = model if model is not None else mode if mode is not None else DEFAULT_MODEL
     if not isinstance(name, str) or not name:
         raise ValueError(f"model must be a registry name, a Hub repo 'owner/name' or a folder, got {name!r}")
+    name = _local_path(name, given_as_path)
     missing_file = not name.startswith(HUB_PREFIX) and not os.path.exists(name)
     if name not in MODELS and missing_file and name.lower().endswith(CHECKPOINT_SUFFIXES):
         # "ckpts/model.pth" would otherwise look like a Hub repo "owner/name".
@@ -73,7 +90,7 @@ def pick_name(model: str | None, mode: str | None) -> str:
 
 
 def load(
-    name: str,
+    name: str | os.PathLike[str],
     ckpt: str | os.PathLike[str] | None = None,
     base_size: tuple[int, int] | int | None = None,
     device: torch.device | str = "cpu",
@@ -87,6 +104,8 @@ def load(
     """
     from .weights import ENV_CKPT, resolve_checkpoint
 
+    given_as_path = isinstance(name, os.PathLike)
+    name = _local_path(os.fspath(name), given_as_path)
     if is_checkpoint_file(name) or is_hub_or_folder(name):
         if ckpt is not None:
             raise ValueError(

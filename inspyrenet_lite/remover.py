@@ -100,7 +100,7 @@ class Remover:
 
     def __init__(
         self,
-        model: str | None = None,
+        model: str | os.PathLike[str] | None = None,
         device: str | torch.device | None = None,
         ckpt: str | os.PathLike | None = None,
         resize: Literal["static", "dynamic"] | None = None,

@@ -109,3 +109,22 @@ def test_bad_metadata_in_a_checkpoint_file_names_the_file_and_field(tmp_path: Pa
     with pytest.raises(ConfigError, match="base_size") as info:
         Remover(model=str(path), device="cpu")
     assert str(path) in str(info.value)
+
+
+def test_a_path_object_loads_and_a_missing_local_path_is_said_to_be_missing(tmp_path: Path, monkeypatch) -> None:
+    """A pathlib.Path is a model like its string; a name that can only be a local path and is not there says
+    so, instead of being tried as a Hub repo (whose error spoke of an unreachable Hub)."""
+    from inspyrenet_lite import model_source
+    from training_helpers import tiny_model
+
+    tiny_model().save_pretrained(tmp_path / "tiny")
+    assert model_source.load(tmp_path / "tiny").model.base_size == (64, 64)
+    assert Remover(model=tmp_path / "tiny", device="cpu").model.base_size == (64, 64)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert Remover(model="~/tiny", device="cpu").model.base_size == (64, 64)
+    monkeypatch.chdir(tmp_path)
+    for missing in ("./nope", "nope/", str(tmp_path / "nope"), "~/nope", tmp_path / "nope"):
+        with pytest.raises(FileNotFoundError, match="does not exist; check the path"):
+            Remover(model=missing, device="cpu")
+        with pytest.raises(FileNotFoundError, match="does not exist; check the path"):
+            model_source.load(missing)
