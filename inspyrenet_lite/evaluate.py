@@ -96,10 +96,12 @@ class _MaskReader:
     def __init__(self, gt_dir: str | os.PathLike) -> None:
         self.gt_dir = gt_dir
         self.zero_one = 0
+        self.eight_bit_in_16 = 0
 
     def __call__(self, path: Path) -> np.ndarray:
         mask = read_mask(path)
         self.zero_one += mask.zero_one
+        self.eight_bit_in_16 += mask.eight_bit_in_16
         return mask.pixels
 
     def report(self) -> None:
@@ -107,6 +109,12 @@ class _MaskReader:
             logger.warning(
                 "%d mask(s) in %s hold only the values 0 and 1: scored as 0 and 255 (1 is foreground)",
                 self.zero_one, self.gt_dir,
+            )
+        if self.eight_bit_in_16:
+            logger.warning(
+                "%d 16-bit mask(s) in %s hold only values 0..255: scored as those 8-bit values, not scaled "
+                "(scaled, every pixel would be background)",
+                self.eight_bit_in_16, self.gt_dir,
             )
 
 

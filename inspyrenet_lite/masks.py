@@ -11,7 +11,9 @@ Every file becomes a uint8 HxW array:
   applies to images;
 * a mask whose values are only 0 and 1 (a common export format) is read as 0
   and 255 by :func:`read_mask` (``Mask.zero_one`` says so; the callers log it
-  once per dataset). An all-zero mask stays all background.
+  once per dataset), and a 16-bit mask whose values all lie in 0..255 is read
+  as those values, not scaled to near zero (``Mask.eight_bit_in_16``, logged
+  the same way). An all-zero mask stays all background.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Mask:
 
     pixels: np.ndarray
     zero_one: bool = False
+    eight_bit_in_16: bool = False  # 16-bit storage of 0..255 values: read as they are, not scaled down
 
 
 def _open(path: str | os.PathLike) -> Image.Image:
@@ -82,4 +85,7 @@ def read_mask(path: str | os.PathLike) -> Mask:
     raw = np.asarray(img) if img.mode in _INTEGER_MODES else _to_uint8(img, path)
     if _only_zero_one(raw):
         return Mask((raw > 0).astype(np.uint8) * 255, zero_one=True)
+    if raw.dtype != np.uint8 and img.mode != "I" and raw.size and 0 <= int(raw.min()) and int(raw.max()) <= 255:
+        # 8-bit values in a 16-bit file (a common export): scaling would make every pixel background.
+        return Mask(raw.astype(np.uint8), eight_bit_in_16=True)
     return Mask(raw if raw.dtype == np.uint8 else _to_uint8(img, path))

@@ -272,3 +272,16 @@ def test_cutouts_are_scored_by_their_alpha_and_opaque_colour_maps_by_their_luma(
     opaque = np.dstack([np.repeat(soft[..., None], 3, axis=2), np.full((48, 64), 255, np.uint8)])
     result = evaluate_folder(*_one_pair(tmp_path, opaque, gt, "opaque"), with_mba=False)
     assert result.scores["S"] == pytest.approx(ref["S"], abs=1e-6)
+
+
+def test_16_bit_masks_holding_8_bit_values_are_scored_as_those_values_with_a_warning(tmp_path, caplog):
+    """A 16-bit mask of 0/255 (an export that kept 8-bit values in 16 bits) scaled would be all background."""
+    from inspyrenet_lite.evaluate import evaluate_folder
+
+    gt = _ellipse(48, 64, 20, 30, 12, 20)
+    pred = np.clip(gt * 0.7 + 40, 0, 255).astype(np.uint8)
+    with caplog.at_level("WARNING", logger="inspyrenet_lite"):
+        result = evaluate_folder(*_one_pair(tmp_path, pred, gt.astype(np.uint16), "m16_255"), with_mba=False)
+    assert any("0..255" in r.getMessage() and "16-bit" in r.getMessage() for r in caplog.records)
+    for key, value in _pysod([(pred, gt)]).items():
+        assert result.scores[key] == pytest.approx(value, abs=1e-6), key

@@ -131,6 +131,17 @@ def _report_zero_one(mask_path: Path) -> None:
         )
 
 
+#: (folder, message) pairs already logged (once per folder and process).
+_REPORTED: set[tuple[Path, str]] = set()
+
+
+def _report_once(mask_path: Path, message: str) -> None:
+    key = (mask_path.parent, message)
+    if key not in _REPORTED:
+        _REPORTED.add(key)
+        logger.warning(message, mask_path.parent, mask_path.name)
+
+
 def load_sample(sample: Sample) -> tuple[Image.Image, Image.Image]:
     """(RGB image, L mask) of a sample; a cut-out's alpha is its mask.
 
@@ -146,6 +157,11 @@ def load_sample(sample: Sample) -> tuple[Image.Image, Image.Image]:
     mask = read_mask(sample.mask)
     if mask.zero_one:
         _report_zero_one(sample.mask)
+    if mask.eight_bit_in_16:
+        _report_once(
+            sample.mask, "16-bit masks in %s (e.g. %s) hold only values 0..255: training reads them as those "
+            "8-bit values, not scaled down; save them as 8-bit to silence this",
+        )
     return image, Image.fromarray(mask.pixels)  # uint8 HxW: mode L
 
 
