@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from inspyrenet_lite.video.formats import CRF_FORMATS, OUTPUT_FORMATS, VIDEO_SUFFIXES, crf_not_applicable, is_video
+from inspyrenet_lite.video.formats import DEFAULT_CRF, OUTPUT_FORMATS, VIDEO_SUFFIXES, crf_not_applicable, is_video
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     from inspyrenet_lite.checks import check_options
 
     fmt = args.video_format or ("webm" if kind == "rgba" else "mp4")
-    if args.crf is not None and fmt not in CRF_FORMATS:
+    if args.crf is not None and fmt not in DEFAULT_CRF:
         parser.error(f"--{crf_not_applicable(fmt)}")
     try:
         check_options(**{"crf_mp4" if fmt == "mp4" else "crf": args.crf})

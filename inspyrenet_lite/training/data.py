@@ -116,26 +116,21 @@ def split_holdout(samples: list[Sample], fraction: float, seed: int = 0) -> tupl
     return order[n_val:], order[:n_val]
 
 
-#: Mask folders whose 0/1 masks were reported (once per folder and process).
-_ZERO_ONE_REPORTED: set[Path] = set()
-
-
-def _report_zero_one(mask_path: Path) -> None:
-    folder = mask_path.parent
-    if folder not in _ZERO_ONE_REPORTED:
-        _ZERO_ONE_REPORTED.add(folder)
-        logger.warning(
-            "masks in %s (e.g. %s) hold only the values 0 and 1: training reads them as 0 and 255 "
-            "(1 is foreground); save them as 0/255 to silence this",
-            folder, mask_path.name,
-        )
-
-
 #: (folder, message) pairs already logged (once per folder and process).
 _REPORTED: set[tuple[Path, str]] = set()
 
+_ZERO_ONE = (
+    "masks in %s (e.g. %s) hold only the values 0 and 1: training reads them as 0 and 255 "
+    "(1 is foreground); save them as 0/255 to silence this"
+)
+_EIGHT_BIT_IN_16 = (
+    "16-bit masks in %s (e.g. %s) hold only values 0..255: training reads them as those "
+    "8-bit values, not scaled down; save them as 8-bit to silence this"
+)
+
 
 def _report_once(mask_path: Path, message: str) -> None:
+    """Log ``message`` (formatted with the folder and the file's name) once per mask folder."""
     key = (mask_path.parent, message)
     if key not in _REPORTED:
         _REPORTED.add(key)
@@ -156,12 +151,9 @@ def load_sample(sample: Sample) -> tuple[Image.Image, Image.Image]:
         image = img.convert("RGB")
     mask = read_mask(sample.mask)
     if mask.zero_one:
-        _report_zero_one(sample.mask)
+        _report_once(sample.mask, _ZERO_ONE)
     if mask.eight_bit_in_16:
-        _report_once(
-            sample.mask, "16-bit masks in %s (e.g. %s) hold only values 0..255: training reads them as those "
-            "8-bit values, not scaled down; save them as 8-bit to silence this",
-        )
+        _report_once(sample.mask, _EIGHT_BIT_IN_16)
     return image, Image.fromarray(mask.pixels)  # uint8 HxW: mode L
 
 

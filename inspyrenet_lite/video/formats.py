@@ -10,16 +10,14 @@ from ..constants import VIDEO_SUFFIXES  # noqa: F401  (suffixes recognised as vi
 
 #: Output formats: name -> FFmpeg container (``None``: a folder of PNG files).
 OUTPUT_FORMATS: dict[str, str | None] = {"webm": "webm", "mov": "mov", "mp4": "mp4", "png": None}
-
-#: The formats whose encoder takes a CRF (VP9, H.264); ProRes and PNG frames have none.
-CRF_FORMATS = ("webm", "mp4")
+#: Default constant-rate factor per codec (lower is better quality, bigger files); the formats
+#: without one (ProRes, PNG frames) take no CRF.
+DEFAULT_CRF = {"mp4": 18, "webm": 30}
 
 
 def crf_not_applicable(fmt: str) -> str:
     """The error for a CRF given with a format that has none."""
     return f"crf sets the quality of webm and mp4 only; {fmt} (ProRes or PNG frames) has none: leave it out"
-#: Default constant-rate factor per codec (lower is better quality, bigger files).
-DEFAULT_CRF = {"mp4": 18, "webm": 30}
 
 
 def is_video(value: Any) -> bool:

@@ -25,7 +25,7 @@ from inspyrenet_lite._atomic import atomic_write
 from inspyrenet_lite.checks import check_options
 from inspyrenet_lite.compositing import OutputSpec, apply_threshold_reverse, composite, parse_output_type
 
-from .formats import CRF_FORMATS, OUTPUT_FORMATS, crf_not_applicable, is_video, same_file
+from .formats import DEFAULT_CRF, OUTPUT_FORMATS, crf_not_applicable, is_video, same_file
 from .io import Frame, VideoInfo, VideoReader, atomic_folder, foreign_entries, open_writer
 from .stability import Stabilizer
 
@@ -113,7 +113,7 @@ def _checked_options(fmt: str, spec: OutputSpec, **options: Any) -> dict[str, An
     (crf by ``fmt``'s codec; ``hr_blend=None`` is the Remover's own)."""
     if spec.has_alpha and fmt == "mp4":
         raise ValueError("mp4 (H.264) cannot store transparency; use webm or mov for type='rgba', or a composited type")
-    if options.get("crf") is not None and fmt not in CRF_FORMATS:
+    if options.get("crf") is not None and fmt not in DEFAULT_CRF:
         raise ValueError(crf_not_applicable(fmt))
     crf_rule = "crf_mp4" if fmt == "mp4" else "crf"
     options[crf_rule] = options.pop("crf")
