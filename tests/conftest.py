@@ -44,6 +44,14 @@ def two_threads():
         yield
 
 
+@pytest.fixture
+def current_umask() -> int:
+    """The process's umask: files we write must have 0o666 (folders 0o777) less these bits."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """``../shared`` beside the repository (fails, not skips, when it is missing)."""

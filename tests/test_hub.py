@@ -9,7 +9,6 @@ checked by replacing huggingface_hub's HfApi with a recorder.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -40,7 +39,9 @@ def same_outputs(a: InSPyReNet, b: InSPyReNet) -> bool:
 
 
 @pytest.mark.parametrize(("backbone", "base_size"), [("res2net50", (64, 96)), ("swinb", (64, 64))])
-def test_save_and_load_folder_round_trip(tmp_path: Path, backbone: str, base_size: tuple[int, int]) -> None:
+def test_save_and_load_folder_round_trip(
+    tmp_path: Path, backbone: str, base_size: tuple[int, int], current_umask: int
+) -> None:
     model = tiny(backbone, base_size)
     model.save_pretrained(tmp_path, config={"trained_on": "my photos"})
 
@@ -54,9 +55,7 @@ def test_save_and_load_folder_round_trip(tmp_path: Path, backbone: str, base_siz
     assert meta["backbone"] == backbone and meta["base_size"] == f"{base_size[0]}x{base_size[1]}"
     assert "InSPyReNet" in (tmp_path / "README.md").read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
-    umask = os.umask(0)
-    os.umask(umask)
-    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~current_umask
 
     loaded = InSPyReNet.from_pretrained(tmp_path)
     assert (loaded.backbone_name, loaded.base_size, loaded.depth) == (backbone, base_size, 8)

@@ -7,7 +7,6 @@ and the authors' maps in the parity fixtures.
 from __future__ import annotations
 
 import logging
-import os
 import stat
 import sys
 from pathlib import Path
@@ -294,7 +293,7 @@ def test_the_matrix_product_probe_measures_both_runtimes():
 
 @torch.inference_mode()
 def test_export_command_writes_a_verified_documented_graph_of_a_saved_model(
-    swin_case, tmp_path: Path, capsys: pytest.CaptureFixture
+    swin_case, tmp_path: Path, capsys: pytest.CaptureFixture, current_umask: int
 ):
     model, io = swin_case
     folder = tmp_path / "my-model"
@@ -303,7 +302,7 @@ def test_export_command_writes_a_verified_documented_graph_of_a_saved_model(
     out.parent.mkdir()
     assert cli_main(["export", "--format", "onnx", "--model", str(folder), "-o", str(out)]) == 0
     assert "verified against PyTorch" in capsys.readouterr().out
-    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~_umask()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~current_umask
     graph = onnx.load(str(out))
     meta = {p.key: p.value for p in graph.metadata_props}
     assert "0.485" in meta["inspyrenet_lite.input"] and "min-max" in meta["inspyrenet_lite.output"]
@@ -374,12 +373,6 @@ def test_export_command_refuses_bad_arguments_before_loading(tmp_path: Path, cap
     assert cli_main(["export", "--ckpt", str(tmp_path / "missing.pth"), "-o", str(tmp_path / "x.onnx")]) == 2
     assert "cannot load the model" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @pytest.mark.slow

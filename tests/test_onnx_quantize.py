@@ -189,8 +189,7 @@ def test_int8_says_when_a_models_defaults_keep_every_pass_in_float32(model, capl
         assert "float32" in record.getMessage() and "resize='static' and hr_blend=0" in record.getMessage()
 
 
-def test_export_command_writes_an_int8_graph_to_ship(model, tmp_path: Path, capsys):
-    import os
+def test_export_command_writes_an_int8_graph_to_ship(model, tmp_path: Path, capsys, current_umask: int):
     import stat
 
     from inspyrenet_lite.backends.onnx_export import load_session, probe_input, run_session
@@ -205,9 +204,7 @@ def test_export_command_writes_an_int8_graph_to_ship(model, tmp_path: Path, caps
     assert cli_main([*args, "-o", str(out)]) == 0
     assert "int8" in capsys.readouterr().out
     assert sorted(p.name for p in out.parent.iterdir()) == ["model-int8.onnx"]  # no float32 graph left behind
-    mask = os.umask(0)
-    os.umask(mask)
-    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~current_umask
     graph = onnx.load(str(out))
     linears = sum(isinstance(m, nn.Linear) for m in model.modules())
     assert sum(n.op_type == "MatMulInteger" for n in graph.graph.node) == linears  # quantised as the backend does

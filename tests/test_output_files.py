@@ -200,7 +200,7 @@ def test_only_our_own_stale_temporaries_are_removed(tmp_path: Path):
     assert left == {n for n, kind in names.items() if kind != "stale"} | {folder_named_so.name}
 
 
-def test_a_killed_writers_temporary_folder_is_removed_and_nothing_else(tmp_path: Path):
+def test_a_killed_writers_temporary_folder_is_removed_and_nothing_else(tmp_path: Path, current_umask: int):
     """A PNG sequence is filled in a temporary folder; after kill -9 a later run removes it (it stayed
     forever before), never a live writer's, nor the folder that holds a previous result being replaced."""
     import subprocess
@@ -210,9 +210,7 @@ def test_a_killed_writers_temporary_folder_is_removed_and_nothing_else(tmp_path:
     dead, here = int(gone.stdout), _atomic.machine_tag()
     made = _atomic.new_temporary_folder(tmp_path)
     assert _atomic._TEMPORARY.fullmatch(made.name) and made.name.startswith(f".inspyrenet-{os.getpid()}-{here}-")
-    umask = os.umask(0)
-    os.umask(umask)
-    assert stat.S_IMODE(made.stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE(made.stat().st_mode) == 0o777 & ~current_umask
     folders = {
         f".inspyrenet-{dead}-{here}-0123abcd.tmp": "stale",  # a killed writer's frames
         made.name: "live",  # this process's, at work

@@ -89,7 +89,7 @@ def test_checkpoints_leave_no_temporary_files_and_the_log_has_every_epoch(small_
 
 
 @pytest.mark.parametrize("links", [True, False])
-def test_each_epoch_keeps_its_own_checkpoint_while_last_moves_on(small_data, tmp_path, monkeypatch, links):
+def test_each_epoch_keeps_its_own_checkpoint_while_last_moves_on(small_data, tmp_path, monkeypatch, links, current_umask):
     """epochNNN.pt is the state last.pt had at that epoch's end (a hard link, or a copy where the file
     system has none), and later writes of last.pt leave it as it was: each resumes where it says."""
     import os
@@ -111,9 +111,7 @@ def test_each_epoch_keeps_its_own_checkpoint_while_last_moves_on(small_data, tmp
     assert not (folder / "epoch001.pt").samefile(folder / "last.pt")
     key = "attention0.conv_out4.conv.weight"
     assert not torch.equal(first["model"][key], last["model"][key])
-    umask = os.umask(0)
-    os.umask(umask)
-    assert all(stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask for p in folder.iterdir())
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o666 & ~current_umask for p in folder.iterdir())
     assert sorted(p.name for p in folder.iterdir()) == ["epoch001.pt", "epoch002.pt", "last.pt"]  # no temporaries
 
 
