@@ -28,8 +28,7 @@ from inspyrenet_lite.cli import remove
 from inspyrenet_lite.cli.model_args import add_model_arguments
 from inspyrenet_lite.constants import IMAGE_SUFFIXES
 from inspyrenet_lite.jobs.manifest import Manifest
-from inspyrenet_lite.jobs.plan import Job, collect_jobs, probe_folder
-from inspyrenet_lite.jobs.plan import _new_name as new_output_name
+from inspyrenet_lite.jobs.plan import Job, collect_jobs, edited_output, new_output_name, probe_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,19 +115,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     args.video_format = None  # videos are refused below; their planned names do not matter
-    planned = _plan(parser, args)
-    if isinstance(planned, int):
-        return planned
-    manifest, jobs, filesystems = planned
-    constructor = {
-        "model": args.model or args.mode, "device": args.device, "type": args.type, "threshold": args.threshold,
-        "hr_blend": args.hr_blend, "reverse": args.reverse, "format": fmt, "quality": args.quality,
-        "remover_options": {
-            "ckpt": args.ckpt, "resize": args.resize, "precision": args.precision, "max_pixels": max_pixels,
-        },
-    }
-    output = ImageOutput(spec, args.threshold, args.hr_blend, args.reverse, fmt, args.quality)
-    return _run(args, manifest, jobs, filesystems, output, constructor)
+    with remove.output_held(args.output) as status:
+        if status:
+            return status
+        planned = _plan(parser, args)
+        if isinstance(planned, int):
+            return planned
+        manifest, jobs, filesystems = planned
+        constructor = {
+            "model": args.model or args.mode, "device": args.device, "type": args.type, "threshold": args.threshold,
+            "hr_blend": args.hr_blend, "reverse": args.reverse, "format": fmt, "quality": args.quality,
+            "remover_options": {
+                "ckpt": args.ckpt, "resize": args.resize, "precision": args.precision, "max_pixels": max_pixels,
+            },
+        }
+        output = ImageOutput(spec, args.threshold, args.hr_blend, args.reverse, fmt, args.quality)
+        return _run(args, manifest, jobs, filesystems, output, constructor)
 
 
 def _plan(parser: argparse.ArgumentParser, args: argparse.Namespace):
@@ -147,7 +149,7 @@ def _plan(parser: argparse.ArgumentParser, args: argparse.Namespace):
         return 2
     jobs = collect_jobs(local, output_dir, "." + args.format, manifest, args.overwrite) if local else []
     try:
-        uri_jobs, filesystems = plan_uris(uris, output_dir, "." + args.format, manifest, args.overwrite)
+        uri_jobs, filesystems = plan_uris(uris, output_dir, "." + args.format, manifest, args.overwrite, jobs)
     except InputError as exc:  # no such bucket, no credentials, an unknown scheme...
         print(f"inspyrenet-lite: {exc}", file=sys.stderr)
         return 2
@@ -208,31 +210,44 @@ def _without_query(uri: str) -> str:
 
 
 def plan_uris(
-    uris: Sequence[str], output_dir: Path, suffix: str, manifest: Manifest, overwrite: bool
+    uris: Sequence[str], output_dir: Path, suffix: str, manifest: Manifest, overwrite: bool,
+    local_jobs: Sequence[Job] = (),
 ) -> tuple[list[Job], dict[str, Any]]:
     """Jobs for the image files under ``uris``, named as the default command names a folder's files,
     and the pyarrow file system to read each job's key with (its key is ``scheme://`` and that
-    file system's path; a file listed by two URIs is one job). :class:`InputError` if a URI cannot be listed."""
+    file system's path; a file listed by two URIs is one job). ``local_jobs``, planned already, keep
+    their names, and a ``file://`` URI of one of their files is that job, not a second one.
+    :class:`InputError` if a URI cannot be listed."""
     jobs: list[Job] = []
     filesystems: dict[str, Any] = {}
-    planned: set[str] = set()
+    planned = {manifest.key(job.output_name) for job in local_jobs if job.output_name and job.output is not None}
+    local_keys = {manifest.key(job.key) for job in local_jobs if job.key}
     for uri in uris:
         scheme = uri.split("://", 1)[0]
         filesystem, files, root = _listing(uri)
         for info in files:
             rel = posixpath.relpath(info.path, root)
             key = f"{scheme}://{info.path}"
-            if key in filesystems:
+            if key in filesystems or (scheme.lower() == "file" and _local_key(info.path, manifest) in local_keys):
                 continue
             filesystems[key] = filesystem
             job = Job(Path(rel), output_name=rel, key=key, size=info.size or 0, mtime_ns=info.mtime_ns or 0)
             name = manifest.output_for(key, suffix)
             if name is None or manifest.key(name) in planned:
-                name = new_output_name(job, output_dir, suffix, manifest, set(), planned, overwrite)
+                name = new_output_name(job, output_dir, suffix, manifest, local_keys, planned, overwrite)
             planned.add(manifest.key(name))
             job.output_name, job.output = name, output_dir / name
+            job.skip = edited_output(job, manifest, overwrite)
             jobs.append(job)
     return jobs, filesystems
+
+
+def _local_key(path: str, manifest: Manifest) -> str:
+    """A ``file://`` URI's path as the default command keys that file (resolved)."""
+    try:
+        return manifest.key(str(Path(path).resolve(strict=True)))
+    except (OSError, RuntimeError):
+        return manifest.key(path)
 
 
 def _run(args: argparse.Namespace, manifest, jobs, filesystems, output, constructor) -> int:

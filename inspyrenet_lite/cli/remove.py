@@ -7,13 +7,17 @@ lost (planning rules in :mod:`inspyrenet_lite.jobs.plan`, the output folder's
 record in :mod:`inspyrenet_lite.jobs.manifest`, the run in :mod:`inspyrenet_lite.jobs.run`;
 this module only parses, checks and reports):
 
-* no file is written over unless this tool wrote it for the same input
-  (``--overwrite`` lifts that for files that are not inputs);
+* one run at a time per output folder: a second run into the same ``-o``
+  is refused at once (exit 2) while the first holds it;
+* no file is written over unless this tool wrote it for the same input and
+  it was not changed since (``--overwrite`` lifts that for files that are
+  not inputs);
 * every output is written to a temporary name and renamed when complete, so
   an interrupted run (Ctrl-C, SIGTERM, SIGHUP) leaves no half-written file;
-* ``--skip-existing`` resumes: inputs whose recorded output is done and whose
-  file has not changed are skipped, and an input an earlier run died on is
-  reported and skipped (``--retry-failed`` tries it again);
+* ``--skip-existing`` resumes: inputs whose recorded output is done, whose
+  file has not changed and whose output was made with the same options and
+  model (weights, precision, resize) are skipped, and an input an earlier run
+  died on is reported and skipped (``--retry-failed`` tries it again);
 * a file that fails is reported and counted, the others are still processed,
   and the exit code is 1 if any failed (2 for bad arguments, no model or an
   unwritable output folder; 128 + the signal's number when stopped by one);
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -187,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--skip-existing",
         action="store_true",
-        help="resume: skip inputs done by an earlier run into -o (unchanged since), and inputs an earlier run died on",
+        help="resume: skip inputs done by an earlier run into -o (unchanged since, same options and model), "
+        "and inputs an earlier run died on",
     )
     parser.add_argument(
         "--retry-failed", action="store_true", help="with --skip-existing: retry the inputs an earlier run died on"
@@ -195,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace existing files this tool did not write when they have an output's name (inputs never are)",
+        help="replace existing files this tool did not write, or outputs edited since it wrote them, when they "
+        "have an output's name (inputs never are)",
     )
     parser.add_argument(
         "--quality",
@@ -273,20 +280,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     fmt, spec, max_pixels = _check_arguments(parser, args)
-    planned = _plan(parser, args)
-    if isinstance(planned, int):
-        return planned
-    manifest, jobs = planned
-    devices = _parallel_devices(args)
-    if isinstance(devices, int):
-        return devices
-    remover = _load_remover(args, max_pixels) if devices is None else _remover_factory(args, max_pixels)
-    if isinstance(remover, int):
-        return remover
-    status = prepare_output(args.output, manifest, jobs)
-    if status:
-        return status
-    return _run(args, remover, manifest, jobs, spec, fmt, devices)
+    with output_held(args.output) as status:
+        if status:
+            return status
+        planned = _plan(parser, args)
+        if isinstance(planned, int):
+            return planned
+        manifest, jobs = planned
+        devices = _parallel_devices(args)
+        if isinstance(devices, int):
+            return devices
+        remover = _load_remover(args, max_pixels) if devices is None else _remover_factory(args, max_pixels)
+        if isinstance(remover, int):
+            return remover
+        status = prepare_output(args.output, manifest, jobs)
+        if status:
+            return status
+        return _run(args, remover, manifest, jobs, spec, fmt, devices)
+
+
+@contextlib.contextmanager
+def output_held(output: str) -> Iterator[int]:
+    """Hold the output folder for this run (:class:`~inspyrenet_lite.jobs.lock.FolderLock`, from planning to
+    the last manifest line); yields 0, or 2 after saying why not (another run holds it, it cannot be made).
+    A folder this made is removed again if the run leaves nothing in it."""
+    from inspyrenet_lite.jobs.lock import FolderBusy, FolderLock
+
+    folder = Path(output)
+    created = not os.path.lexists(folder)
+    lock = FolderLock(folder)
+    try:
+        lock.acquire()
+    except FolderBusy as exc:
+        print(f"inspyrenet-lite: {exc}", file=sys.stderr)
+        yield 2
+        return
+    except OSError as exc:
+        print(f"inspyrenet-lite: cannot write into -o {output!r}: {exc}", file=sys.stderr)
+        yield 2
+        return
+    try:
+        yield 0
+    finally:
+        lock.release()
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: nothing was planned into it
 
 
 def prepare_output(output: str, manifest: Manifest, jobs: list[Job]) -> int:
@@ -463,7 +502,7 @@ def _run(
         bar.close()
         print(
             f"inspyrenet-lite: stopped: no more files can be written to {args.output!r} ({exc}); "
-            f"{runner.counts}; free some space and rerun with --skip-existing",
+            f"{runner.counts}; {exc.advice()} with --skip-existing",
             file=sys.stderr,
         )
         return 1
