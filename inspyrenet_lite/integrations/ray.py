@@ -27,6 +27,7 @@ before).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -180,7 +181,8 @@ class RayJobRunner:
         from inspyrenet_lite.jobs.run import JobRunner
 
         self.book = JobRunner(
-            None, manifest, output, skip_existing=skip_existing, retry_failed=retry_failed, reporter=reporter
+            None, manifest, output, skip_existing=skip_existing, retry_failed=retry_failed, reporter=reporter,
+            model=constructor_identity(constructor),
         )
         self.constructor = constructor
         self.batch_size = batch_size
@@ -231,6 +233,24 @@ class RayJobRunner:
         finally:
             book._in_flight = []
         return book.counts
+
+
+def constructor_identity(constructor: Mapping[str, Any]) -> dict[str, str | None]:
+    """The model part of the outputs' fingerprints (:func:`~inspyrenet_lite.jobs.run.model_identity`) for
+    actors built with :class:`BackgroundRemover`'s ``constructor`` arguments, told without loading the model
+    on the driver: the weights' digest where they are a local file (``ckpt``, ``$INSPYRENET_LITE_CKPT``
+    or a checkpoint file as the model), else unknown (the name decides)."""
+    from inspyrenet_lite import model_source
+    from inspyrenet_lite.jobs.run import model_identity
+    from inspyrenet_lite.predictor import inference_defaults
+    from inspyrenet_lite.weights import ENV_CKPT
+
+    options = dict(constructor.get("remover_options") or {})
+    name = model_source.pick_name(constructor.get("model"), None)
+    ckpt = options.get("ckpt") or (os.environ.get(ENV_CKPT) if name in model_source.MODELS else None)
+    local = ckpt or (name if os.path.isfile(name) else None)
+    resize = options.get("resize") or inference_defaults(model_source.MODELS.get(name))["resize"]
+    return model_identity(name, local, options.get("precision", "fp32"), resize)
 
 
 def _read(jobs: list[Any], filesystems: Mapping[str, Any]) -> Any:

@@ -38,7 +38,7 @@ from typing import Any
 
 from inspyrenet_lite.jobs.manifest import Manifest
 from inspyrenet_lite.jobs.plan import Job
-from inspyrenet_lite.jobs.run import ImageOutput, JobRunner, Reporter, for_format, process_batch
+from inspyrenet_lite.jobs.run import ImageOutput, JobRunner, Reporter, for_format, process_batch, remover_identity
 
 logger = logging.getLogger(__name__)
 
@@ -139,9 +139,12 @@ def _remover() -> Any:
     return _WORKER["remover"]
 
 
-def _ready() -> str | None:
-    """None when this worker's model is loaded, else why not."""
-    return _WORKER.get("error")
+def _ready() -> tuple[str | None, dict[str, Any] | None]:
+    """(None, the model's :func:`~inspyrenet_lite.jobs.run.remover_identity`) when this worker's model
+    is loaded, else (why not, None)."""
+    if "remover" not in _WORKER:
+        return _WORKER.get("error", "the worker has no model"), None
+    return None, remover_identity(_WORKER["remover"])
 
 
 def _portable(exc: Exception) -> Exception:
@@ -226,6 +229,7 @@ class ParallelJobRunner(JobRunner):
         self.devices = list(devices)
         self.worker_video = video
         self.prefetch = max(1, prefetch)
+        self._threads_given = threads
         self.threads = threads if threads is not None else cpu_threads_per_worker(self.devices)
         self._pending: dict[cf.Future, tuple[str, list[Job], int]] = {}
 
@@ -238,6 +242,7 @@ class ParallelJobRunner(JobRunner):
         units: list[tuple[str, list[Job]]] = [("video", [job]) for job in videos]
         units += [("images", images[i : i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
         self.manifest.folder.mkdir(parents=True, exist_ok=True)
+        self._fit_workers(len(units))
         pool = self._start_pool()
         finished = False
         try:
@@ -260,6 +265,18 @@ class ParallelJobRunner(JobRunner):
         return self.counts
 
     # ------------------------------------------------------------ internals
+    def _fit_workers(self, units: int) -> None:
+        """No more workers than units of work (each loads a model: memory for nothing otherwise)."""
+        if 0 < units < len(self.devices):
+            logger.warning(
+                "starting %d worker process%s, not %d: there %s only %d batch%s of work",
+                units, "" if units == 1 else "es", len(self.devices), "is" if units == 1 else "are",
+                units, "" if units == 1 else "es",
+            )
+            self.devices = self.devices[:units]
+            if self._threads_given is None:
+                self.threads = cpu_threads_per_worker(self.devices)
+
     def _start_pool(self) -> cf.ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
         queue = context.Queue()
@@ -282,11 +299,13 @@ class ParallelJobRunner(JobRunner):
                 process.terminate()
 
     def _check_workers(self, pool: cf.ProcessPoolExecutor) -> None:
-        """Wait until the workers have loaded the model; WorkerError with the reason if one cannot."""
+        """Wait until the workers have loaded the model; WorkerError with the reason if one cannot.
+        The outputs' fingerprints then name the model the workers loaded."""
         for future in [pool.submit(_ready) for _ in self.devices]:
-            problem = future.result()
+            problem, identity = future.result()
             if problem:
                 raise WorkerError(problem)
+            self._options = self.output.fingerprint(identity)
 
     def _drive(self, pool: cf.ProcessPoolExecutor, units: Any) -> None:
         limit = len(self.devices) * self.prefetch

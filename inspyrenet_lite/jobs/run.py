@@ -13,10 +13,12 @@ caller may log or collect).
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +37,12 @@ FATAL_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 class DiskFull(Exception):
     """No more results can be written (full disk, quota, read-only file system)."""
 
+    def advice(self) -> str:
+        """What to do, by the cause."""
+        if getattr(self.__cause__, "errno", None) == errno.EROFS:
+            return "the file system became read-only; make it writable or choose another -o, then rerun"
+        return "free some space and rerun"
+
 
 @dataclass(frozen=True)
 class ImageOutput:
@@ -51,9 +59,10 @@ class ImageOutput:
     format: str = "PNG"
     quality: int | None = None
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, model: Mapping[str, Any] | None = None) -> str:
         """The options that decide a result's content, as the manifest keeps them per output: a
-        resumed run (``skip_existing``) redoes an output made with other ones instead of keeping it."""
+        resumed run (``skip_existing``) redoes an output made with other ones instead of keeping it.
+        ``model``: the model's part (:func:`model_identity`): which network, precision and resize."""
         spec = self.spec
         background = getattr(spec, "background", None)
         return json.dumps(
@@ -65,9 +74,73 @@ class ImageOutput:
                 "hr_blend": self.hr_blend,
                 "reverse": self.reverse,
                 "quality": self.quality,
+                **{f"model_{key}": value for key, value in (model or {}).items()},
             },
             sort_keys=True,
         )
+
+
+def model_identity(
+    name: str | None, weights_file: str | os.PathLike[str] | None, precision: str | None, resize: str | None
+) -> dict[str, str | None]:
+    """The model's part of an output's fingerprint: its name, a digest of its weights file (where it is
+    known: a file moved or renamed is the same model, a file changed in place is not), its precision
+    and its input resizing. ``None`` where unknown: such a part is not compared (:func:`same_fingerprint`).
+    A model named by its local path is named by its digest alone (moving the folder changes nothing)."""
+    weights = None if weights_file is None else file_digest(weights_file)
+    if name is not None and weights is not None and os.path.exists(name):
+        name = None
+    return {
+        "name": None if name is None else str(name),
+        "weights": weights,
+        "precision": precision,
+        "resize": resize,
+    }
+
+
+def remover_identity(remover: Any) -> dict[str, str | None]:
+    """:func:`model_identity` of a :class:`~inspyrenet_lite.Remover` (``None`` parts for other objects)."""
+    return model_identity(
+        getattr(remover, "mode", None), getattr(remover, "checkpoint_path", None),
+        getattr(remover, "precision", None), getattr(remover, "resize", None),
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()[:16]
+
+
+def file_digest(path: str | os.PathLike[str]) -> str | None:
+    """The first 16 hex digits of the file's SHA-256 (computed once per process and file version),
+    or None if it cannot be read."""
+    try:
+        info = os.stat(path)
+        return _digest(os.path.realpath(path), info.st_size, info.st_mtime_ns)
+    except OSError:
+        return None
+
+
+def same_fingerprint(recorded: str, current: str) -> bool:
+    """Whether an output recorded with fingerprint ``recorded`` was made as ``current`` would make it.
+
+    A part that either side does not know (missing, as in the records of earlier versions, or
+    ``None``: a model whose weights file is unknown) is not compared."""
+    try:
+        old, new = json.loads(recorded), json.loads(current)
+    except ValueError:
+        return False
+    if not isinstance(old, dict):
+        return False
+    for key, value in new.items():
+        unknown = key.startswith("model_") and (value is None or old.get(key) is None)
+        if key in old and not unknown and old[key] != value:
+            return False
+    return True
 
 
 @dataclass
@@ -112,6 +185,8 @@ class JobRunner:
             (unless ``retry_failed``).
         video: ``video(job)`` processes a video job (raises on failure); ``None``: videos fail.
         reporter: where failures, skips and progress go.
+        model: the model's part of each output's fingerprint (:func:`model_identity`); default: read
+            from ``remover`` (:func:`remover_identity`).
 
     ``counts`` holds what happened so far, also after an interruption
     (``KeyboardInterrupt`` is re-raised once the jobs in flight are recorded
@@ -129,6 +204,7 @@ class JobRunner:
         retry_failed: bool = False,
         video: Callable[[Job], None] | None = None,
         reporter: Reporter | None = None,
+        model: Mapping[str, Any] | None = None,
     ) -> None:
         from inspyrenet_lite.checks import check_options
 
@@ -143,7 +219,7 @@ class JobRunner:
         self.reporter = reporter or LogReporter()
         self.counts = RunCounts()
         self._in_flight: list[Job] = []
-        self._options = output.fingerprint()
+        self._options = output.fingerprint(model if model is not None else remover_identity(remover))
 
     def run(self, jobs: Sequence[Job]) -> RunCounts:
         """Process ``jobs``: videos one at a time first, then images in batches."""
@@ -173,8 +249,23 @@ class JobRunner:
             self._note(job, "interrupted")
 
     def _note(self, job: Job, status: str, error: str | None = None) -> None:
-        assert job.output_name is not None
-        self.manifest.record(Record(job.output_name, job.key, job.size, job.mtime_ns, status, error, self._options))
+        """Record ``job``'s ``status``: with ``done``, the output file as written (size, mtime); otherwise
+        what the record knew of an earlier output of the same input (it may still be there)."""
+        assert job.output_name is not None and job.output is not None
+        out_size = out_mtime_ns = None
+        if status == "done":
+            try:
+                info = job.output.stat()
+                out_size, out_mtime_ns = info.st_size, info.st_mtime_ns
+            except OSError:
+                pass
+        else:
+            old = self.manifest.get(job.output_name)
+            if old is not None and self.manifest.key(old.input) == self.manifest.key(job.key):
+                out_size, out_mtime_ns = old.out_size, old.out_mtime_ns
+        self.manifest.record(
+            Record(job.output_name, job.key, job.size, job.mtime_ns, status, error, self._options, out_size, out_mtime_ns)
+        )
 
     def _fail(self, job: Job, error: BaseException | str) -> None:
         self.counts.failed += 1
@@ -196,7 +287,7 @@ class JobRunner:
         if not (self.skip_existing and same):
             return True
         assert record is not None and job.output is not None
-        if record.options is not None and record.options != self._options:
+        if record.options is not None and not same_fingerprint(record.options, self._options):
             logger.info("redoing %s: its output was made with other options (%s)", job.source, record.options)
             return True
         if record.status == "done" and job.output.exists():
