@@ -127,12 +127,28 @@ def atomic_open(path: str | os.PathLike[str], on_replaced: Callable[[], None] | 
         with deferred_interrupts():
             _replace(tmp, path)
             tmp = ""  # in place: nothing to remove if on_replaced fails
+            _sync_folder(path.parent)  # the rename itself on disk before anyone records the file as written
             if on_replaced is not None:
                 on_replaced()
     except BaseException:
         if tmp:
             Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync ``folder`` so that a rename in it survives a power cut (best effort: not every platform or
+    file system can open or sync a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:

@@ -3,17 +3,19 @@
 One hidden file per output folder, :data:`MANIFEST_NAME`, JSON lines: each
 line says, for one output (its path relative to the folder), which input it
 belongs to (resolved path, size, mtime in ns), the output options it was made
-with (type, threshold, reverse, hr_blend, quality) and how far the work went:
-``started`` before any work on the input, then ``done``, ``failed`` or
-``interrupted``. The last line for an output wins. Lines are appended and
-fsynced as work goes; a torn last line (a crash mid-write) is ignored. The
-file is rewritten (atomically) without its superseded lines at the start of
-each run.
+with (type, threshold, reverse, hr_blend, quality; the model, its precision
+and resize) and how far the work went: ``started`` before any work on the
+input, then ``done``, ``failed`` or ``interrupted``, and the size and mtime of
+the output file as it was written. The last line for an output wins. Lines
+are appended and fsynced as work goes; a torn last line (a crash mid-write)
+is ignored, a damaged line is skipped with a warning. The file is rewritten
+(atomically) without its superseded lines at the start of each run.
 
 What it is for: an input keeps the output name it was given the first time
 (names never depend on which other inputs a run has), a file the tool did not
-write is never replaced, results are never taken for inputs, and an input
-that killed an earlier run (out of memory) is known.
+write is never replaced (nor one edited since it was written), results are
+never taken for inputs, and an input that killed an earlier run (out of
+memory) is known.
 """
 
 from __future__ import annotations
@@ -43,6 +45,35 @@ class Record:
     status: str
     error: str | None = None
     options: str | None = None  # ImageOutput.fingerprint() of the run that wrote it (None: an older version's)
+    out_size: int | None = None  # the output file as this tool left it (None: an older version's record)
+    out_mtime_ns: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("output", "input", "status"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a string")
+        for name in ("size", "mtime_ns"):
+            if not isinstance(getattr(self, name), int):
+                raise TypeError(f"{name} must be an integer")
+        for name in ("out_size", "out_mtime_ns"):
+            if not isinstance(getattr(self, name), (int, type(None))):
+                raise TypeError(f"{name} must be an integer or null")
+        for name in ("error", "options"):
+            if not isinstance(getattr(self, name), (str, type(None))):
+                raise TypeError(f"{name} must be a string or null")
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}")
+
+    def output_changed(self, path: Path) -> bool:
+        """Whether the output file at ``path`` is no longer the one this tool wrote (edited or replaced
+        since; unknown for older records and missing files: False)."""
+        if self.out_size is None or self.out_mtime_ns is None:
+            return False
+        try:
+            info = os.stat(path)
+        except OSError:
+            return False
+        return (info.st_size, info.st_mtime_ns) != (self.out_size, self.out_mtime_ns)
 
 
 class Manifest:
@@ -55,23 +86,40 @@ class Manifest:
         self._records: dict[str, Record] = {}
         self._by_input: dict[str, list[str]] = {}
         self._warned = False
+        self._unterminated = False  # the file ends in a torn line: the next line starts on a line of its own
 
     @classmethod
     def load(cls, folder: Path, case_insensitive: bool = False) -> Manifest:
-        """Read ``folder``'s manifest; a missing one is empty, unreadable lines are skipped."""
+        """Read ``folder``'s manifest; a missing one is empty. Lines that cannot be read (a torn last
+        line after a crash, a damaged byte, a field of the wrong type) are skipped one by one, with a
+        warning naming them unless it is only a torn last line; the others are kept."""
         manifest = cls(folder, case_insensitive)
         try:
-            text = manifest.path.read_text(encoding="utf-8")
+            data = manifest.path.read_bytes()
         except FileNotFoundError:
             return manifest
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             logger.warning("cannot read %s (%s); treating it as empty", manifest.path, exc)
             return manifest
-        for line in text.splitlines():
+        lines = data.split(b"\n")
+        torn = lines.pop() if lines else b""  # after the last newline: empty, or a line a crash cut short
+        bad = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
             try:
-                manifest._remember(Record(**json.loads(line)))
-            except (ValueError, TypeError):
-                logger.debug("skipping an unreadable manifest line: %r", line[:200])
+                manifest._remember(Record(**json.loads(line.decode("utf-8"))))
+            except (ValueError, TypeError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                bad.append(number)
+        manifest._unterminated = bool(torn)
+        if torn.strip():
+            logger.info("%s: ignoring its last line, cut short (a run stopped while writing it)", manifest.path)
+        if bad:
+            shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+            logger.warning(
+                "%s: skipping %d damaged line(s) (%s); the outputs they recorded are treated as files "
+                "this tool did not write", manifest.path, len(bad), shown,
+            )
         return manifest
 
     def key(self, name: str | os.PathLike) -> str:
@@ -104,7 +152,8 @@ class Manifest:
         self._remember(record)
         try:
             with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(asdict(record)) + "\n")
+                fh.write(("\n" if self._unterminated else "") + json.dumps(asdict(record)) + "\n")
+                self._unterminated = False
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
@@ -116,10 +165,9 @@ class Manifest:
         """Rewrite the file with one line per output (atomically)."""
         if self._records:
             atomic_write_text(self.path, "".join(json.dumps(asdict(r)) + "\n" for r in self._records.values()))
+            self._unterminated = False
 
     def _remember(self, record: Record) -> None:
-        if record.status not in STATUSES:
-            raise ValueError(f"unknown status {record.status!r}")
         name = self.key(record.output)
         old = self._records.get(name)
         if old is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import stat
 import tempfile
@@ -26,8 +27,10 @@ from pathlib import Path
 
 from inspyrenet_lite._atomic import remove_stale_temporaries
 from inspyrenet_lite.constants import IMAGE_SUFFIXES  # suffixes picked up in folders (explicit files: any)
-from inspyrenet_lite.jobs.manifest import Manifest
+from inspyrenet_lite.jobs.manifest import MANIFEST_NAME, Manifest
 from inspyrenet_lite.video.formats import is_video
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -135,24 +138,48 @@ def find_inputs(
 
 
 def _walk(folder: Path, exclude: str | None) -> list[tuple[Path, Path, str | None]]:
-    """Image and video files under ``folder`` as (path, path relative to folder, problem or None), sorted."""
+    """Image and video files under ``folder`` as (path, path relative to folder, problem or None), sorted.
+
+    Symbolic links to folders are followed, each real folder once (a link loop or a second link to
+    the same folder adds nothing). Results recorded in the manifest of a folder on the way (the
+    output folder of another run, inside this one) are not inputs."""
     found: list[tuple[Path, Path, str | None]] = []
+    visited: set[str] = set()
+    results: set[str] = set()
 
     def unreadable(exc: OSError) -> None:
         found.append((Path(exc.filename or folder), Path(), f"the folder cannot be read ({exc.strerror})"))
 
-    for root, dirs, files in os.walk(folder, onerror=unreadable):
+    for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
         root_path = Path(root)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and _resolved(root_path / d) != exclude)
+        real = _resolved(root_path)
+        if real is None or real in visited:
+            dirs[:] = []
+            continue
+        visited.add(real)
+        dirs[:] = sorted(
+            d for d in dirs
+            if not d.startswith(".") and _resolved(root_path / d) not in (exclude, None, *visited)
+        )
+        if MANIFEST_NAME in files:
+            results |= _recorded_results(root_path)
         for name in sorted(files):
             path = root_path / name
-            if name.startswith("."):
+            if name.startswith(".") or os.path.normpath(path) in results:
                 continue
             if path.suffix.lower() in IMAGE_SUFFIXES or is_video(path):
                 found.append((path, path.relative_to(folder), None))
             elif os.path.islink(path) and not os.path.exists(path):
                 found.append((path, Path(), _unusable(path)))
     return found
+
+
+def _recorded_results(folder: Path) -> set[str]:
+    """The paths (normalised, under ``folder``) of the results ``folder``'s manifest records."""
+    outputs = Manifest.load(folder).outputs()
+    if outputs:
+        logger.info("%s holds the results of an earlier run (its manifest records %d): not inputs", folder, len(outputs))
+    return {os.path.normpath(folder / name) for name in outputs}
 
 
 def assign_outputs(
@@ -181,16 +208,31 @@ def assign_outputs(
         job_suffix = suffix(job.source) if callable(suffix) else suffix
         name = manifest.output_for(job.key, job_suffix)
         if name is None or not _free(name, job, output_dir, manifest, seen, planned, overwrite):
-            name = _new_name(job, output_dir, job_suffix, manifest, seen, planned, overwrite)
+            name = new_output_name(job, output_dir, job_suffix, manifest, seen, planned, overwrite)
         planned.add(manifest.key(name))
         job.output_name = name
         job.output = output_dir / name
+        job.skip = edited_output(job, manifest, overwrite)
     return jobs
 
 
-def _new_name(
+def edited_output(job: Job, manifest: Manifest, overwrite: bool) -> str | None:
+    """Why ``job`` is to be skipped because its output was edited (or replaced) by someone since this tool
+    wrote it, or None (also with ``overwrite``, which lets the run replace it)."""
+    assert job.output_name is not None and job.output is not None
+    record = manifest.get(job.output_name)
+    if overwrite or record is None or manifest.key(record.input) != manifest.key(job.key):
+        return None
+    if not record.output_changed(job.output):
+        return None
+    return f"its output {job.output_name} was changed since this tool wrote it; kept (--overwrite replaces it)"
+
+
+def new_output_name(
     job: Job, output_dir: Path, suffix: str, manifest: Manifest, inputs: set[str], planned: set[str], overwrite: bool
 ) -> str:
+    """A free output name for ``job`` (the rules in the module docstring): ``inputs`` are the inputs'
+    keys, ``planned`` the names other jobs of this run were given (both as ``manifest.key`` has them)."""
     assert job.output_name is not None
     rel = Path(job.output_name)
     stem = rel.with_suffix("").as_posix() if rel.suffix else rel.as_posix()
