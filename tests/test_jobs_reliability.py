@@ -384,3 +384,38 @@ def test_uri_inputs_never_take_a_local_input_s_output_name_nor_duplicate_it(tmp_
     names = [job.output_name for job in jobs + uri_jobs]
     assert len(uri_jobs) == 3 and len(names) == len(set(names)) == 6
     assert {job.key for job in uri_jobs} == {f"file://{remote / name}" for name in ("p00.png", "p01.png", "p02.png")}
+
+
+def test_an_input_named_at_the_length_limit_gets_a_shortened_output_name(tmp_path, capsys):
+    from inspyrenet_lite.jobs.plan import NAME_MAX
+
+    photos, out = tmp_path / "in", tmp_path / "out"
+    photos.mkdir()
+    long_jpg = photos / ("é" * 40 + "x" * (NAME_MAX - 80 - 4) + ".jpg")  # 255 bytes; its .png sibling exists
+    Image.new("RGB", (8, 8)).save(long_jpg)
+    Image.new("RGB", (8, 8)).save(long_jpg.with_suffix(".png"))
+    manifest = Manifest.load(out)
+    jobs = collect_jobs([str(photos)], out, ".png", manifest)
+    names = sorted(job.output_name for job in jobs)
+    assert len(set(names)) == 2 and all(len(os.fsencode(name)) <= NAME_MAX for name in names)
+    counts = JobRunner(_Plain(), manifest, MAP).run(jobs)
+    assert (counts.done, counts.failed) == (2, 0)
+
+
+class _Plain:
+    """Returns a grey image for any input (the plumbing is under test, not the network)."""
+
+    def process(self, source, **options):
+        return Image.new("L", (8, 8), 128)
+
+
+def test_inputs_ray_cannot_read_are_named_before_the_dataset_starts(tmp_path):
+    from inspyrenet_lite.integrations.ray import unreadable_by_ray
+
+    good = tmp_path / "a.png"
+    good.write_bytes(b"x")
+    assert unreadable_by_ray(str(good)) is None
+    assert "removed or moved" in unreadable_by_ray(str(tmp_path / "gone.png"))
+    assert "newline or TAB" in unreadable_by_ray(str(tmp_path / "a\tb.png"))
+    assert "not valid UTF-8" in unreadable_by_ray(os.fsdecode(bytes(tmp_path) + b"/\xff.png"))
+    assert unreadable_by_ray("s3://bucket/a.png") is None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import logging
 import os
 import stat
@@ -239,11 +240,31 @@ def new_output_name(
     candidates = [stem + suffix, f"{stem}_{rel.suffix.lstrip('.') or 'file'}{suffix}"]
     counter = 2
     while True:
-        for name in candidates:
+        for name in map(fit_name, candidates):
             if _free(name, job, output_dir, manifest, inputs, planned, overwrite):
                 return name
         candidates = [f"{stem}_{counter}{suffix}"]
         counter += 1
+
+
+#: The longest file name (bytes) most file systems take (ext4, XFS, APFS, NTFS: 255).
+NAME_MAX = 255
+
+
+def fit_name(name: str, limit: int = NAME_MAX) -> str:
+    """``name`` (a relative path) with its last part shortened to ``limit`` bytes where it is longer: the
+    stem is cut and a short hash of the whole name keeps shortened names apart (an input named at the
+    limit whose output needs a suffix failed with 'File name too long')."""
+    head, _, tail = name.rpartition("/")
+    if len(os.fsencode(tail)) <= limit:
+        return name
+    stem, dot, ext = tail.rpartition(".")
+    if not dot:
+        stem, ext = tail, ""
+    ending = f"~{hashlib.sha256(os.fsencode(name)).hexdigest()[:8]}" + (f".{ext}" if dot else "")
+    room = limit - len(os.fsencode(ending))
+    short = os.fsencode(stem)[:room].decode("utf-8", "ignore") if room > 0 else ""
+    return (head + "/" if head else "") + short + ending
 
 
 def _free(
