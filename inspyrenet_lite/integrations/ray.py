@@ -204,7 +204,13 @@ class RayJobRunner:
         import ray
 
         book = self.book
-        todo = [job for job in jobs if book._to_do(job)]
+        todo = []
+        for job in (job for job in jobs if book._to_do(job)):
+            problem = unreadable_by_ray(job.key)
+            if problem is None:
+                todo.append(job)
+            else:  # one failed line for it; Ray would stop the whole dataset on it
+                book._settle(job, ValueError(problem), None)
         book.manifest.folder.mkdir(parents=True, exist_ok=True)
         by_path = {job.key: job for job in todo}
         by_path.update({job.key.split("://", 1)[1]: job for job in todo if "://" in job.key})  # Ray drops the scheme
@@ -233,6 +239,24 @@ class RayJobRunner:
         finally:
             book._in_flight = []
         return book.counts
+
+
+def unreadable_by_ray(key: str) -> str | None:
+    """Why Ray Data cannot read the input ``key`` (a local path; URIs are checked when listed), or None.
+
+    A file gone since planning, or a name Arrow cannot carry (not UTF-8) or Ray's path handling splits
+    (a newline or TAB), would make ``read_binary_files`` fail the whole run."""
+    if "://" in key:
+        return None
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8, which Ray cannot read; rename it or use the default command"
+    if "\n" in key or "\t" in key or "\r" in key:
+        return "its name holds a newline or TAB, which Ray cannot read; rename it or use the default command"
+    if not os.path.isfile(key):
+        return "it was removed or moved after the run was planned"
+    return None
 
 
 def constructor_identity(constructor: Mapping[str, Any]) -> dict[str, str | None]:
