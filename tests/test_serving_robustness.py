@@ -43,3 +43,11 @@ def test_exif_too_long_for_jpeg_still_gives_the_image(base: str) -> None:
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "image/jpeg"
         assert Image.open(io.BytesIO(response.content)).size == (64, 48)
+
+
+def test_image_file_b64_as_a_file_part_is_read_as_its_text(base: str) -> None:
+    encoded = base64.b64encode(png_bytes(photo(64, 48)))
+    response = httpx.post(f"{base}/v1.0/removebg", files={"image_file_b64": ("b64.txt", encoded, "text/plain")},
+                          timeout=30)
+    assert response.status_code == 200, response.text
+    assert Image.open(io.BytesIO(response.content)).size == (64, 48)

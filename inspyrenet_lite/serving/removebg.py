@@ -51,6 +51,8 @@ SIZES = {
 }
 FORMATS = ("auto", "png", "jpg", "zip")
 CHANNELS = ("rgba", "alpha")
+#: The fields that are files; a file part of any other field is read as that field's text.
+FILE_FIELDS = ("image_file", "bg_image_file")
 _MARGIN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(px|%)?\s*$")
 _MAX_MARGIN_PX, _MAX_MARGIN_PCT = 500, 50.0
 #: Credits reported by /v1.0/account: a self-hosted service does not count them.
@@ -192,14 +194,23 @@ async def _read_fields(request: Request, state: ServiceState) -> tuple[dict[str,
     elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form(max_part_size=state.settings.max_upload_bytes)
         for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
+            if isinstance(value, UploadFile) and key in FILE_FIELDS:
                 files[key] = await value.read()
+            elif isinstance(value, UploadFile):  # e.g. `-F image_file_b64=@photo.b64`: the part's text
+                fields[key] = _part_text(key, await value.read())
             else:
                 fields[key] = value
     elif content_type:
         raise ServeError(415, "unsupported_media", "send multipart/form-data, a urlencoded form or JSON "
                          "(as remove.bg's API takes)")
     return fields, files
+
+
+def _part_text(key: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad(key, f"{key} is a text field: send it as text (its file part is not UTF-8)") from None
 
 
 def _as_text(value: Any) -> str:
