@@ -51,3 +51,11 @@ def test_image_file_b64_as_a_file_part_is_read_as_its_text(base: str) -> None:
                           timeout=30)
     assert response.status_code == 200, response.text
     assert Image.open(io.BytesIO(response.content)).size == (64, 48)
+
+
+def test_a_deeply_nested_json_body_is_a_400(base: str) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = httpx.post(f"{base}/v1.0/removebg", content=body, headers={"Content-Type": "application/json"},
+                          timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["source"] == {"parameter": "body"}

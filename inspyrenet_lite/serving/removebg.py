@@ -188,6 +188,8 @@ async def _read_fields(request: Request, state: ServiceState) -> tuple[dict[str,
             payload = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
             raise _bad("body", "the JSON body cannot be parsed") from None
+        except RecursionError:  # arrays nested thousands deep: no field of remove.bg's is nested
+            raise _bad("body", "the JSON body is nested too deeply; send an object of fields") from None
         if not isinstance(payload, dict):
             raise _bad("body", "the JSON body must be an object of fields")
         fields.update({k: _as_text(v) for k, v in payload.items() if v is not None})
