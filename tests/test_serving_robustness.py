@@ -59,3 +59,58 @@ def test_a_deeply_nested_json_body_is_a_400(base: str) -> None:
                           timeout=30)
     assert response.status_code == 400, response.text
     assert response.json()["errors"][0]["source"] == {"parameter": "body"}
+
+
+def test_an_internal_error_answers_json_500_and_keeps_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fail_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("an unexpected failure")
+        return real(*args)
+
+    real = app_module._render_encode
+    monkeypatch.setattr(app_module, "_render_encode", fail_once)
+    data = png_bytes(photo(40, 30))
+    ports = []
+
+    def port_of(response: httpx.Response) -> None:
+        ports.append(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+    with running(create_app(BoxPredictor(), ServeSettings())) as url, \
+            httpx.Client(base_url=url, timeout=30, event_hooks={"response": [port_of]}) as client:
+        failed = client.post("/v1/remove", content=data)
+        time.sleep(0.2)  # a server that closes the connection after the 500 has done so by now
+        after = client.post("/v1/remove", content=data)
+        metrics = client.get("/metrics").text
+    assert failed.status_code == 500
+    assert failed.json()["error"]["code"] == "internal_error" and "KeyError" not in failed.text
+    assert after.status_code == 200
+    assert len(set(ports[:2])) == 1, "the second request needed a new connection"
+    assert 'route="/v1/remove",status="500"} 1' in metrics
+
+
+def test_a_client_leaving_mid_upload_is_no_500_and_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="inspyrenet_lite.serving")
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        with running(create_app(BoxPredictor(), ServeSettings())) as url:
+            port = int(url.rsplit(":", 1)[1])
+            for path in ("/v1/remove", "/v1.0/removebg"):
+                with socket.create_connection(("127.0.0.1", port)) as sock:
+                    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                                 f"boundary=b\r\nContent-Length: 100000\r\n\r\n".encode()
+                                 + b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a\"\r\n\r\n"
+                                 + b"\0" * 1000)
+                    time.sleep(0.2)
+            time.sleep(0.3)
+            metrics = httpx.get(f"{url}/metrics").text
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    assert 'status="500"' not in metrics
+    assert 'route="/v1/remove",status="499"} 1' in metrics
+    assert 'route="/v1.0/removebg",status="499"} 1' in metrics
+    assert not [record for record in caplog.records if record.exc_info], "a traceback was logged"
+    assert len([record for record in caplog.records if "disconnect" in record.getMessage()]) == 2

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from ..predictor import MapRequest
 from .pipeline import (
@@ -47,6 +48,8 @@ REMOVEBG_PATHS = frozenset({"/v1.0/removebg", "/api/removebg", "/v1.0/account"})
 #: which send the whole body before reading the answer get the 413 rather than a reset connection.
 _DRAIN_FACTOR = 4
 _IMAGE_MEDIA = ("image/", "application/octet-stream")
+#: The status counted for a request whose client left before its answer (nginx's convention).
+CLIENT_CLOSED = 499
 
 
 def create_app(model: ModelSource, settings: ServeSettings | None = None) -> FastAPI:
@@ -79,7 +82,6 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
 
     settings = state.settings
     app.add_exception_handler(ServeError, _serve_error_handler)
-    app.add_exception_handler(Exception, _unexpected_error_handler)
     app.add_middleware(_Guard, state=state)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -265,16 +267,10 @@ def error_status(path: str, exc: ServeError) -> int:
 
 async def _serve_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServeError)
-    if exc.status == 499:
-        return JSONResponse({}, status_code=499)
+    if exc.status == CLIENT_CLOSED:
+        return JSONResponse({}, status_code=CLIENT_CLOSED)
     path = request.url.path
     return JSONResponse(error_body(path, exc), status_code=error_status(path, exc), headers=exc.headers)
-
-
-async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unexpected error on %s", request.url.path)
-    err = ServeError(500, "internal_error", "the server failed on this request; the details are in its log")
-    return JSONResponse(error_body(request.url.path, err), status_code=500)
 
 
 class _Guard:
@@ -297,6 +293,7 @@ class _Guard:
         async def send_wrapper(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status_box["status"] = message["status"]
+                status_box["sent"] = True
             await send(message)
 
         path = scope.get("path", "")
@@ -310,11 +307,28 @@ class _Guard:
                 await JSONResponse(error_body(path, refusal), status_code=error_status(path, refusal),
                                    headers=refusal.headers)(scope, receive, send_wrapper)
             else:
-                await self.app(scope, self._limited(receive), send_wrapper)
+                await self._answer(scope, self._limited(receive), send_wrapper, status_box)
         finally:
             route = getattr(scope.get("route"), "path", None) or "other"
             self.state.metrics.request_done(scope.get("method", ""), route, status_box["status"],
                                             time.perf_counter() - started)
+
+    async def _answer(self, scope: dict, receive: Any, send: Any, status_box: dict) -> None:
+        """Run the app; an unexpected error becomes a JSON 500 sent here (Starlette's outer handler
+        would re-raise it and the server would drop the keep-alive connection), and a client that
+        leaves mid-request is logged in one line and counted as 499."""
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            logger.info("client disconnected during %s %s", scope.get("method", ""), scope.get("path", ""))
+            status_box["status"] = CLIENT_CLOSED
+        except Exception:
+            if "sent" in status_box:
+                raise  # the answer has begun: nothing else can be said on this connection
+            logger.exception("unexpected error on %s", scope.get("path", ""))
+            err = ServeError(500, "internal_error", "the server failed on this request; the details are in its log")
+            path = scope.get("path", "")
+            await JSONResponse(error_body(path, err), status_code=500)(scope, receive, send)
 
     def _refuse(self, scope: dict, path: str) -> ServeError | None:
         headers = dict(scope.get("headers") or [])
