@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import re
 import socket
 import time
 
@@ -114,3 +115,25 @@ def test_a_client_leaving_mid_upload_is_no_500_and_no_traceback(caplog: pytest.L
     assert 'route="/v1.0/removebg",status="499"} 1' in metrics
     assert not [record for record in caplog.records if record.exc_info], "a traceback was logged"
     assert len([record for record in caplog.records if "disconnect" in record.getMessage()]) == 2
+
+
+def test_a_local_model_is_named_by_a_hash_never_by_its_path(tiny_folder) -> None:
+    from inspyrenet_lite.predictor import Predictor
+
+    app = create_app(Predictor.from_pretrained(str(tiny_folder), device="cpu"), ServeSettings(max_wait_ms=0))
+    data = png_bytes(photo(40, 30))
+    with running(app) as url:
+        answers = {
+            "remove": httpx.post(f"{url}/v1/remove", content=data, timeout=60),
+            "ready": httpx.get(f"{url}/v1/ready"),
+            "models": httpx.get(f"{url}/v1/models"),
+            "metrics": httpx.get(f"{url}/metrics"),
+            "unknown model": httpx.post(f"{url}/v1/remove", params={"model": "nope"}, content=data),
+        }
+    name = answers["remove"].headers["x-model"]
+    assert re.fullmatch(r"local-[0-9a-f]{12}", name)
+    assert answers["ready"].json()["models"] == [name] and answers["models"].json()["default"] == name
+    assert answers["unknown model"].status_code == 422 and name in answers["unknown model"].text
+    for what, response in answers.items():
+        text = response.text + " ".join(response.headers.values())
+        assert str(tiny_folder) not in text and tiny_folder.name not in text, what

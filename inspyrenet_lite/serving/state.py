@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +13,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ..model_source import HUB_PREFIX
+from ..registry import MODELS
 from ..predictor import MapRequest
 from .batcher import MicroBatcher, QueueFullError
 from .errors import ServeError
@@ -180,8 +184,17 @@ def _name_of(source: Any) -> str:
     if isinstance(source, (list, tuple)) and source:
         return _name_of(source[0])
     if hasattr(source, "predict_maps") or hasattr(source, "predictor"):
-        return str(getattr(as_predictor(source), "name", "model"))
+        return public_name(str(getattr(as_predictor(source), "name", "model")))
     return "default"  # a loader: its model's name is not known before it runs
+
+
+def public_name(name: str) -> str:
+    """How answers, headers and metrics call the model ``name``: a registry name or Hub repo as it
+    is; a local file or folder as ``local-`` and a hash of its path (a path tells the server's layout)."""
+    if name in MODELS or name.startswith(HUB_PREFIX) or not (os.path.isabs(name) or os.path.exists(name)):
+        return name
+    path = os.path.realpath(os.path.expanduser(name))
+    return "local-" + hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
 async def _until_disconnected(receive: Callable[[], Awaitable[dict]]) -> None:
