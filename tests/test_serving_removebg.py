@@ -267,7 +267,10 @@ def test_loopback_is_refused_without_an_allow_list(no_packets_out: list, image_h
     ("127.0.0.1", True), ("10.1.2.3", True), ("172.16.0.1", True), ("192.168.1.1", True),
     ("169.254.169.254", True), ("100.100.100.200", True), ("0.0.0.0", True), ("224.0.0.1", True),
     ("::1", True), ("fe80::1", True), ("fd00:ec2::254", True), ("::ffff:127.0.0.1", True), ("::", True),
-    ("93.184.216.34", False), ("2606:2800:220:1:248:1893:25c8:1946", False),
+    # 6to4, Teredo (client = last 32 bits XOR 0xffffffff) and NAT64 carrying an inner IPv4 address.
+    ("2002:a9fe:a9fe::1", True), ("2002:7f00:1::1", True), ("2002:a00:1::", True),
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", True), ("64:ff9b::a9fe:a9fe", True), ("64:ff9b:1::7f00:1", True),
+    ("93.184.216.34", False), ("2606:2800:220:1:248:1893:25c8:1946", False), ("2002:5db8:d822::1", False),
 ])
 def test_address_policy(address: str, refused: bool) -> None:
     assert (urlfetch.refusal(address) is not None) is refused
