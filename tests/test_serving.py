@@ -158,6 +158,11 @@ def test_bad_requests_get_the_right_4xx_without_internals() -> None:
             "model": httpx.post(f"{base}/v1/remove", params={"model": "nope"}, content=small),
             "misspelt option": httpx.post(f"{base}/v1/remove", params={"type": "map", "treshold": "0.5"}, content=small),
             "no image": httpx.post(f"{base}/v1/remove", files={"other": ("a.png", small, "image/png")}),
+            "misspelt file field": httpx.post(f"{base}/v1/remove", files={"image": ("a.png", small, "image/png"),
+                                                                         "backgroud": ("b.png", small, "image/png")}),
+            "type with a background": httpx.post(f"{base}/v1/remove", data={"type": "map"},
+                                                 files={"image": ("a.png", small, "image/png"),
+                                                        "background": ("b.png", small, "image/png")}),
             "a form, no image": httpx.post(f"{base}/v1/remove", data={"type": "map"}),
         }
     expected = {
@@ -165,7 +170,7 @@ def test_bad_requests_get_the_right_4xx_without_internals() -> None:
         "not an image": (415, "image"), "text media type": (415, "image"), "text part": (415, "image"),
         "threshold": (422, "threshold"), "type": (422, "type"), "format": (422, "format"),
         "quality": (422, "quality"), "model": (422, "model"), "misspelt option": (422, "treshold"),
-        "no image": (400, "image"),
+        "no image": (400, "image"), "misspelt file field": (422, "backgroud"), "type with a background": (422, "type"),
         "a form, no image": (400, "image"),
     }
     for name, response in cases.items():

@@ -275,3 +275,11 @@ def test_loopback_is_refused_without_an_allow_list(no_packets_out: list, image_h
 def test_address_policy(address: str, refused: bool) -> None:
     assert (urlfetch.refusal(address) is not None) is refused
     assert urlfetch.refusal(address, ("0.0.0.0/0", "::/0")) is None  # an explicit allow list wins
+
+
+def test_conflicting_backgrounds_are_a_400_and_unknown_fields_are_ignored(base: str) -> None:
+    image = ("a.png", png_bytes(photo(40, 30)))
+    both = post(base, data={"bg_color": "ff0000"}, files={"image_file": image, "bg_image_file": image})
+    unknown = post(base, data={"sdk_version": "2"}, files={"image_file": image, "extra_part": image})
+    assert both.status_code == 400 and both.json()["errors"][0]["source"] == {"parameter": "bg_color"}
+    assert unknown.status_code == 200 and image_of(unknown).size == (40, 30)

@@ -161,6 +161,9 @@ class RemoveOptions:
         if unknown:  # a misspelt option must not silently give a different picture
             raise ServeError(422, "invalid_option", f"unknown option {unknown[0]!r}; the options are "
                              f"{', '.join(cls.FIELDS)}", unknown[0])
+        if has_background and (fields.get("type") or "").strip():
+            raise ServeError(422, "invalid_option", "type and a background image conflict: the background image "
+                             "replaces the background; leave type out or the background image", "type")
         spec = parse_type(fields.get("type", "rgba") or "rgba")
         fmt = parse_choice("format", fields.get("format"), tuple(FORMATS)) or "png"
         if fmt in ("jpg", "jpeg") and spec.has_alpha and not has_background:
@@ -208,6 +211,11 @@ async def read_upload(
         if file_field not in files:
             raise ServeError(400, "missing_image", f"no multipart field {file_field!r}: send the image as "
                              f"-F {file_field}=@photo.jpg, or as the raw request body", file_field)
+        unknown = sorted(set(files) - {file_field, extra_file})
+        if unknown:  # a misspelt `background` must not silently give a transparent result
+            raise ServeError(422, "invalid_option", f"unknown file field {unknown[0]!r}; the image goes in "
+                             f"{file_field!r}" + (f", a background image in {extra_file!r}" if extra_file else ""),
+                             unknown[0])
         return fields, files[file_field], files.get(extra_file) if extra_file else None
     if content_type and not content_type.startswith(_IMAGE_MEDIA):
         raise ServeError(415, "unsupported_media", f"Content-Type {content_type.split(';')[0]!r} is not an image: "

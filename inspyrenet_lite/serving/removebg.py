@@ -6,7 +6,9 @@ Code written for remove.bg's API works with the base URL changed. Fields:
 ``bg_color``, ``bg_image_file``, ``crop``, ``crop_margin``. Fields that have
 no meaning here (``type``, ``type_level``, ``scale``, ``position``, ``roi``,
 ``semitransparency``, ``add_shadow``, ``shadow_*``, ``bg_image_url``) are
-accepted and ignored. Errors: ``{"errors": [{"title", "code"}]}`` with
+accepted and ignored, and so are fields remove.bg does not know (as remove.bg
+does, so that clients sending their SDK's extra fields keep working);
+``bg_color`` with ``bg_image_file`` is a 400. Errors: ``{"errors": [{"title", "code"}]}`` with
 remove.bg's status codes (400 bad input, 403 key, 413 too large, 429 busy).
 ``Accept: application/json`` gives remove.bg's JSON answer (``data.result_b64``
 and the foreground box) instead of the image bytes.
@@ -51,8 +53,11 @@ SIZES = {
 }
 FORMATS = ("auto", "png", "jpg", "zip")
 CHANNELS = ("rgba", "alpha")
-#: The fields that are files; a file part of any other field is read as that field's text.
+#: The fields that are files; a file part of a text field is read as that field's text.
 FILE_FIELDS = ("image_file", "bg_image_file")
+TEXT_FIELDS = ("image_file_b64", "image_url", "size", "type", "type_level", "format", "roi", "crop", "crop_margin",
+               "scale", "position", "channels", "add_shadow", "semitransparency", "bg_color", "bg_image_url",
+               "shadow_type", "shadow_opacity", "model")
 _MARGIN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(px|%)?\s*$")
 _MAX_MARGIN_PX, _MAX_MARGIN_PCT = 500, 50.0
 #: Credits reported by /v1.0/account: a self-hosted service does not count them.
@@ -133,6 +138,8 @@ def add_removebg_routes(app: FastAPI, state: ServiceState) -> None:
         started = time.perf_counter()
         fields, files = await _read_fields(request, state)
         options = RemoveBgOptions.parse(fields)
+        if options.bg_color is not None and "bg_image_file" in files:
+            raise _bad("bg_color", "bg_color and bg_image_file conflict: give one background")
         batcher = state.batcher(fields.get("model") or None)
 
         async def work() -> tuple[bytes, str, dict[str, str]]:
@@ -198,8 +205,10 @@ async def _read_fields(request: Request, state: ServiceState) -> tuple[dict[str,
         for key, value in form.multi_items():
             if isinstance(value, UploadFile) and key in FILE_FIELDS:
                 files[key] = await value.read()
-            elif isinstance(value, UploadFile):  # e.g. `-F image_file_b64=@photo.b64`: the part's text
+            elif isinstance(value, UploadFile) and key in TEXT_FIELDS:  # `-F image_file_b64=@photo.b64`
                 fields[key] = _part_text(key, await value.read())
+            elif isinstance(value, UploadFile):  # an unknown field: ignored, as remove.bg ignores them
+                await value.close()
             else:
                 fields[key] = value
     elif content_type:
