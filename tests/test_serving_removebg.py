@@ -283,3 +283,16 @@ def test_conflicting_backgrounds_are_a_400_and_unknown_fields_are_ignored(base: 
     unknown = post(base, data={"sdk_version": "2"}, files={"image_file": image, "extra_part": image})
     assert both.status_code == 400 and both.json()["errors"][0]["source"] == {"parameter": "bg_color"}
     assert unknown.status_code == 200 and image_of(unknown).size == (40, 30)
+
+
+def test_bg_color_takes_remove_bg_short_and_translucent_hex(base: str) -> None:
+    data = png_bytes(photo(80, 60))
+    short = post(base, data={"bg_color": "fff"}, files={"image_file": ("a.png", data)})
+    translucent = post(base, data={"bg_color": "81d4fa80"}, files={"image_file": ("a.png", data)})
+    assert short.status_code == 200 and short.headers["content-type"] == "image/jpeg"
+    assert abs(np.asarray(image_of(short))[0, 0].astype(int) - 255).max() <= 8
+    # A translucent background keeps transparency: PNG, the colour at alpha 0x80 outside, opaque inside.
+    assert translucent.status_code == 200 and translucent.headers["content-type"] == "image/png"
+    pixels = np.asarray(image_of(translucent))
+    assert tuple(pixels[0, 0]) == (0x81, 0xD4, 0xFA, 0x80)
+    assert pixels[30, 40, 3] == 255

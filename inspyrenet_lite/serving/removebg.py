@@ -58,6 +58,7 @@ FILE_FIELDS = ("image_file", "bg_image_file")
 TEXT_FIELDS = ("image_file_b64", "image_url", "size", "type", "type_level", "format", "roi", "crop", "crop_margin",
                "scale", "position", "channels", "add_shadow", "semitransparency", "bg_color", "bg_image_url",
                "shadow_type", "shadow_opacity", "model")
+_BG_HEX_RE = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
 _MARGIN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(px|%)?\s*$")
 _MAX_MARGIN_PX, _MAX_MARGIN_PCT = 500, 50.0
 #: Credits reported by /v1.0/account: a self-hosted service does not count them.
@@ -75,7 +76,7 @@ class RemoveBgOptions:
     size: str
     format: str
     channels: str
-    bg_color: tuple[int, int, int] | None
+    bg_color: tuple[int, int, int, int] | None  # r, g, b, a
     crop: bool
     margins: tuple[tuple[float, bool], ...]  # (value, is_percent) for top, right, bottom, left
 
@@ -95,16 +96,24 @@ class RemoveBgOptions:
                    parse_flag("crop", fields.get("crop")), _parse_margin(fields.get("crop_margin")))
 
 
-def _parse_bg_color(text: str | None) -> tuple[int, int, int] | None:
+def _parse_bg_color(text: str | None) -> tuple[int, int, int, int] | None:
+    """remove.bg's ``bg_color``: hex ``rgb``, ``rrggbb`` or ``rrggbbaa`` (``#`` optional; ``aa`` a
+    semi-transparent background), or a colour name; as (r, g, b, a)."""
     if text is None or not text.strip():
         return None
+    match = _BG_HEX_RE.match(text.strip())
+    if match:
+        digits = match.group(1)
+        digits = "".join(ch * 2 for ch in digits) if len(digits) in (3, 4) else digits
+        return tuple(int(digits[i : i + 2], 16) for i in range(0, len(digits), 2)) + ((255,) if len(digits) == 6 else ())
     try:
         colour = parse_colour(text)
     except ValueError:
         colour = None
     if colour is None:
-        raise _bad("bg_color", f"bg_color must be a hex colour such as 81d4fa (or a colour name), got {text!r}")
-    return colour
+        raise _bad("bg_color", f"bg_color must be a hex colour such as 81d4fa, fff or 81d4fa80 (or a colour name), "
+                   f"got {text!r}")
+    return (*colour, 255)
 
 
 def _parse_margin(text: str | None) -> tuple[tuple[float, bool], ...]:
@@ -328,7 +337,7 @@ def _encode(
     if bg_image is not None:
         coloured = OutputSpec("image", background=bg_image)
     elif options.bg_color is not None:
-        coloured = OutputSpec("colour", colour=options.bg_color)
+        coloured = OutputSpec("colour", colour=options.bg_color[:3])
     else:
         coloured = OutputSpec("rgba")
     spec = OutputSpec("map") if options.channels == "alpha" else coloured  # alpha: the mask, whatever background
@@ -340,11 +349,25 @@ def _encode(
             archive.writestr("color.jpg", encode(colour, "jpg").body)
             archive.writestr("alpha.png", encode(alpha, "png").body)
         return buffer.getvalue(), "application/zip"
-    image = carry_metadata(rgb, composite(rgb, pred, spec))
+    if spec.kind == "colour" and options.bg_color is not None and options.bg_color[3] < 255:
+        image = carry_metadata(rgb, _over_translucent(rgb, pred, options.bg_color))
+    else:
+        image = carry_metadata(rgb, composite(rgb, pred, spec))
     fmt = options.format
     if fmt == "auto":
-        fmt = "png" if spec.kind in ("rgba", "map") else "jpg"
+        fmt = "png" if image.mode in ("RGBA", "L") else "jpg"
     if fmt == "jpg" and image.mode == "RGBA":
         image = carry_metadata(rgb, composite(rgb, pred, OutputSpec("colour", colour=(255, 255, 255))))
     rendered = encode(image, fmt)
     return rendered.body, rendered.media_type
+
+
+def _over_translucent(rgb: Image.Image, pred: np.ndarray, colour: tuple[int, int, int, int]) -> Image.Image:
+    """The foreground over a semi-transparent ``colour`` ("over" compositing): an RGBA image."""
+    alpha = alpha_to_uint8(pred).astype(np.float32)[..., None] / 255.0
+    below = colour[3] / 255.0 * (1.0 - alpha)
+    out_alpha = alpha + below
+    fg = np.asarray(rgb.convert("RGB"), dtype=np.float32)
+    out = (fg * alpha + np.asarray(colour[:3], dtype=np.float32) * below) / np.maximum(out_alpha, 1e-6)
+    pixels = np.concatenate([out, out_alpha * 255.0], axis=2)
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGBA")
