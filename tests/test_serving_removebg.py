@@ -296,3 +296,18 @@ def test_bg_color_takes_remove_bg_short_and_translucent_hex(base: str) -> None:
     pixels = np.asarray(image_of(translucent))
     assert tuple(pixels[0, 0]) == (0x81, 0xD4, 0xFA, 0x80)
     assert pixels[30, 40, 3] == 255
+
+
+def test_image_file_b64_line_wrapped_url_safe_or_unpadded(base: str) -> None:
+    data = png_bytes(photo(61, 47))
+    standard = base64.b64encode(data).decode()
+    assert "=" in standard and ("+" in standard or "/" in standard)  # the variants below differ from it
+    variants = {
+        "wrapped": "\n".join(standard[i : i + 76] for i in range(0, len(standard), 76)),
+        "url-safe": base64.urlsafe_b64encode(data).decode(),
+        "unpadded": standard.rstrip("="),
+    }
+    for name, text in variants.items():
+        response = post(base, data={"image_file_b64": text})
+        assert response.status_code == 200, (name, response.text)
+        assert image_of(response).size == (61, 47), name

@@ -251,13 +251,7 @@ async def _source_bytes(fields: dict[str, str], files: dict[str, bytes], state: 
             raise _bad("image_file", "image_file must be a file part (multipart/form-data)")
         return files["image_file"]
     if source == "image_file_b64":
-        text = fields["image_file_b64"].strip()
-        if text.startswith("data:") and "," in text:
-            text = text.split(",", 1)[1]
-        try:
-            return base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise _bad("image_file_b64", "image_file_b64 is not valid base64") from None
+        return _decode_b64(fields["image_file_b64"])
     settings = state.settings
     if not settings.allow_image_url:
         raise _bad("image_url", "image_url is disabled on this server (start it with --allow-image-url); "
@@ -267,6 +261,19 @@ async def _source_bytes(fields: dict[str, str], files: dict[str, bytes], state: 
     return await state.cpu(lambda: fetch_url(
         fields["image_url"], timeout_s=settings.url_timeout_s, max_bytes=settings.url_max_bytes,
         max_redirects=settings.url_max_redirects, allow_networks=settings.url_allow_networks))
+
+
+def _decode_b64(text: str) -> bytes:
+    """Base64 as clients send it: a ``data:`` URL or not, line-wrapped, URL-safe, unpadded."""
+    text = text.strip()
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    text = "".join(text.split()).replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad("image_file_b64", "image_file_b64 is not valid base64") from None
 
 
 def _decode_scaled(data: bytes, max_pixels: int, limit: int) -> Image.Image:
