@@ -311,3 +311,28 @@ def test_image_file_b64_line_wrapped_url_safe_or_unpadded(base: str) -> None:
         response = post(base, data={"image_file_b64": text})
         assert response.status_code == 200, (name, response.text)
         assert image_of(response).size == (61, 47), name
+
+
+def test_starlettes_own_errors_have_remove_bg_shape_on_its_routes(base: str) -> None:
+    image = ("a.png", png_bytes(photo(40, 30)))
+    answers = {
+        "malformed multipart": (httpx.post(f"{base}/v1.0/removebg", content=b"--x\r\n",
+                                           headers={"Content-Type": "multipart/form-data"}), 400),
+        "a part without a name": (httpx.post(
+            f"{base}/api/removebg", content=b"--x\r\nContent-Disposition: form-data\r\n\r\nv\r\n--x--\r\n",
+            headers={"Content-Type": "multipart/form-data; boundary=x"}), 400),
+        "too many fields": (post(base, data={f"f{i}": "1" for i in range(1100)}, files={"image_file": image}), 400),
+        "no such route": (httpx.get(f"{base}/v1.0/nothing-here"), 404),
+        "wrong method": (httpx.get(f"{base}/v1.0/removebg"), 405),
+        "wrong method, alias": (httpx.delete(f"{base}/api/removebg"), 405),
+    }
+    for name, (response, status) in answers.items():
+        assert response.status_code == status, (name, response.text)
+        body = response.json()
+        assert set(body) == {"errors"} and body["errors"][0]["title"], name
+    assert "fields" in answers["too many fields"][0].json()["errors"][0]["title"]
+    assert "POST" in answers["wrong method"][0].headers["allow"]
+    native = httpx.get(f"{base}/v1/nothing-here")
+    assert native.status_code == 404 and native.json()["error"]["code"] == "not_found"
+    head = httpx.head(f"{base}/v1/health")
+    assert head.status_code == 200 and head.content == b""

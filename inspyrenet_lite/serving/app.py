@@ -18,6 +18,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.datastructures import UploadFile
+from fastapi.exception_handlers import http_exception_handler
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from ..predictor import MapRequest
@@ -82,6 +84,7 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
 
     settings = state.settings
     app.add_exception_handler(ServeError, _serve_error_handler)
+    app.add_exception_handler(HTTPException, _http_error_handler)
     app.add_middleware(_Guard, state=state)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -89,12 +92,12 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["*"], expose_headers=["*"])
 
-    @app.get("/v1/health", tags=["service"])
+    @app.api_route("/v1/health", methods=["GET", "HEAD"], tags=["service"])
     async def health() -> dict[str, str]:
         """Alive (the process answers); says nothing about the model."""
         return {"status": "ok"}
 
-    @app.get("/v1/ready", tags=["service"])
+    @app.api_route("/v1/ready", methods=["GET", "HEAD"], tags=["service"])
     async def ready() -> JSONResponse:
         """200 once every model is loaded and warmed up, else 503."""
         if state.ready:
@@ -253,9 +256,14 @@ def _describe(name: str, state: ServiceState) -> dict[str, Any]:
     return info
 
 
+def is_removebg_path(path: str) -> bool:
+    """Whether ``path`` is one of remove.bg's (its routes, or a path under its ``/v1.0/``)."""
+    return path in REMOVEBG_PATHS or path.startswith("/v1.0/")
+
+
 def error_body(path: str, exc: ServeError) -> dict[str, Any]:
     """The JSON of an error: remove.bg's shape on its routes, ``{"error": {...}}`` on ours."""
-    if path in REMOVEBG_PATHS:
+    if is_removebg_path(path):
         error = {"title": exc.message, "code": exc.code}
         if exc.field:
             error["source"] = {"parameter": exc.field}
@@ -265,7 +273,7 @@ def error_body(path: str, exc: ServeError) -> dict[str, Any]:
 
 def error_status(path: str, exc: ServeError) -> int:
     """The status of ``exc`` on ``path``: remove.bg's routes answer bad input with 400 and a full queue with 429."""
-    if path in REMOVEBG_PATHS:
+    if is_removebg_path(path):
         if exc.status in (415, 422):
             return 400
         if exc.code == "busy":
@@ -279,6 +287,23 @@ async def _serve_error_handler(request: Request, exc: Exception) -> JSONResponse
         return JSONResponse({}, status_code=CLIENT_CLOSED)
     path = request.url.path
     return JSONResponse(error_body(path, exc), status_code=error_status(path, exc), headers=exc.headers)
+
+
+#: ``code`` of the errors Starlette raises itself (routing, multipart parsing).
+_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route, wrong method, a multipart body it cannot parse, too
+    many fields) in the service's error shape: remove.bg's on its paths, ours on ``/v1/``."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if not _is_service_path(path) and not is_removebg_path(path):
+        return await http_exception_handler(request, exc)
+    message = str(exc.detail).splitlines()[0] if exc.detail else "bad request"
+    err = ServeError(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), message,
+                     headers=dict(exc.headers or {}))
+    return JSONResponse(error_body(path, err), status_code=exc.status_code, headers=err.headers)
 
 
 class _Guard:
