@@ -336,3 +336,24 @@ def test_starlettes_own_errors_have_remove_bg_shape_on_its_routes(base: str) -> 
     assert native.status_code == 404 and native.json()["error"]["code"] == "not_found"
     head = httpx.head(f"{base}/v1/health")
     assert head.status_code == 200 and head.content == b""
+
+
+def test_rate_limit_headers_follow_the_admission_state() -> None:
+    gate = threading.Event()
+    predictor = BoxPredictor(gate)
+    app = create_app(predictor, ServeSettings(queue_size=1, max_batch_size=1, max_wait_ms=0, retry_after_s=2))
+    image = {"image_file": ("a.png", png_bytes(photo(40, 30)))}
+    with running(app) as url:
+        idle = httpx.get(f"{url}/v1.0/account")
+        first = threading.Thread(target=lambda: post(url, files=image))
+        first.start()
+        assert predictor.entered.wait(10)  # the one slot is taken
+        busy = post(url, files=image)
+        gate.set()
+        first.join(30)
+        native = httpx.get(f"{url}/v1/health")
+    rate = [(r.headers["x-ratelimit-limit"], r.headers["x-ratelimit-remaining"], r.headers["x-ratelimit-reset"])
+            for r in (idle, busy)]
+    assert rate[0] == ("1", "1", "0")
+    assert busy.status_code == 429 and rate[1][:2] == ("1", "0") and int(rate[1][2]) >= 2
+    assert "x-ratelimit-limit" not in native.headers

@@ -321,15 +321,17 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status_box = {"status": 500}
+        status_box: dict[str, Any] = {"status": 500}
+        path = scope.get("path", "")
 
         async def send_wrapper(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status_box["status"] = message["status"]
                 status_box["sent"] = True
+                if path in REMOVEBG_PATHS:
+                    message = {**message, "headers": [*message.get("headers", []), *self._rate_headers()]}
             await send(message)
 
-        path = scope.get("path", "")
         if not _is_service_path(path):  # e.g. the Space's page and Gradio's own API: not ours to guard
             await self.app(scope, receive, send)
             return
@@ -362,6 +364,12 @@ class _Guard:
             err = ServeError(500, "internal_error", "the server failed on this request; the details are in its log")
             path = scope.get("path", "")
             await JSONResponse(error_body(path, err), status_code=500)(scope, receive, send)
+
+    def _rate_headers(self) -> list[tuple[bytes, bytes]]:
+        """remove.bg's X-RateLimit headers from the admission state (queue capacity, free slots,
+        seconds until a slot is expected free)."""
+        values = zip(("limit", "remaining", "reset"), self.state.admission())
+        return [(f"x-ratelimit-{name}".encode(), str(value).encode()) for name, value in values]
 
     def _refuse(self, scope: dict, path: str) -> ServeError | None:
         headers = dict(scope.get("headers") or [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -130,6 +131,18 @@ class ServiceState:
             raise ServeError(503, "not_ready", "the model is still loading; retry shortly",
                              headers={"Retry-After": str(max(1, self.settings.retry_after_s))})
         return batcher
+
+    def admission(self) -> tuple[int, int, int]:
+        """(requests admitted at most, free slots now, whole seconds until a slot is expected free)
+        of the default model: remove.bg's X-RateLimit-Limit/-Remaining/-Reset."""
+        limit = self.settings.queue_size
+        batcher = self.batchers.get(self.default_model)
+        if batcher is None:  # still loading: nothing is admitted yet
+            return limit, 0, max(1, self.settings.retry_after_s)
+        free = max(0, limit - batcher.depth)
+        if free:
+            return limit, free, 0
+        return limit, 0, max(1, math.ceil(batcher.seconds_until_free()), self.settings.retry_after_s)
 
     async def cpu(self, work: Callable[..., T], *args: Any) -> T:
         """Run ``work(*args)`` on the CPU pool (decode, composite, encode): never on the loop."""
