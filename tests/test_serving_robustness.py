@@ -137,3 +137,24 @@ def test_a_local_model_is_named_by_a_hash_never_by_its_path(tiny_folder) -> None
     for what, response in answers.items():
         text = response.text + " ".join(response.headers.values())
         assert str(tiny_folder) not in text and tiny_folder.name not in text, what
+
+
+def test_metrics_parse_and_count_refusals_under_their_route() -> None:
+    parser = pytest.importorskip("prometheus_client.parser")
+    odd = 'we"ird\\name\nx'
+    app = create_app({odd: BoxPredictor()}, ServeSettings(api_key="s3cret", max_upload_bytes=1000))
+    with running(app) as url:
+        httpx.post(f"{url}/v1/remove", content=b"x")  # 401
+        httpx.post(f"{url}/v1.0/removebg", data={"size": "auto"})  # 403
+        httpx.post(f"{url}/v1/remove", content=b"\0" * 5000, headers={"X-Api-Key": "s3cret"})  # 413 by length
+        httpx.request("BREW", f"{url}/v1/remove")  # a method of the client's invention
+        text = httpx.get(f"{url}/metrics").text
+    families = {family.name: family for family in parser.text_string_to_metric_families(text)}
+    requests = {(s.labels["method"], s.labels["route"], s.labels["status"]): s.value
+                for s in families["inspyrenet_requests"].samples}
+    assert requests[("POST", "/v1/remove", "401")] == 1
+    assert requests[("POST", "/v1.0/removebg", "403")] == 1
+    assert requests[("POST", "/v1/remove", "413")] == 1
+    assert requests[("other", "/v1/remove", "401")] == 1
+    assert not [key for key in requests if key[1] == "other"]
+    assert {s.labels["model"] for s in families["inspyrenet_queue_depth"].samples} == {odd}

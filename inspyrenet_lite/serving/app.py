@@ -21,6 +21,7 @@ from starlette.datastructures import UploadFile
 from fastapi.exception_handlers import http_exception_handler
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from ..predictor import MapRequest
 from .pipeline import (
@@ -344,7 +345,7 @@ class _Guard:
             else:
                 await self._answer(scope, self._limited(receive), send_wrapper, status_box)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "other"
+            route = _route_template(scope)
             self.state.metrics.request_done(scope.get("method", ""), route, status_box["status"],
                                             time.perf_counter() - started)
 
@@ -401,6 +402,15 @@ class _Guard:
             return message
 
         return limited_receive
+
+
+def _route_template(scope: dict) -> str:
+    """The template of the route ``scope`` went to, or would have gone to when refused before
+    routing (key, size): metrics count by route, never by raw path; "other" when none matches."""
+    route = scope.get("route")
+    if route is None and scope.get("app") is not None:
+        route = next((r for r in scope["app"].router.routes if r.matches(scope)[0] != Match.NONE), None)
+    return getattr(route, "path", None) or "other"
 
 
 def _is_service_path(path: str) -> bool:
