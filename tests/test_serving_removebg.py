@@ -357,3 +357,16 @@ def test_rate_limit_headers_follow_the_admission_state() -> None:
     assert rate[0] == ("1", "1", "0")
     assert busy.status_code == 429 and rate[1][:2] == ("1", "0") and int(rate[1][2]) >= 2
     assert "x-ratelimit-limit" not in native.headers
+
+
+def test_asymmetric_crop_margin_is_top_right_bottom_left(base: str) -> None:
+    data = png_bytes(photo(200, 100))  # the subject: x 50..150, y 25..75
+    four = post(base, data={"crop": "true", "crop_margin": "10px 20px 30px 40px"}, files={"image_file": ("a.png", data)})
+    two = post(base, data={"crop": "true", "crop_margin": "10px,20px"}, files={"image_file": ("a.png", data)})
+    assert image_of(four).size == (40 + 100 + 20, 10 + 50 + 30)
+    assert (four.headers["x-foreground-left"], four.headers["x-foreground-top"]) == ("40", "10")
+    alpha = np.asarray(image_of(four))[:, :, 3]
+    assert alpha[10:60, 40:140].min() == 255
+    assert alpha[:, :40].max() == 0 and alpha[:, 140:].max() == 0 and alpha[:10].max() == 0 and alpha[60:].max() == 0
+    assert image_of(two).size == (20 + 100 + 20, 10 + 50 + 10)
+    assert (two.headers["x-foreground-left"], two.headers["x-foreground-top"]) == ("20", "10")
