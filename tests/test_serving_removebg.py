@@ -361,7 +361,8 @@ def test_rate_limit_headers_follow_the_admission_state() -> None:
 
 def test_asymmetric_crop_margin_is_top_right_bottom_left(base: str) -> None:
     data = png_bytes(photo(200, 100))  # the subject: x 50..150, y 25..75
-    four = post(base, data={"crop": "true", "crop_margin": "10px 20px 30px 40px"}, files={"image_file": ("a.png", data)})
+    four = post(base, data={"crop": "true", "crop_margin": "10px 20px 30px 40px"},
+                files={"image_file": ("a.png", data)})
     two = post(base, data={"crop": "true", "crop_margin": "10px,20px"}, files={"image_file": ("a.png", data)})
     assert image_of(four).size == (40 + 100 + 20, 10 + 50 + 30)
     assert (four.headers["x-foreground-left"], four.headers["x-foreground-top"]) == ("40", "10")

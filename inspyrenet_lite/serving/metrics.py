@@ -116,7 +116,9 @@ class Metrics:
                 "# HELP inspyrenet_queue_depth Requests admitted and not yet answered.",
                 "# TYPE inspyrenet_queue_depth gauge",
             ]
-            lines += [f'inspyrenet_queue_depth{{model="{_label(m)}"}} {d}' for m, d in sorted(self.queue_depth.items())]
+            lines += [
+                f'inspyrenet_queue_depth{{model="{_label(m)}"}} {d}' for m, d in sorted(self.queue_depth.items())
+            ]
             lines += [
                 "# HELP inspyrenet_rejected_queue_full_total Requests refused because the queue was full (503; 429 on the remove.bg routes).",
                 "# TYPE inspyrenet_rejected_queue_full_total counter",

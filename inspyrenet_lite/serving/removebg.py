@@ -105,7 +105,9 @@ def _parse_bg_color(text: str | None) -> tuple[int, int, int, int] | None:
     if match:
         digits = match.group(1)
         digits = "".join(ch * 2 for ch in digits) if len(digits) in (3, 4) else digits
-        return tuple(int(digits[i : i + 2], 16) for i in range(0, len(digits), 2)) + ((255,) if len(digits) == 6 else ())
+        if len(digits) == 6:
+            digits += "ff"
+        return tuple(int(digits[i : i + 2], 16) for i in range(0, 8, 2))
     try:
         colour = parse_colour(text)
     except ValueError:
