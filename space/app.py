@@ -422,10 +422,13 @@ demo = build_demo()
 
 def build_app() -> Any:
     """The REST service of ``inspyrenet-lite serve`` (``/v1/remove``, ``/v1.0/removebg``, ...) with this
-    page mounted at ``/``: a deployed Space is also a REST endpoint. Shares the ``fast`` model above."""
+    page mounted at ``/``: a deployed Space is also a REST endpoint. Shares the ``fast`` model above.
+    With ``INSPYRENET_LITE_API_KEY`` set, the REST routes need it as ``serve``'s do."""
+    from inspyrenet_lite.cli.serve import api_key_from_env
     from inspyrenet_lite.serving import ServeSettings, create_app
 
-    app = create_app({"fast": lambda: get_remover("fast")}, ServeSettings(max_upload_bytes=20 * 1024 * 1024))
+    settings = ServeSettings(max_upload_bytes=20 * 1024 * 1024, api_key=api_key_from_env())
+    app = create_app({"fast": lambda: get_remover("fast")}, settings)
     return gr.mount_gradio_app(app, demo, path="/", max_file_size=MAX_FILE_SIZE, theme=THEME, css=CSS)
 
 

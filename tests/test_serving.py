@@ -158,6 +158,11 @@ def test_bad_requests_get_the_right_4xx_without_internals() -> None:
             "model": httpx.post(f"{base}/v1/remove", params={"model": "nope"}, content=small),
             "misspelt option": httpx.post(f"{base}/v1/remove", params={"type": "map", "treshold": "0.5"}, content=small),
             "no image": httpx.post(f"{base}/v1/remove", files={"other": ("a.png", small, "image/png")}),
+            "misspelt file field": httpx.post(f"{base}/v1/remove", files={"image": ("a.png", small, "image/png"),
+                                                                         "backgroud": ("b.png", small, "image/png")}),
+            "type with a background": httpx.post(f"{base}/v1/remove", data={"type": "map"},
+                                                 files={"image": ("a.png", small, "image/png"),
+                                                        "background": ("b.png", small, "image/png")}),
             "a form, no image": httpx.post(f"{base}/v1/remove", data={"type": "map"}),
         }
     expected = {
@@ -165,7 +170,7 @@ def test_bad_requests_get_the_right_4xx_without_internals() -> None:
         "not an image": (415, "image"), "text media type": (415, "image"), "text part": (415, "image"),
         "threshold": (422, "threshold"), "type": (422, "type"), "format": (422, "format"),
         "quality": (422, "quality"), "model": (422, "model"), "misspelt option": (422, "treshold"),
-        "no image": (400, "image"),
+        "no image": (400, "image"), "misspelt file field": (422, "backgroud"), "type with a background": (422, "type"),
         "a form, no image": (400, "image"),
     }
     for name, response in cases.items():
@@ -190,6 +195,67 @@ def test_api_key_is_enforced_when_set() -> None:
     assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
     assert removebg.status_code == 403 and removebg.json()["errors"][0]["code"] == "auth_failed"
     assert health.status_code == 200 and models.status_code == 401
+
+
+def test_api_key_guards_every_route_and_alias() -> None:
+    from fastapi.routing import APIRoute
+
+    from inspyrenet_lite.serving.app import OPEN_PATHS
+
+    app = create_app(BoxPredictor(), ServeSettings(api_key="s3cret"))
+    routes = [(r.path, method) for r in app.routes if isinstance(r, APIRoute) for method in sorted(r.methods)]
+    guarded = [(path, method) for path, method in routes if path not in OPEN_PATHS]
+    expected = {("/v1/remove", "POST"), ("/v1/models", "GET"), ("/v1.0/removebg", "POST"),
+                ("/api/removebg", "POST"), ("/v1.0/account", "GET")}
+    assert expected <= set(guarded)
+    removebg = {"/v1.0/removebg", "/api/removebg", "/v1.0/account"}
+    data = png_bytes(photo(40, 30))
+    with running(app) as base:
+        for path, method in guarded:
+            status = 403 if path in removebg else 401
+            for headers in ({}, {"X-Api-Key": "s3cre"}, {"X-Api-Key": "s3cret-and-more"}):
+                response = httpx.request(method, f"{base}{path}", content=data, headers=headers)
+                assert response.status_code == status, (path, method, headers)
+            right = httpx.request(method, f"{base}{path}", headers={"X-Api-Key": "s3cret"},
+                                  files={"image_file" if path in removebg else "image": ("a.png", data)})
+            assert right.status_code == 200, (path, method, right.text)
+        for path in OPEN_PATHS - {"/docs/oauth2-redirect"}:
+            assert httpx.get(f"{base}{path}").status_code == 200, path
+
+
+def stripes(width: int, height: int, period: int = 40) -> Image.Image:
+    """Vertical white stripes on black: fine detail that a high-resolution pass sees differently."""
+    x = np.arange(width) % period < period // 2
+    return Image.fromarray(np.repeat((x * 255).astype(np.uint8)[None, :, None], height, 0).repeat(3, 2))
+
+
+def test_per_request_hr_blend_reaches_the_network(tiny_folder: Path, tiny_remover: Remover) -> None:
+    image = stripes(600, 560)  # above 512 px: the high-resolution pass has a size of its own
+    app = create_app(Predictor.from_pretrained(str(tiny_folder), device="cpu"), ServeSettings(max_wait_ms=0))
+    data = png_bytes(image)
+    with running(app) as base:
+        plain = httpx.post(f"{base}/v1/remove", params={"type": "map"}, content=data, timeout=120)
+        high = httpx.post(f"{base}/v1/remove", params={"type": "map", "hr_blend": "1"}, content=data, timeout=120)
+    assert plain.status_code == high.status_code == 200
+    expected = np.asarray(tiny_remover.process(image, type="map", hr_blend=1.0)).astype(np.int16)
+    assert np.abs(pixels(high.content) - pixels(plain.content)).max() > 10
+    assert np.abs(pixels(high.content) - expected).max() <= 1
+
+
+def test_per_request_resize_reaches_the_network(tiny_folder: Path, tiny_remover: Remover) -> None:
+    image = photo(600, 520, 3)
+    app = create_app(Predictor.from_pretrained(str(tiny_folder), device="cpu"), ServeSettings(max_wait_ms=0))
+    data = png_bytes(image)
+    with running(app) as base:
+        plain = httpx.post(f"{base}/v1/remove", params={"type": "map"}, content=data, timeout=120)
+        dynamic = httpx.post(f"{base}/v1/remove", params={"type": "map", "resize": "dynamic"}, content=data,
+                             timeout=120)
+    assert plain.status_code == dynamic.status_code == 200
+    with pytest.warns(UserWarning, match="dynamic"):
+        dynamic_remover = Remover(model=str(tiny_folder), device="cpu", resize="dynamic")
+    expected = np.asarray(dynamic_remover.process(image, type="map")).astype(np.int16)
+    assert np.abs(pixels(dynamic.content) - pixels(plain.content)).max() > 10
+    assert np.abs(pixels(dynamic.content) - expected).max() <= 1
 
 
 def test_probes_models_metrics_and_no_cors_by_default() -> None:

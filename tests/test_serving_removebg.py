@@ -267,8 +267,107 @@ def test_loopback_is_refused_without_an_allow_list(no_packets_out: list, image_h
     ("127.0.0.1", True), ("10.1.2.3", True), ("172.16.0.1", True), ("192.168.1.1", True),
     ("169.254.169.254", True), ("100.100.100.200", True), ("0.0.0.0", True), ("224.0.0.1", True),
     ("::1", True), ("fe80::1", True), ("fd00:ec2::254", True), ("::ffff:127.0.0.1", True), ("::", True),
-    ("93.184.216.34", False), ("2606:2800:220:1:248:1893:25c8:1946", False),
+    # 6to4, Teredo (client = last 32 bits XOR 0xffffffff) and NAT64 carrying an inner IPv4 address.
+    ("2002:a9fe:a9fe::1", True), ("2002:7f00:1::1", True), ("2002:a00:1::", True),
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", True), ("64:ff9b::a9fe:a9fe", True), ("64:ff9b:1::7f00:1", True),
+    ("93.184.216.34", False), ("2606:2800:220:1:248:1893:25c8:1946", False), ("2002:5db8:d822::1", False),
 ])
 def test_address_policy(address: str, refused: bool) -> None:
     assert (urlfetch.refusal(address) is not None) is refused
     assert urlfetch.refusal(address, ("0.0.0.0/0", "::/0")) is None  # an explicit allow list wins
+
+
+def test_conflicting_backgrounds_are_a_400_and_unknown_fields_are_ignored(base: str) -> None:
+    image = ("a.png", png_bytes(photo(40, 30)))
+    both = post(base, data={"bg_color": "ff0000"}, files={"image_file": image, "bg_image_file": image})
+    unknown = post(base, data={"sdk_version": "2"}, files={"image_file": image, "extra_part": image})
+    assert both.status_code == 400 and both.json()["errors"][0]["source"] == {"parameter": "bg_color"}
+    assert unknown.status_code == 200 and image_of(unknown).size == (40, 30)
+
+
+def test_bg_color_takes_remove_bg_short_and_translucent_hex(base: str) -> None:
+    data = png_bytes(photo(80, 60))
+    short = post(base, data={"bg_color": "fff"}, files={"image_file": ("a.png", data)})
+    translucent = post(base, data={"bg_color": "81d4fa80"}, files={"image_file": ("a.png", data)})
+    assert short.status_code == 200 and short.headers["content-type"] == "image/jpeg"
+    assert abs(np.asarray(image_of(short))[0, 0].astype(int) - 255).max() <= 8
+    # A translucent background keeps transparency: PNG, the colour at alpha 0x80 outside, opaque inside.
+    assert translucent.status_code == 200 and translucent.headers["content-type"] == "image/png"
+    pixels = np.asarray(image_of(translucent))
+    assert tuple(pixels[0, 0]) == (0x81, 0xD4, 0xFA, 0x80)
+    assert pixels[30, 40, 3] == 255
+
+
+def test_image_file_b64_line_wrapped_url_safe_or_unpadded(base: str) -> None:
+    data = png_bytes(photo(61, 47))
+    standard = base64.b64encode(data).decode()
+    assert "=" in standard and ("+" in standard or "/" in standard)  # the variants below differ from it
+    variants = {
+        "wrapped": "\n".join(standard[i : i + 76] for i in range(0, len(standard), 76)),
+        "url-safe": base64.urlsafe_b64encode(data).decode(),
+        "unpadded": standard.rstrip("="),
+    }
+    for name, text in variants.items():
+        response = post(base, data={"image_file_b64": text})
+        assert response.status_code == 200, (name, response.text)
+        assert image_of(response).size == (61, 47), name
+
+
+def test_starlettes_own_errors_have_remove_bg_shape_on_its_routes(base: str) -> None:
+    image = ("a.png", png_bytes(photo(40, 30)))
+    answers = {
+        "malformed multipart": (httpx.post(f"{base}/v1.0/removebg", content=b"--x\r\n",
+                                           headers={"Content-Type": "multipart/form-data"}), 400),
+        "a part without a name": (httpx.post(
+            f"{base}/api/removebg", content=b"--x\r\nContent-Disposition: form-data\r\n\r\nv\r\n--x--\r\n",
+            headers={"Content-Type": "multipart/form-data; boundary=x"}), 400),
+        "too many fields": (post(base, data={f"f{i}": "1" for i in range(1100)}, files={"image_file": image}), 400),
+        "no such route": (httpx.get(f"{base}/v1.0/nothing-here"), 404),
+        "wrong method": (httpx.get(f"{base}/v1.0/removebg"), 405),
+        "wrong method, alias": (httpx.delete(f"{base}/api/removebg"), 405),
+    }
+    for name, (response, status) in answers.items():
+        assert response.status_code == status, (name, response.text)
+        body = response.json()
+        assert set(body) == {"errors"} and body["errors"][0]["title"], name
+    assert "fields" in answers["too many fields"][0].json()["errors"][0]["title"]
+    assert "POST" in answers["wrong method"][0].headers["allow"]
+    native = httpx.get(f"{base}/v1/nothing-here")
+    assert native.status_code == 404 and native.json()["error"]["code"] == "not_found"
+    head = httpx.head(f"{base}/v1/health")
+    assert head.status_code == 200 and head.content == b""
+
+
+def test_rate_limit_headers_follow_the_admission_state() -> None:
+    gate = threading.Event()
+    predictor = BoxPredictor(gate)
+    app = create_app(predictor, ServeSettings(queue_size=1, max_batch_size=1, max_wait_ms=0, retry_after_s=2))
+    image = {"image_file": ("a.png", png_bytes(photo(40, 30)))}
+    with running(app) as url:
+        idle = httpx.get(f"{url}/v1.0/account")
+        first = threading.Thread(target=lambda: post(url, files=image))
+        first.start()
+        assert predictor.entered.wait(10)  # the one slot is taken
+        busy = post(url, files=image)
+        gate.set()
+        first.join(30)
+        native = httpx.get(f"{url}/v1/health")
+    rate = [(r.headers["x-ratelimit-limit"], r.headers["x-ratelimit-remaining"], r.headers["x-ratelimit-reset"])
+            for r in (idle, busy)]
+    assert rate[0] == ("1", "1", "0")
+    assert busy.status_code == 429 and rate[1][:2] == ("1", "0") and int(rate[1][2]) >= 2
+    assert "x-ratelimit-limit" not in native.headers
+
+
+def test_asymmetric_crop_margin_is_top_right_bottom_left(base: str) -> None:
+    data = png_bytes(photo(200, 100))  # the subject: x 50..150, y 25..75
+    four = post(base, data={"crop": "true", "crop_margin": "10px 20px 30px 40px"},
+                files={"image_file": ("a.png", data)})
+    two = post(base, data={"crop": "true", "crop_margin": "10px,20px"}, files={"image_file": ("a.png", data)})
+    assert image_of(four).size == (40 + 100 + 20, 10 + 50 + 30)
+    assert (four.headers["x-foreground-left"], four.headers["x-foreground-top"]) == ("40", "10")
+    alpha = np.asarray(image_of(four))[:, :, 3]
+    assert alpha[10:60, 40:140].min() == 255
+    assert alpha[:, :40].max() == 0 and alpha[:, 140:].max() == 0 and alpha[:10].max() == 0 and alpha[60:].max() == 0
+    assert image_of(two).size == (20 + 100 + 20, 10 + 50 + 10)
+    assert (two.headers["x-foreground-left"], two.headers["x-foreground-top"]) == ("20", "10")

@@ -39,3 +39,17 @@ def test_the_space_serves_v1_remove_and_its_page(monkeypatch: pytest.MonkeyPatch
     assert removebg.status_code == 200 and removebg.headers["x-width"] == "80"
     assert page.status_code == 200 and "<html" in page.text.lower()
     assert model.batches  # the request went through the Space's model
+
+
+def test_the_space_applies_the_api_key_of_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSPYRENET_LITE_API_KEY", "s3cret")
+    space = load_space()
+    monkeypatch.setattr(space, "_removers", {"fast": BoxPredictor()})
+    data = png_bytes(photo(40, 30))
+    with running(space.build_app()) as base:
+        missing = httpx.post(f"{base}/v1/remove", content=data, timeout=30)
+        wrong = httpx.post(f"{base}/v1/remove", content=data, headers={"X-Api-Key": "nope"}, timeout=30)
+        right = httpx.post(f"{base}/v1/remove", content=data, headers={"X-Api-Key": "s3cret"}, timeout=30)
+        removebg = httpx.post(f"{base}/v1.0/removebg", files={"image_file": ("a.png", data)}, timeout=30)
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert removebg.status_code == 403

@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def api_key_from_env(given: str | None = None) -> str | None:
+    """The service's API key: ``given`` (``--api-key``), else ``$INSPYRENET_LITE_API_KEY``; ``None``
+    (no key) when both are unset or empty. Everything that serves the routes (``serve``, the Space)
+    reads the key here."""
+    return given or os.environ.get(API_KEY_ENV) or None
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from inspyrenet_lite.serving import ServeSettings
 
@@ -74,7 +81,7 @@ def _settings(args: argparse.Namespace) -> Any:
         timeout_s=args.timeout,
         max_upload_bytes=max(1, int(args.max_upload_mb * 1024 * 1024)),
         max_pixels=args.max_pixels,
-        api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        api_key=api_key_from_env(args.api_key),
         cors_origins=tuple(args.cors_origin),
         cpu_workers=args.cpu_workers,
         allow_image_url=args.allow_image_url,

@@ -16,8 +16,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from ..predictor import MapRequest
 from .pipeline import (
@@ -47,6 +51,8 @@ REMOVEBG_PATHS = frozenset({"/v1.0/removebg", "/api/removebg", "/v1.0/account"})
 #: which send the whole body before reading the answer get the 413 rather than a reset connection.
 _DRAIN_FACTOR = 4
 _IMAGE_MEDIA = ("image/", "application/octet-stream")
+#: The status counted for a request whose client left before its answer (nginx's convention).
+CLIENT_CLOSED = 499
 
 
 def create_app(model: ModelSource, settings: ServeSettings | None = None) -> FastAPI:
@@ -79,7 +85,7 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
 
     settings = state.settings
     app.add_exception_handler(ServeError, _serve_error_handler)
-    app.add_exception_handler(Exception, _unexpected_error_handler)
+    app.add_exception_handler(HTTPException, _http_error_handler)
     app.add_middleware(_Guard, state=state)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -87,12 +93,12 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["*"], expose_headers=["*"])
 
-    @app.get("/v1/health", tags=["service"])
+    @app.api_route("/v1/health", methods=["GET", "HEAD"], tags=["service"])
     async def health() -> dict[str, str]:
         """Alive (the process answers); says nothing about the model."""
         return {"status": "ok"}
 
-    @app.get("/v1/ready", tags=["service"])
+    @app.api_route("/v1/ready", methods=["GET", "HEAD"], tags=["service"])
     async def ready() -> JSONResponse:
         """200 once every model is loaded and warmed up, else 503."""
         if state.ready:
@@ -159,6 +165,9 @@ class RemoveOptions:
         if unknown:  # a misspelt option must not silently give a different picture
             raise ServeError(422, "invalid_option", f"unknown option {unknown[0]!r}; the options are "
                              f"{', '.join(cls.FIELDS)}", unknown[0])
+        if has_background and (fields.get("type") or "").strip():
+            raise ServeError(422, "invalid_option", "type and a background image conflict: the background image "
+                             "replaces the background; leave type out or the background image", "type")
         spec = parse_type(fields.get("type", "rgba") or "rgba")
         fmt = parse_choice("format", fields.get("format"), tuple(FORMATS)) or "png"
         if fmt in ("jpg", "jpeg") and spec.has_alpha and not has_background:
@@ -206,6 +215,11 @@ async def read_upload(
         if file_field not in files:
             raise ServeError(400, "missing_image", f"no multipart field {file_field!r}: send the image as "
                              f"-F {file_field}=@photo.jpg, or as the raw request body", file_field)
+        unknown = sorted(set(files) - {file_field, extra_file})
+        if unknown:  # a misspelt `background` must not silently give a transparent result
+            raise ServeError(422, "invalid_option", f"unknown file field {unknown[0]!r}; the image goes in "
+                             f"{file_field!r}" + (f", a background image in {extra_file!r}" if extra_file else ""),
+                             unknown[0])
         return fields, files[file_field], files.get(extra_file) if extra_file else None
     if content_type and not content_type.startswith(_IMAGE_MEDIA):
         raise ServeError(415, "unsupported_media", f"Content-Type {content_type.split(';')[0]!r} is not an image: "
@@ -243,9 +257,14 @@ def _describe(name: str, state: ServiceState) -> dict[str, Any]:
     return info
 
 
+def is_removebg_path(path: str) -> bool:
+    """Whether ``path`` is one of remove.bg's (its routes, or a path under its ``/v1.0/``)."""
+    return path in REMOVEBG_PATHS or path.startswith("/v1.0/")
+
+
 def error_body(path: str, exc: ServeError) -> dict[str, Any]:
     """The JSON of an error: remove.bg's shape on its routes, ``{"error": {...}}`` on ours."""
-    if path in REMOVEBG_PATHS:
+    if is_removebg_path(path):
         error = {"title": exc.message, "code": exc.code}
         if exc.field:
             error["source"] = {"parameter": exc.field}
@@ -255,7 +274,7 @@ def error_body(path: str, exc: ServeError) -> dict[str, Any]:
 
 def error_status(path: str, exc: ServeError) -> int:
     """The status of ``exc`` on ``path``: remove.bg's routes answer bad input with 400 and a full queue with 429."""
-    if path in REMOVEBG_PATHS:
+    if is_removebg_path(path):
         if exc.status in (415, 422):
             return 400
         if exc.code == "busy":
@@ -265,16 +284,27 @@ def error_status(path: str, exc: ServeError) -> int:
 
 async def _serve_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServeError)
-    if exc.status == 499:
-        return JSONResponse({}, status_code=499)
+    if exc.status == CLIENT_CLOSED:
+        return JSONResponse({}, status_code=CLIENT_CLOSED)
     path = request.url.path
     return JSONResponse(error_body(path, exc), status_code=error_status(path, exc), headers=exc.headers)
 
 
-async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unexpected error on %s", request.url.path)
-    err = ServeError(500, "internal_error", "the server failed on this request; the details are in its log")
-    return JSONResponse(error_body(request.url.path, err), status_code=500)
+#: ``code`` of the errors Starlette raises itself (routing, multipart parsing).
+_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route, wrong method, a multipart body it cannot parse, too
+    many fields) in the service's error shape: remove.bg's on its paths, ours on ``/v1/``."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if not _is_service_path(path) and not is_removebg_path(path):
+        return await http_exception_handler(request, exc)
+    message = str(exc.detail).splitlines()[0] if exc.detail else "bad request"
+    err = ServeError(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), message,
+                     headers=dict(exc.headers or {}))
+    return JSONResponse(error_body(path, err), status_code=exc.status_code, headers=err.headers)
 
 
 class _Guard:
@@ -292,14 +322,17 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status_box = {"status": 500}
+        status_box: dict[str, Any] = {"status": 500}
+        path = scope.get("path", "")
 
         async def send_wrapper(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status_box["status"] = message["status"]
+                status_box["sent"] = True
+                if path in REMOVEBG_PATHS:
+                    message = {**message, "headers": [*message.get("headers", []), *self._rate_headers()]}
             await send(message)
 
-        path = scope.get("path", "")
         if not _is_service_path(path):  # e.g. the Space's page and Gradio's own API: not ours to guard
             await self.app(scope, receive, send)
             return
@@ -310,11 +343,34 @@ class _Guard:
                 await JSONResponse(error_body(path, refusal), status_code=error_status(path, refusal),
                                    headers=refusal.headers)(scope, receive, send_wrapper)
             else:
-                await self.app(scope, self._limited(receive), send_wrapper)
+                await self._answer(scope, self._limited(receive), send_wrapper, status_box)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "other"
+            route = _route_template(scope)
             self.state.metrics.request_done(scope.get("method", ""), route, status_box["status"],
                                             time.perf_counter() - started)
+
+    async def _answer(self, scope: dict, receive: Any, send: Any, status_box: dict) -> None:
+        """Run the app; an unexpected error becomes a JSON 500 sent here (Starlette's outer handler
+        would re-raise it and the server would drop the keep-alive connection), and a client that
+        leaves mid-request is logged in one line and counted as 499."""
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            logger.info("client disconnected during %s %s", scope.get("method", ""), scope.get("path", ""))
+            status_box["status"] = CLIENT_CLOSED
+        except Exception:
+            if "sent" in status_box:
+                raise  # the answer has begun: nothing else can be said on this connection
+            logger.exception("unexpected error on %s", scope.get("path", ""))
+            err = ServeError(500, "internal_error", "the server failed on this request; the details are in its log")
+            path = scope.get("path", "")
+            await JSONResponse(error_body(path, err), status_code=500)(scope, receive, send)
+
+    def _rate_headers(self) -> list[tuple[bytes, bytes]]:
+        """remove.bg's X-RateLimit headers from the admission state (queue capacity, free slots,
+        seconds until a slot is expected free)."""
+        values = zip(("limit", "remaining", "reset"), self.state.admission())
+        return [(f"x-ratelimit-{name}".encode(), str(value).encode()) for name, value in values]
 
     def _refuse(self, scope: dict, path: str) -> ServeError | None:
         headers = dict(scope.get("headers") or [])
@@ -346,6 +402,15 @@ class _Guard:
             return message
 
         return limited_receive
+
+
+def _route_template(scope: dict) -> str:
+    """The template of the route ``scope`` went to, or would have gone to when refused before
+    routing (key, size): metrics count by route, never by raw path; "other" when none matches."""
+    route = scope.get("route")
+    if route is None and scope.get("app") is not None:
+        route = next((r for r in scope["app"].router.routes if r.matches(scope)[0] != Match.NONE), None)
+    return getattr(route, "path", None) or "other"
 
 
 def _is_service_path(path: str) -> bool:

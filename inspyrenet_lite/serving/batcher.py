@@ -91,6 +91,14 @@ class MicroBatcher:
         """Requests admitted and not yet answered (waiting or in the network)."""
         return self._admitted
 
+    def seconds_until_free(self) -> float:
+        """About how long until a request slot frees up: 0 while one is free, else the time of one
+        full batch on the fastest replica so far (0 before any batch ran)."""
+        if self._admitted < self.queue_size:
+            return 0.0
+        known = [seconds for seconds in self._seconds_per_image if seconds > 0]
+        return min(known, default=0.0) * self.max_batch_size
+
     def start(self) -> None:
         """Start the collecting task on the running loop."""
         self._wake = asyncio.Event()

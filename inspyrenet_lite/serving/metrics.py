@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 
+#: Methods counted by name; any other is counted as "other".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -32,6 +34,11 @@ class _Histogram:
         return out
 
 
+def _label(value: object) -> str:
+    """A label value escaped as the text format requires (backslash, double quote, newline)."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
@@ -51,6 +58,7 @@ class Metrics:
 
     def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request (route is the route's template, never the raw path)."""
+        method = method if method in METHODS else "other"  # the client chooses it: keep the label set bounded
         with self._lock:
             self.requests[(method, route, status)] += 1
             self.latency.observe(seconds)
@@ -88,7 +96,7 @@ class Metrics:
                 "# TYPE inspyrenet_requests_total counter",
             ]
             for (method, route, status), count in sorted(self.requests.items()):
-                labels = f'method="{method}",route="{route}",status="{status}"'
+                labels = f'method="{_label(method)}",route="{_label(route)}",status="{status}"'
                 lines.append(f"inspyrenet_requests_total{{{labels}}} {count}")
             lines += [
                 "# HELP inspyrenet_request_duration_seconds Time from request to response.",
@@ -101,14 +109,16 @@ class Metrics:
                 "# TYPE inspyrenet_batches_total counter",
             ]
             lines += [
-                f'inspyrenet_batches_total{{model="{m}",replica="{r}",device="{d}"}} {n}'
+                f'inspyrenet_batches_total{{model="{_label(m)}",replica="{r}",device="{_label(d)}"}} {n}'
                 for (m, r, d), n in sorted(self.batches.items())
             ]
             lines += [
                 "# HELP inspyrenet_queue_depth Requests admitted and not yet answered.",
                 "# TYPE inspyrenet_queue_depth gauge",
             ]
-            lines += [f'inspyrenet_queue_depth{{model="{m}"}} {d}' for m, d in sorted(self.queue_depth.items())]
+            lines += [
+                f'inspyrenet_queue_depth{{model="{_label(m)}"}} {d}' for m, d in sorted(self.queue_depth.items())
+            ]
             lines += [
                 "# HELP inspyrenet_rejected_queue_full_total Requests refused because the queue was full (503; 429 on the remove.bg routes).",
                 "# TYPE inspyrenet_rejected_queue_full_total counter",

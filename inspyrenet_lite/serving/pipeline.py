@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,8 @@ from ..compositing import BASIC_TYPES, OutputSpec, apply_threshold_reverse, comp
 from ..image_io import ImageLoadError, TooManyPixelsError, carry_metadata, encode_options, load_image
 from .errors import ServeError, bad_option
 
+logger = logging.getLogger(__name__)
+
 #: Output formats: request name -> (Pillow format, Content-Type).
 FORMATS = {
     "png": ("PNG", "image/png"),
@@ -19,6 +22,9 @@ FORMATS = {
     "jpg": ("JPEG", "image/jpeg"),
     "jpeg": ("JPEG", "image/jpeg"),
 }
+#: JPEG keeps EXIF in one APP1 segment: at most 65 535 bytes less its 2-byte length.
+_JPEG_MAX_EXIF = 65_533
+_METADATA = ("exif", "icc_profile", "dpi")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -119,8 +125,18 @@ def render(rgb: Image.Image, pred: np.ndarray, spec: OutputSpec, threshold: floa
 
 
 def encode(image: Image.Image, fmt: str, quality: int | None = None) -> Rendered:
-    """``image`` encoded as ``fmt`` (a key of :data:`FORMATS`)."""
+    """``image`` encoded as ``fmt`` (a key of :data:`FORMATS`), with the metadata the format can carry."""
     pil_format, media_type = FORMATS[fmt]
+    options = encode_options(image, pil_format, quality)
+    if pil_format == "JPEG" and len(options.get("exif", b"")) > _JPEG_MAX_EXIF:
+        logger.info("the EXIF (%d bytes) is too long for a JPEG segment; the result goes without it",
+                    len(options["exif"]))
+        del options["exif"]
     buffer = io.BytesIO()
-    image.save(buffer, format=pil_format, **encode_options(image, pil_format, quality))
+    try:
+        image.save(buffer, format=pil_format, **options)
+    except (ValueError, OSError) as exc:  # metadata the encoder refuses: the image matters, not its EXIF
+        logger.info("encoding with the metadata failed (%s); the result goes without it", exc)
+        buffer = io.BytesIO()
+        image.save(buffer, format=pil_format, **{k: v for k, v in options.items() if k not in _METADATA})
     return Rendered(buffer.getvalue(), media_type, image.width, image.height)

@@ -6,7 +6,9 @@ Code written for remove.bg's API works with the base URL changed. Fields:
 ``bg_color``, ``bg_image_file``, ``crop``, ``crop_margin``. Fields that have
 no meaning here (``type``, ``type_level``, ``scale``, ``position``, ``roi``,
 ``semitransparency``, ``add_shadow``, ``shadow_*``, ``bg_image_url``) are
-accepted and ignored. Errors: ``{"errors": [{"title", "code"}]}`` with
+accepted and ignored, and so are fields remove.bg does not know (as remove.bg
+does, so that clients sending their SDK's extra fields keep working);
+``bg_color`` with ``bg_image_file`` is a 400. Errors: ``{"errors": [{"title", "code"}]}`` with
 remove.bg's status codes (400 bad input, 403 key, 413 too large, 429 busy).
 ``Accept: application/json`` gives remove.bg's JSON answer (``data.result_b64``
 and the foreground box) instead of the image bytes.
@@ -51,6 +53,12 @@ SIZES = {
 }
 FORMATS = ("auto", "png", "jpg", "zip")
 CHANNELS = ("rgba", "alpha")
+#: The fields that are files; a file part of a text field is read as that field's text.
+FILE_FIELDS = ("image_file", "bg_image_file")
+TEXT_FIELDS = ("image_file_b64", "image_url", "size", "type", "type_level", "format", "roi", "crop", "crop_margin",
+               "scale", "position", "channels", "add_shadow", "semitransparency", "bg_color", "bg_image_url",
+               "shadow_type", "shadow_opacity", "model")
+_BG_HEX_RE = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
 _MARGIN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(px|%)?\s*$")
 _MAX_MARGIN_PX, _MAX_MARGIN_PCT = 500, 50.0
 #: Credits reported by /v1.0/account: a self-hosted service does not count them.
@@ -68,7 +76,7 @@ class RemoveBgOptions:
     size: str
     format: str
     channels: str
-    bg_color: tuple[int, int, int] | None
+    bg_color: tuple[int, int, int, int] | None  # r, g, b, a
     crop: bool
     margins: tuple[tuple[float, bool], ...]  # (value, is_percent) for top, right, bottom, left
 
@@ -88,16 +96,26 @@ class RemoveBgOptions:
                    parse_flag("crop", fields.get("crop")), _parse_margin(fields.get("crop_margin")))
 
 
-def _parse_bg_color(text: str | None) -> tuple[int, int, int] | None:
+def _parse_bg_color(text: str | None) -> tuple[int, int, int, int] | None:
+    """remove.bg's ``bg_color``: hex ``rgb``, ``rrggbb`` or ``rrggbbaa`` (``#`` optional; ``aa`` a
+    semi-transparent background), or a colour name; as (r, g, b, a)."""
     if text is None or not text.strip():
         return None
+    match = _BG_HEX_RE.match(text.strip())
+    if match:
+        digits = match.group(1)
+        digits = "".join(ch * 2 for ch in digits) if len(digits) in (3, 4) else digits
+        if len(digits) == 6:
+            digits += "ff"
+        return tuple(int(digits[i : i + 2], 16) for i in range(0, 8, 2))
     try:
         colour = parse_colour(text)
     except ValueError:
         colour = None
     if colour is None:
-        raise _bad("bg_color", f"bg_color must be a hex colour such as 81d4fa (or a colour name), got {text!r}")
-    return colour
+        raise _bad("bg_color", f"bg_color must be a hex colour such as 81d4fa, fff or 81d4fa80 (or a colour name), "
+                   f"got {text!r}")
+    return (*colour, 255)
 
 
 def _parse_margin(text: str | None) -> tuple[tuple[float, bool], ...]:
@@ -131,6 +149,8 @@ def add_removebg_routes(app: FastAPI, state: ServiceState) -> None:
         started = time.perf_counter()
         fields, files = await _read_fields(request, state)
         options = RemoveBgOptions.parse(fields)
+        if options.bg_color is not None and "bg_image_file" in files:
+            raise _bad("bg_color", "bg_color and bg_image_file conflict: give one background")
         batcher = state.batcher(fields.get("model") or None)
 
         async def work() -> tuple[bytes, str, dict[str, str]]:
@@ -186,20 +206,33 @@ async def _read_fields(request: Request, state: ServiceState) -> tuple[dict[str,
             payload = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
             raise _bad("body", "the JSON body cannot be parsed") from None
+        except RecursionError:  # arrays nested thousands deep: no field of remove.bg's is nested
+            raise _bad("body", "the JSON body is nested too deeply; send an object of fields") from None
         if not isinstance(payload, dict):
             raise _bad("body", "the JSON body must be an object of fields")
         fields.update({k: _as_text(v) for k, v in payload.items() if v is not None})
     elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form(max_part_size=state.settings.max_upload_bytes)
         for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
+            if isinstance(value, UploadFile) and key in FILE_FIELDS:
                 files[key] = await value.read()
+            elif isinstance(value, UploadFile) and key in TEXT_FIELDS:  # `-F image_file_b64=@photo.b64`
+                fields[key] = _part_text(key, await value.read())
+            elif isinstance(value, UploadFile):  # an unknown field: ignored, as remove.bg ignores them
+                await value.close()
             else:
                 fields[key] = value
     elif content_type:
         raise ServeError(415, "unsupported_media", "send multipart/form-data, a urlencoded form or JSON "
                          "(as remove.bg's API takes)")
     return fields, files
+
+
+def _part_text(key: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad(key, f"{key} is a text field: send it as text (its file part is not UTF-8)") from None
 
 
 def _as_text(value: Any) -> str:
@@ -220,13 +253,7 @@ async def _source_bytes(fields: dict[str, str], files: dict[str, bytes], state: 
             raise _bad("image_file", "image_file must be a file part (multipart/form-data)")
         return files["image_file"]
     if source == "image_file_b64":
-        text = fields["image_file_b64"].strip()
-        if text.startswith("data:") and "," in text:
-            text = text.split(",", 1)[1]
-        try:
-            return base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise _bad("image_file_b64", "image_file_b64 is not valid base64") from None
+        return _decode_b64(fields["image_file_b64"])
     settings = state.settings
     if not settings.allow_image_url:
         raise _bad("image_url", "image_url is disabled on this server (start it with --allow-image-url); "
@@ -236,6 +263,19 @@ async def _source_bytes(fields: dict[str, str], files: dict[str, bytes], state: 
     return await state.cpu(lambda: fetch_url(
         fields["image_url"], timeout_s=settings.url_timeout_s, max_bytes=settings.url_max_bytes,
         max_redirects=settings.url_max_redirects, allow_networks=settings.url_allow_networks))
+
+
+def _decode_b64(text: str) -> bytes:
+    """Base64 as clients send it: a ``data:`` URL or not, line-wrapped, URL-safe, unpadded."""
+    text = text.strip()
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    text = "".join(text.split()).replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad("image_file_b64", "image_file_b64 is not valid base64") from None
 
 
 def _decode_scaled(data: bytes, max_pixels: int, limit: int) -> Image.Image:
@@ -306,7 +346,7 @@ def _encode(
     if bg_image is not None:
         coloured = OutputSpec("image", background=bg_image)
     elif options.bg_color is not None:
-        coloured = OutputSpec("colour", colour=options.bg_color)
+        coloured = OutputSpec("colour", colour=options.bg_color[:3])
     else:
         coloured = OutputSpec("rgba")
     spec = OutputSpec("map") if options.channels == "alpha" else coloured  # alpha: the mask, whatever background
@@ -318,11 +358,25 @@ def _encode(
             archive.writestr("color.jpg", encode(colour, "jpg").body)
             archive.writestr("alpha.png", encode(alpha, "png").body)
         return buffer.getvalue(), "application/zip"
-    image = carry_metadata(rgb, composite(rgb, pred, spec))
+    if spec.kind == "colour" and options.bg_color is not None and options.bg_color[3] < 255:
+        image = carry_metadata(rgb, _over_translucent(rgb, pred, options.bg_color))
+    else:
+        image = carry_metadata(rgb, composite(rgb, pred, spec))
     fmt = options.format
     if fmt == "auto":
-        fmt = "png" if spec.kind in ("rgba", "map") else "jpg"
+        fmt = "png" if image.mode in ("RGBA", "L") else "jpg"
     if fmt == "jpg" and image.mode == "RGBA":
         image = carry_metadata(rgb, composite(rgb, pred, OutputSpec("colour", colour=(255, 255, 255))))
     rendered = encode(image, fmt)
     return rendered.body, rendered.media_type
+
+
+def _over_translucent(rgb: Image.Image, pred: np.ndarray, colour: tuple[int, int, int, int]) -> Image.Image:
+    """The foreground over a semi-transparent ``colour`` ("over" compositing): an RGBA image."""
+    alpha = alpha_to_uint8(pred).astype(np.float32)[..., None] / 255.0
+    below = colour[3] / 255.0 * (1.0 - alpha)
+    out_alpha = alpha + below
+    fg = np.asarray(rgb.convert("RGB"), dtype=np.float32)
+    out = (fg * alpha + np.asarray(colour[:3], dtype=np.float32) * below) / np.maximum(out_alpha, 1e-6)
+    pixels = np.concatenate([out, out_alpha * 255.0], axis=2)
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGBA")

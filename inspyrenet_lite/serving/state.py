@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import math
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +14,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ..model_source import HUB_PREFIX
+from ..registry import MODELS
 from ..predictor import MapRequest
 from .batcher import MicroBatcher, QueueFullError
 from .errors import ServeError
@@ -127,6 +132,18 @@ class ServiceState:
                              headers={"Retry-After": str(max(1, self.settings.retry_after_s))})
         return batcher
 
+    def admission(self) -> tuple[int, int, int]:
+        """(requests admitted at most, free slots now, whole seconds until a slot is expected free)
+        of the default model: remove.bg's X-RateLimit-Limit/-Remaining/-Reset."""
+        limit = self.settings.queue_size
+        batcher = self.batchers.get(self.default_model)
+        if batcher is None:  # still loading: nothing is admitted yet
+            return limit, 0, max(1, self.settings.retry_after_s)
+        free = max(0, limit - batcher.depth)
+        if free:
+            return limit, free, 0
+        return limit, 0, max(1, math.ceil(batcher.seconds_until_free()), self.settings.retry_after_s)
+
     async def cpu(self, work: Callable[..., T], *args: Any) -> T:
         """Run ``work(*args)`` on the CPU pool (decode, composite, encode): never on the loop."""
         return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, work, *args)
@@ -180,8 +197,17 @@ def _name_of(source: Any) -> str:
     if isinstance(source, (list, tuple)) and source:
         return _name_of(source[0])
     if hasattr(source, "predict_maps") or hasattr(source, "predictor"):
-        return str(getattr(as_predictor(source), "name", "model"))
+        return public_name(str(getattr(as_predictor(source), "name", "model")))
     return "default"  # a loader: its model's name is not known before it runs
+
+
+def public_name(name: str) -> str:
+    """How answers, headers and metrics call the model ``name``: a registry name or Hub repo as it
+    is; a local file or folder as ``local-`` and a hash of its path (a path tells the server's layout)."""
+    if name in MODELS or name.startswith(HUB_PREFIX) or not (os.path.isabs(name) or os.path.exists(name)):
+        return name
+    path = os.path.realpath(os.path.expanduser(name))
+    return "local-" + hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
 async def _until_disconnected(receive: Callable[[], Awaitable[dict]]) -> None:

@@ -3,7 +3,8 @@
 Every hop (the URL and each redirect) is resolved first; if any address of the
 host is not a public unicast address (loopback, private, link-local and so
 the cloud metadata address 169.254.169.254, shared, reserved, multicast,
-unspecified; IPv4-mapped IPv6 unwrapped), the fetch is refused before any
+unspecified; the IPv4 address inside IPv4-mapped, 6to4, Teredo and NAT64
+IPv6 addresses is checked too), the fetch is refused before any
 connection. The connection then goes to the checked address itself (the
 ``Host`` header and TLS server name keep the name), so a second DNS answer
 cannot swap it. Size and time are capped. ``allow_networks`` exempts CIDRs
@@ -33,10 +34,38 @@ def resolve(host: str, port: int) -> list[str]:
 
 
 def refusal(address: str, allow_networks: Sequence[str] = ()) -> str | None:
-    """Why ``address`` must not be contacted, or ``None`` when it may."""
+    """Why ``address`` must not be contacted, or ``None`` when it may. An IPv6 address that carries
+    an IPv4 one (6to4, Teredo, NAT64) is refused when that IPv4 address would be."""
     ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        why = _policy(embedded, allow_networks)
+        if why is not None:
+            return f"{why} ({embedded}, carried in {ip})"
+    return _policy(ip, allow_networks)
+
+
+def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a 6to4 (2002::/16), Teredo (2001::/32: the client's) or NAT64 address
+    leads to, or ``None``."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if any(ip in net for net in _NAT64):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+#: NAT64 prefixes whose last 32 bits are the IPv4 address (RFC 6052; RFC 8215's local-use /48 too).
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+def _policy(ip: IPAddress, allow_networks: Sequence[str]) -> str | None:
     if any(ip in ipaddress.ip_network(net, strict=False) for net in allow_networks):
         return None
     if ip.is_loopback:
