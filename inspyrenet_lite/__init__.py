@@ -17,6 +17,8 @@ _EXPORTS = {
     "load_checkpoint": "inspyrenet_lite.checkpoint",
     "convert_checkpoint": "inspyrenet_lite.checkpoint",
     "Remover": "inspyrenet_lite.remover",
+    "remove": "inspyrenet_lite.cached",
+    "clear_cache": "inspyrenet_lite.cached",
     "ImageLoadError": "inspyrenet_lite.image_io",
     "WeightsUnavailableError": "inspyrenet_lite.weights",
 }
