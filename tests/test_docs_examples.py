@@ -4,13 +4,15 @@ Every fenced ``python``, ``bash`` and ``shell`` block of README.md and docs/*.md
 fresh folder holding the files the examples name (``photo.jpg``, ``photos/``, ``clip.mp4``, ``my-data/``...),
 with ``INSPYRENET_LITE_CKPT`` pointing at a tiny saved model (so ``Remover()``, ``--model base`` and the
 like load it in milliseconds and nothing is downloaded) and ``HF_HUB_OFFLINE=1``. A block that needs the
-network, a GPU, the authors' full checkpoints, a server or a long run is marked in the markdown with
+network, a GPU, the authors' full checkpoints or a long run is marked in the markdown with
 ``<!-- docs-test: skip (why) -->`` on the line before it; then only its syntax is checked (``compile()``
-for Python, ``bash -n`` for shell).
+for Python, ``bash -n`` for shell). A block marked ``<!-- docs-test: server -->`` (requests to a running
+``inspyrenet-lite serve``) runs against the service's app on the tiny model, started on a free loopback port.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -18,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 LANGUAGES = {"python": "python", "bash": "shell", "shell": "shell", "sh": "shell"}
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip\b(.*?)-->")
+SERVER = re.compile(r"<!--\s*docs-test:\s*server\b")
+#: Where the serving examples send their requests; the tests' server answers on a free port instead.
+EXAMPLE_URL = "http://127.0.0.1:8000"
 FENCE = re.compile(r"^(\s*)```+\s*([\w+-]*)")
 
 
@@ -44,6 +50,7 @@ class Example:
     kind: str
     code: str
     skip: str | None
+    server: bool = False
 
     @property
     def name(self) -> str:
@@ -68,7 +75,8 @@ def collect(path: Path) -> list[Example]:
         if language in LANGUAGES:
             code = "\n".join(line[len(indent):] for line in lines[i + 1 : end]) + "\n"
             reason = (skip.group(1).strip(" ()") or "marked") if skip else None
-            examples.append(Example(path, i + 1, LANGUAGES[language], code, reason))
+            server = bool(SERVER.search(previous))
+            examples.append(Example(path, i + 1, LANGUAGES[language], code, reason, server))
         i = end + 1
     return examples
 
@@ -180,6 +188,19 @@ def workspace(workspace_template: Path, tmp_path: Path, monkeypatch: pytest.Monk
     return work
 
 
+@pytest.fixture(scope="module")
+def docs_server(workspace_template: Path) -> Iterator[str]:
+    """The service (``create_app`` on a Remover of the tiny model) on a free loopback port: its base URL."""
+    from serving_helpers import running
+
+    from inspyrenet_lite import Remover
+    from inspyrenet_lite.serving import ServeSettings, create_app
+
+    remover = Remover(ckpt=workspace_template / "model" / "model.safetensors", device="cpu")
+    with running(create_app(remover, ServeSettings())) as base:
+        yield base
+
+
 def _check_syntax(example: Example) -> None:
     if example.kind == "python":
         compile(example.code, example.name, "exec")
@@ -252,6 +273,11 @@ def test_example(example: Example, request: pytest.FixtureRequest, monkeypatch: 
         return  # marked in the markdown: syntax only
     request.getfixturevalue("workspace")
     request.getfixturevalue("restore_process_state")
+    if example.server:
+        base = request.getfixturevalue("docs_server")
+        assert EXAMPLE_URL in example.code, f"{example.name}: no request to {EXAMPLE_URL}"
+        example = dataclasses.replace(example, code=example.code.replace(EXAMPLE_URL, base))
+        monkeypatch.setenv("KEY", "s3cret")
     # One torch thread: the examples measure nothing, and a tiny model's forward on two threads of a busy
     # machine waits on thread barriers far longer than it computes.
     with one_thread():
