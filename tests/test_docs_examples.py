@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY_SWIN
-from training_helpers import one_thread
+from serving_helpers import photo
+from training_helpers import one_thread, soft_blob
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
@@ -104,61 +104,41 @@ def test_help_lists_every_subcommand_with_one_line():
         assert described, f"--help does not describe the sub-command {name!r}:\n{proc.stdout}"
 
 
-def _photo(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
-    """A small RGB picture: a coloured blob on a gradient, so maps are not constant."""
-    rng = np.random.default_rng(seed)
-    width, height = size
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    background = np.stack([xx / width, yy / height, np.full_like(xx, 0.5)], -1) * 255
-    cx, cy = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height
-    inside = ((xx - cx) / (width / 4)) ** 2 + ((yy - cy) / (height / 4)) ** 2 < 1
-    background[inside] = rng.uniform(0, 255, 3)
-    return Image.fromarray(background.astype(np.uint8))
-
-
-def _mask(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
-    return _photo(seed, size).convert("L").point(lambda v: 255 if v > 128 else 0)
-
-
 @pytest.fixture(scope="module")
-def workspace_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The files the examples name, and the tiny model they run on (built once per module)."""
-    import torch
-
-    from inspyrenet_lite import InSPyReNet
-
+def workspace_template(tmp_path_factory: pytest.TempPathFactory, tiny_folder: Path) -> Path:
+    """The files the examples name (small generated photos, masks, clips), made once per module."""
     root = tmp_path_factory.mktemp("docs-template")
-    torch.manual_seed(0)
-    InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN).eval().save_pretrained(root / "model")
+    rng = np.random.default_rng(0)
     work = root / "work"
     folders = ("photos", "shots", "images", "masks", "maps", "ours", "theirs", "videos", "my-data/images", "my-data/masks",
                "other-photos")
     for folder in folders:
         (work / folder).mkdir(parents=True)
     for seed, name in enumerate(["photo.jpg", "a.jpg", "b.jpg", "c.jpg", "beach.jpg", "photo.png"]):
-        _photo(seed).save(work / name)
+        photo(96, 72, seed).save(work / name)
     (work / "broken.jpg").write_bytes(b"not an image")
     for i in range(3):
-        _photo(10 + i).save(work / "photos" / f"p{i}.jpg")
-        _photo(20 + i).save(work / "shots" / f"s{i}.jpg")
-        _photo(40 + i).save(work / "other-photos" / f"o{i}.jpg")
+        photo(96, 72, 10 + i).save(work / "photos" / f"p{i}.jpg")
+        photo(96, 72, 20 + i).save(work / "shots" / f"s{i}.jpg")
+        photo(96, 72, 40 + i).save(work / "other-photos" / f"o{i}.jpg")
     for i in range(4):
-        _photo(30 + i).save(work / "images" / f"{i}.jpg")
-        _mask(30 + i).save(work / "masks" / f"{i}.png")
-        for folder in ("maps", "ours", "theirs"):
-            _mask(30 + i).save(work / folder / f"{i}.png")
+        photo(64, 64, 30 + i).save(work / "images" / f"{i}.jpg")
+        mask = soft_blob(rng, 64)
+        for folder in ("masks", "maps", "ours", "theirs"):
+            mask.save(work / folder / f"{i}.png")
     for i in range(6):
-        _photo(50 + i, (64, 64)).save(work / "my-data" / "images" / f"{i}.jpg")
-        _mask(50 + i, (64, 64)).save(work / "my-data" / "masks" / f"{i}.png")
+        photo(64, 64, 50 + i).save(work / "my-data" / "images" / f"{i}.jpg")
+        soft_blob(rng, 64).save(work / "my-data" / "masks" / f"{i}.png")
     try:
         from video_clips import make_clip
     except ImportError:  # no PyAV: the video examples fail with a message naming it
         pass
     else:
-        make_clip(work / "clip.mp4", _photo(60, (160, 96)), frames=3, size=(64, 48))
-        make_clip(work / "beach.mp4", _photo(61, (160, 96)), frames=2, size=(64, 48), audio=False)
+        make_clip(work / "clip.mp4", photo(160, 96, 60), frames=3, size=(64, 48))
+        make_clip(work / "beach.mp4", photo(160, 96, 61), frames=2, size=(64, 48), audio=False)
         shutil.copy(work / "clip.mp4", work / "videos" / "clip.mp4")
-        _photo(62).save(work / "videos" / "still.jpg")
+        photo(96, 72, 62).save(work / "videos" / "still.jpg")
+    (root / "model").symlink_to(tiny_folder)
     shims = root / "bin"
     shims.mkdir()
     for name, target in (("inspyrenet-lite", f'"{sys.executable}" -m inspyrenet_lite'), ("python", f'"{sys.executable}"')):
