@@ -3,8 +3,10 @@
 ``inspyrenet-lite INPUT... [options]`` removes backgrounds (the default
 command, :mod:`inspyrenet_lite.cli.remove`). Other work has a sub-command of
 its own, each in a module of this package with a ``main(argv) -> int``:
-``inspyrenet-lite models``, ``eval``, ``train``, ``export``. A file or folder
-that happens to carry a sub-command's name is given as ``./NAME``.
+``inspyrenet-lite models``, ``eval``, ``train``, ``export``, ``serve``, ``ray``
+(:data:`SUBCOMMANDS`; ``inspyrenet-lite --help`` lists them with
+:data:`SUMMARIES`). A file or folder that happens to carry a sub-command's
+name is given as ``./NAME``.
 
 Nothing heavy is imported here, so ``--help`` stays fast.
 """
@@ -16,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main", "build_parser", "collect_jobs", "SUBCOMMANDS"]
+__all__ = ["main", "build_parser", "collect_jobs", "SUBCOMMANDS", "SUMMARIES", "help_text"]
 
 #: Sub-command name -> module (in this package) whose ``main(argv)`` runs it.
 SUBCOMMANDS: dict[str, str] = {
@@ -28,6 +30,35 @@ SUBCOMMANDS: dict[str, str] = {
     "ray": "ray",
 }
 
+#: Sub-command name -> its one line in ``inspyrenet-lite --help``.
+SUMMARIES: dict[str, str] = {
+    "models": "list the named models (name, backbone, base size, training data, cached)",
+    "eval": "score saliency maps or models against masks (S, F, E, wF, MAE, mBA)",
+    "train": "fine-tune a model on your own images and masks",
+    "export": "export a model as a verified ONNX graph (float32 or int8)",
+    "serve": "serve background removal over HTTP (native API and remove.bg's)",
+    "ray": "remove backgrounds with Ray Data, locally or on a cluster, from folders or buckets",
+}
+
+_HELP_FLAGS = ("-h", "--help")
+
+
+def help_text() -> str:
+    """The default command's help with every sub-command listed, one line each."""
+    from inspyrenet_lite.cli import remove
+
+    parser = remove.build_parser()
+    width = max(len("INPUT..."), *map(len, SUBCOMMANDS))
+    lines = [f"  {name:<{width}}  {SUMMARIES.get(name, '')}".rstrip() for name in SUBCOMMANDS]
+    parser.description = (
+        f"{parser.description}\n\n"
+        "commands (inspyrenet-lite COMMAND --help for each one's options):\n"
+        f"  {'INPUT...':<{width}}  remove backgrounds (the default command: its options follow)\n"
+        + "\n".join(lines)
+    )
+    parser.usage = "inspyrenet-lite INPUT... [options]\n       inspyrenet-lite COMMAND [options]"
+    return parser.format_help()
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
@@ -35,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in SUBCOMMANDS:
         module = importlib.import_module(f"inspyrenet_lite.cli.{SUBCOMMANDS[args[0]]}")
         return module.main(args[1:])
+    if any(arg in _HELP_FLAGS for arg in args[: args.index("--") if "--" in args else len(args)]):
+        sys.stdout.write(help_text())
+        return 0
     from inspyrenet_lite.cli import remove
 
     return remove.main(args)
