@@ -57,8 +57,15 @@ Size = tuple[int, int]
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` as a ``torch.device``; ``None`` picks cuda, then mps, then cpu."""
+    """``device`` as a ``torch.device``; ``None`` picks cuda, then mps, then cpu.
+
+    A device given that cannot run a model here (no CUDA, no such GPU, not a
+    device name) raises ValueError saying why and which devices there are.
+    """
     if device is not None:
+        problem = device_problem(device, "device=")
+        if problem is not None:
+            raise ValueError(problem)
         return torch.device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -68,8 +75,55 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def check_precision_on(device: torch.device, precision: str) -> None:
-    """ValueError for a precision that must not run on ``device`` (fp16 on a CPU, int8 off it)."""
+def available_devices() -> list[str]:
+    """The devices a model can run on here: ``cpu``, then each CUDA GPU, then ``mps``."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
+
+
+def device_problem(device: str | torch.device, flag: str = "--device") -> str | None:
+    """Why ``device``, given with option ``flag`` (``"--device"``, ``"device="``), cannot run a model
+    here, naming the devices there are (``None`` if it can). Shared by ``Remover``, ``Predictor`` and
+    the CLI."""
+    given = f"{flag}{str(device)!r}" if flag.endswith("=") else f"{flag} {str(device)!r}"
+    here = f"devices here: {', '.join(available_devices())}"
+    omit = f"{here}: use one of them, or leave {flag} out"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        return f"{given} is not a torch device ({str(exc).split(' device type at')[0]}); {omit}"
+    if parsed.type == "meta":
+        return f"{given}: the meta device holds no data and cannot run a model; {omit}"
+    mps = getattr(torch.backends, "mps", None)
+    missing = {
+        "cuda": not torch.cuda.is_available(),
+        "mps": mps is None or not mps.is_available(),
+    }
+    if missing.get(parsed.type, False):
+        what = {"cuda": "CUDA (an NVIDIA GPU with its driver)", "mps": "MPS (an Apple GPU)"}[parsed.type]
+        return f"{given}: {what} is not available here; {omit}"
+    try:
+        torch.ones(1, device=parsed).add(1).cpu()
+    except Exception as exc:  # not compiled in, no such GPU, driver problems...
+        return f"{given} cannot run here ({str(exc).splitlines()[0][:200]}); {omit}"
+    return None
+
+
+def check_precision_on(device: str | torch.device | None, precision: str) -> None:
+    """ValueError for a precision that must not run on ``device`` (fp16 on a CPU, int8 off it).
+
+    Checked before the device's availability (:func:`pick_device`): a precision that cannot run on
+    a kind of device is the first thing to fix, wherever the code runs.
+    """
+    try:
+        device = pick_device(None) if device is None else torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        return  # not a device name: pick_device says so
     if precision == "int8" and device.type != "cpu":
         raise ValueError(
             f"precision='int8' runs in ONNX Runtime on the CPU, not on {device.type}; "
@@ -168,8 +222,8 @@ class Predictor:
             hr_long_side=hr_long_side,
             hr_max_pixels=hr_max_pixels,
         )
+        check_precision_on(device, options["precision"])
         self.device = pick_device(device)
-        check_precision_on(self.device, options["precision"])
         self.name = name
         self.precision: str = effective_precision(self.device, options["precision"])
         self.resize: str = options["resize"]
@@ -221,7 +275,7 @@ class Predictor:
         registry row's inference defaults (the authors' settings), else static without blending."""
         from . import model_source
 
-        check_precision_on(pick_device(device), check_options(precision=precision)["precision"])  # before loading
+        check_precision_on(device, check_options(precision=precision)["precision"])  # before loading
         loaded = model_source.load(model, ckpt=ckpt, base_size=base_size, device=pick_device(device))
         defaults = inference_defaults(loaded.entry)
         return cls(
