@@ -37,6 +37,7 @@ import torch
 from PIL import Image
 
 from .checks import check_options
+from .constants import STRIDE
 from .transforms import (
     DEFAULT_HR_LONG_SIDE,
     DEFAULT_HR_MAX_PIXELS,
@@ -160,7 +161,9 @@ def effective_precision(device: torch.device, precision: str) -> str:
 class MapRequest:
     """One image for :meth:`Predictor.predict_maps`, with its own options.
 
-    ``image``: a PIL image (converted to RGB) or a uint8 HxWx3 array.
+    ``image``: a PIL image (converted to RGB) or a uint8 HxWx3 array; other arrays (float, bool,
+    grey, RGBA) are refused with a ValueError saying how to convert them (floats in [0, 1]:
+    ``(arr * 255).round().astype(np.uint8)``), or use ``Remover``, which takes every kind of image.
     ``resize`` / ``hr_blend``: ``None`` takes the Predictor's default.
     ``name``: how log messages call it.
     """
@@ -373,7 +376,7 @@ class Predictor:
         together, ``batch_size`` at a time; each image is normalised on its
         own, so a map equals the one for that item alone up to float rounding.
         ``errors="skip"``: an item that fails (bad option, or its batch and then
-        itself alone fail) gets its exception in its place instead of raising.
+        itself alone fail) gets its exception in its place instead of raising. No items: ``[]``.
         """
         batch_size = check_options(batch_size=batch_size, errors=errors)["batch_size"]
         skip = errors == "skip"
@@ -396,10 +399,14 @@ class Predictor:
                     results[planned.index] = result
         return results  # type: ignore[return-value]
 
-    def warmup(self, sizes: Sequence[tuple[int, int]] | None = None) -> None:
-        """Run the network once at each network size (H, W) (default: the base size), so that the
-        first real request pays no one-time cost (backend graphs, per-size caches, allocator)."""
-        sizes = list(sizes) if sizes is not None else [self.base_size]
+    def warmup(self, sizes: Sequence[tuple[int, int] | int] | tuple[int, int] | int | None = None) -> None:
+        """Run the network once at each network size (default: the base size), so that the
+        first real request pays no one-time cost (backend graphs, per-size caches, allocator).
+
+        A size is ``(H, W)`` or one int for a square, each side a positive multiple of 32;
+        ``sizes`` is a list of them, or one of them alone. Anything else raises ValueError.
+        """
+        sizes = [self.base_size] if sizes is None else [_network_size(size) for size in _size_list(sizes)]
         warm = getattr(self.backend, "warmup", None)
         if warm is not None:
             with self._lock, torch.inference_mode(), self._autocast():
@@ -452,14 +459,47 @@ def inference_defaults(entry: Any) -> dict[str, Any]:
     return {"resize": entry.resize, "hr_blend": entry.hr_blend, "hr_short_side": entry.short_side}
 
 
+def _size_list(sizes: Any) -> list[Any]:
+    """``warmup``'s argument as a list of sizes: one int or one (H, W) tuple is a list of one."""
+    if isinstance(sizes, (int, np.integer)) or (
+        isinstance(sizes, tuple) and len(sizes) == 2 and all(isinstance(v, (int, np.integer)) for v in sizes)
+    ):
+        return [sizes]
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
+        raise ValueError(f"warmup sizes must be a list of (H, W) pairs or ints, got {type(sizes).__name__}")
+    return list(sizes)
+
+
+def _network_size(size: Any) -> Size:
+    """One warmup size, ``(H, W)`` or an int for a square, as (H, W); ValueError unless both are
+    positive multiples of :data:`~inspyrenet_lite.constants.STRIDE`."""
+    pair = (size, size) if isinstance(size, (int, np.integer)) else size
+    ok = (
+        isinstance(pair, (tuple, list))
+        and len(pair) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 and v % STRIDE == 0 for v in pair)
+    )
+    if not ok:
+        raise ValueError(
+            f"a warmup size must be (H, W) or an int (a square), positive multiples of 32, got {size!r}; "
+            "e.g. warmup([(384, 384), 1024])"
+        )
+    return int(pair[0]), int(pair[1])
+
+
 def _as_rgb(image: Image.Image | np.ndarray) -> Image.Image:
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
         return Image.fromarray(image)
+    hint = "decode files with inspyrenet_lite.image_io.load_image or use Remover"
+    if isinstance(image, np.ndarray) and image.dtype.kind == "f":
+        hint = "for floats in [0, 1] pass (arr * 255).round().astype(np.uint8)"
+    elif isinstance(image, np.ndarray) and image.dtype.kind == "b":
+        hint = "for True/False values pass arr.astype(np.uint8) * 255"
     raise ValueError(
         f"a Predictor item must be a PIL image or a uint8 HxWx3 array, got {type(image).__name__}"
         + (f" {image.dtype} {image.shape}" if isinstance(image, np.ndarray) else "")
-        + "; decode files with inspyrenet_lite.image_io.load_image or use Remover"
+        + f"; {hint}"
     )
 

@@ -6,8 +6,10 @@ what a caller is told, not about the network.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,3 +45,29 @@ def test_the_command_line_and_remover_share_the_device_check(monkeypatch: pytest
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert "--device 'cuda:1': CUDA" in device_problem("cuda:1")
     assert device_problem("cpu") is None and device_problem(None) is None
+
+
+# ------------------------------------------------------------- predictor
+@pytest.mark.parametrize("sizes", [[64], 64, (64, 96), [(64, 96), 32]])
+def test_warmup_takes_an_int_for_a_square_and_one_size_alone(tiny_remover: Remover, sizes) -> None:
+    tiny_remover.predictor.warmup(sizes)
+
+
+@pytest.mark.parametrize("sizes", [[64.0], [(64,)], ["64"], [100], [(64, True)], "64"])
+def test_warmup_refuses_what_is_not_a_size_in_one_line(tiny_remover: Remover, sizes) -> None:
+    with pytest.raises(ValueError, match=r"warmup size|warmup sizes") as info:
+        tiny_remover.predictor.warmup(sizes)
+    assert "(H, W)" in one_line(info.value)
+
+
+@pytest.mark.parametrize(
+    "array, hint",
+    [
+        (np.zeros((8, 8, 3)), r"\(arr \* 255\)\.round\(\)\.astype\(np\.uint8\)"),
+        (np.zeros((8, 8, 3), bool), r"arr\.astype\(np\.uint8\) \* 255"),
+    ],
+)
+def test_a_float_or_bool_array_is_refused_saying_how_to_convert_it(tiny_remover: Remover, array, hint) -> None:
+    with pytest.raises(ValueError, match=r"uint8 HxWx3") as info:
+        tiny_remover.predictor.predict_maps([array])
+    assert re.search(hint, one_line(info.value))
