@@ -71,3 +71,20 @@ def test_a_float_or_bool_array_is_refused_saying_how_to_convert_it(tiny_remover:
     with pytest.raises(ValueError, match=r"uint8 HxWx3") as info:
         tiny_remover.predictor.predict_maps([array])
     assert re.search(hint, one_line(info.value))
+
+
+# ------------------------------------------------------------ image files
+@pytest.mark.parametrize("suffix", [".jpg", ".bmp"])
+def test_a_cutout_saved_as_a_format_without_alpha_is_flattened_onto_white(tmp_path: Path, suffix: str) -> None:
+    from PIL import Image
+
+    from inspyrenet_lite.image_io import save_image
+
+    cutout = np.zeros((16, 32, 4), np.uint8)
+    cutout[:, :16] = (200, 0, 0, 255)  # opaque red on the left
+    cutout[:, 16:] = (0, 255, 0, 0)  # transparent on the right (green stored under it)
+    save_image(Image.fromarray(cutout, mode="RGBA"), tmp_path / f"cut{suffix}")
+    with Image.open(tmp_path / f"cut{suffix}") as saved:
+        pixels = np.asarray(saved.convert("RGB")).astype(int)
+    assert np.abs(pixels[:, :12] - (200, 0, 0)).max() <= 8
+    assert np.abs(pixels[:, 20:] - (255, 255, 255)).max() <= 8
