@@ -88,3 +88,12 @@ def test_a_cutout_saved_as_a_format_without_alpha_is_flattened_onto_white(tmp_pa
         pixels = np.asarray(saved.convert("RGB")).astype(int)
     assert np.abs(pixels[:, :12] - (200, 0, 0)).max() <= 8
     assert np.abs(pixels[:, 20:] - (255, 255, 255)).max() <= 8
+
+
+# ------------------------------------------------------------ output type
+def test_an_array_given_as_type_is_named_by_type_and_shape_not_its_repr(tiny_remover: Remover) -> None:
+    with pytest.raises(ValueError) as info:
+        tiny_remover.process(np.zeros((8, 8, 3), np.uint8), type=np.zeros((40, 40, 3), np.uint8))
+    text = one_line(info.value)
+    assert "shape=(40, 40, 3)" in text and "uint8" in text and "Image.fromarray" in text
+    assert len(text) < 400
