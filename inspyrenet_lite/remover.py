@@ -55,7 +55,8 @@ class Remover:
         device: a torch device; ``None`` picks cuda, then mps, then cpu. One that cannot
             run here (e.g. ``"cuda"`` without CUDA) raises ValueError naming the devices here.
         ckpt: a local checkpoint (``.pth`` or ``.safetensors``, authors' key
-            layout) instead of the download; the environment variable
+            layout, or this package's own: ``torch.save(model.state_dict())``)
+            instead of the download; the environment variable
             ``INSPYRENET_LITE_CKPT`` does the same. Its backbone is read from
             its keys; its base size from ``base_size``, the file's metadata or
             the model named.

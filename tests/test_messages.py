@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_hub import same_outputs
 
 from inspyrenet_lite.remover import Remover
 
@@ -97,3 +98,35 @@ def test_an_array_given_as_type_is_named_by_type_and_shape_not_its_repr(tiny_rem
     text = one_line(info.value)
     assert "shape=(40, 40, 3)" in text and "uint8" in text and "Image.fromarray" in text
     assert len(text) < 400
+
+
+# ------------------------------------------------------------ checkpoints
+def _tiny_swin(seed: int):
+    """The reduced Swin of ``tiny_folder`` with the weights of ``seed``."""
+    from conftest import TINY_SWIN
+
+    from inspyrenet_lite import InSPyReNet
+
+    torch.manual_seed(seed)
+    return InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN).eval()
+
+
+def test_a_saved_model_state_dict_in_our_own_layout_loads(tmp_path: Path) -> None:
+    from inspyrenet_lite.checkpoint import save_checkpoint
+    from inspyrenet_lite.hub import architecture_config, safetensors_metadata
+
+    trained = _tiny_swin(0)
+    fresh = _tiny_swin(1)
+    fresh.load_reference_state_dict(trained.state_dict())  # was: "missing keys: ...relative_position_index"
+    assert same_outputs(fresh, trained)
+    # The same through a file, as Remover(ckpt=...) reads one (the header says the reduced architecture).
+    path = tmp_path / "own.safetensors"
+    save_checkpoint(trained.state_dict(), path, metadata=safetensors_metadata(architecture_config(trained)))
+    assert same_outputs(Remover(path, device="cpu").model, trained)
+
+
+def test_an_incomplete_state_dict_in_our_own_layout_names_that_layout_and_the_missing_key() -> None:
+    weights = _tiny_swin(0).state_dict()
+    del weights["backbone.layers.1.blocks.0.attn.proj.weight"]
+    with pytest.raises(ValueError, match=r"own layout.*missing keys: backbone\.layers\.1\.blocks\.0\.attn\.proj\.weight$"):
+        _tiny_swin(1).load_reference_state_dict(weights)
