@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 # int8 is ONNX Runtime's graph; the passes it leaves to PyTorch run in float32.
 _AUTOCAST_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": None}
+#: Memory of a high-resolution pass per megapixel of it (README, "Limits"), for the skipped-pass notice.
+_PASS_GB_PER_MEGAPIXEL = 1.3
 #: Default of ``batch_size`` for :meth:`Predictor.predict_maps`.
 DEFAULT_BATCH_SIZE = 4
 
@@ -330,16 +332,21 @@ class Predictor:
         width, height = size
         pass_h, pass_w = own_size(width, height, self.hr_short_side)
         what = "high-resolution pass (hr_blend)" if hr_blend > 0.0 else "dynamic resize"
+        reasons, needed = [], []
         if max(pass_h, pass_w) > self.hr_long_side:
-            reason = f"its longer side would be {max(pass_h, pass_w)} px, above hr_long_side={self.hr_long_side}"
-        elif pass_h * pass_w > self.hr_max_pixels:
-            reason = f"it would have {pass_h * pass_w} pixels, above hr_max_pixels={self.hr_max_pixels}"
-        else:
+            reasons.append(f"its longer side would be {max(pass_h, pass_w)} px, above hr_long_side={self.hr_long_side}")
+            needed.append(f"hr_long_side={max(pass_h, pass_w)}")
+        if pass_h * pass_w > self.hr_max_pixels:
+            reasons.append(f"it would have {pass_h * pass_w} pixels, above hr_max_pixels={self.hr_max_pixels}")
+            needed.append(f"hr_max_pixels={pass_h * pass_w}")
+        if not reasons:
             return None
+        # Only the caps that stop this pass are named, each with the value that lets it run.
         return (
-            f"{width}x{height} image: the {what} at {pass_w}x{pass_h} is skipped because {reason}; "
-            f"the base-size pass ({self.base_size[1]}x{self.base_size[0]}) is used instead. "
-            "Raise hr_long_side / hr_max_pixels if you have the memory."
+            f"{width}x{height} image: the {what} at {pass_w}x{pass_h} is skipped because {' and '.join(reasons)}; "
+            f"the base-size pass ({self.base_size[1]}x{self.base_size[0]}) is used instead. To run it, give "
+            f"{' and '.join(needed)} or more (about {_PASS_GB_PER_MEGAPIXEL * pass_h * pass_w / 1e6:.0f} GB "
+            "of memory for that pass)."
         )
 
     # -------------------------------------------------------------- inference

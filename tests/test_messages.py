@@ -130,3 +130,15 @@ def test_an_incomplete_state_dict_in_our_own_layout_names_that_layout_and_the_mi
     del weights["backbone.layers.1.blocks.0.attn.proj.weight"]
     with pytest.raises(ValueError, match=r"own layout.*missing keys: backbone\.layers\.1\.blocks\.0\.attn\.proj\.weight$"):
         _tiny_swin(1).load_reference_state_dict(weights)
+
+
+# ------------------------------------------------- high-resolution notice
+def test_the_skipped_pass_notice_names_only_the_caps_that_stop_it_and_the_value_that_lets_it_run(
+    tiny_remover: Remover,
+) -> None:
+    strip = tiny_remover.high_resolution_notice((6000, 400), hr_blend=1.0)  # a 6016x384 pass: 2.3 MP
+    assert "hr_long_side=6016 or more" in strip
+    assert "hr_max_pixels" not in strip  # raising it would change nothing
+    panorama = tiny_remover.high_resolution_notice((30000, 1300), hr_blend=1.0)  # 29536x1280: 37.8 MP
+    assert "hr_long_side=29536 and hr_max_pixels=37806080 or more" in panorama
+    assert "about 49 GB" in panorama
