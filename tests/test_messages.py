@@ -6,6 +6,7 @@ what a caller is told, not about the network.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -142,3 +143,32 @@ def test_the_skipped_pass_notice_names_only_the_caps_that_stop_it_and_the_value_
     panorama = tiny_remover.high_resolution_notice((30000, 1300), hr_blend=1.0)  # 29536x1280: 37.8 MP
     assert "hr_long_side=29536 and hr_max_pixels=37806080 or more" in panorama
     assert "about 49 GB" in panorama
+
+
+# -------------------------------------------------------------------- hub
+_PUSH = """
+import torch
+from inspyrenet_lite import InSPyReNet
+from conftest import TINY_SWIN
+model = InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN)
+try:
+    model.push_to_hub("someone/tiny", token="hf_x")
+except Exception as exc:
+    print(type(exc).__name__, exc.__cause__ is None, exc.__suppress_context__)
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_push_to_hub_without_the_hub_is_one_connection_error_saying_what_to_do(offline: bool) -> None:
+    from fake_hub import run_python
+    from test_hub import _closed_endpoint
+
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    env = {**_closed_endpoint(), "PYTHONPATH": path, **({"HF_HUB_OFFLINE": "1"} if offline else {})}
+    proc = run_python(_PUSH, env)
+    assert proc.returncode == 0, proc.stderr
+    kind, message = proc.stdout.strip().splitlines()[-2:]
+    assert kind == "ConnectionError True True"  # was httpx's ConnectError from deep in the client
+    assert "'someone/tiny'" in message and ("HF_HUB_OFFLINE" in message) and "hf upload" in message
+    assert ("offline mode is on" in message) == offline
