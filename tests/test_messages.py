@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +174,48 @@ def test_push_to_hub_without_the_hub_is_one_connection_error_saying_what_to_do(o
     assert kind == "ConnectionError True True"  # was httpx's ConnectError from deep in the client
     assert "'someone/tiny'" in message and ("HF_HUB_OFFLINE" in message) and "hf upload" in message
     assert ("offline mode is on" in message) == offline
+
+
+# ------------------------------------------------------------------ Ctrl-C
+class _InterruptedImport:
+    """A module finder that stops the import of ``name`` as Ctrl-C would."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, name: str, path=None, target=None):
+        if name == self.name:
+            raise KeyboardInterrupt
+        return None
+
+
+def test_ctrl_c_during_the_commands_imports_is_status_130_and_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from inspyrenet_lite.cli import main
+
+    monkeypatch.delitem(sys.modules, "inspyrenet_lite.cli.models", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_InterruptedImport("inspyrenet_lite.cli.models"), *sys.meta_path])
+    try:
+        status = main(["models"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C during the imports escaped main (a traceback for the user)")
+    assert status == 130
+    assert capsys.readouterr().err == "inspyrenet-lite: interrupted\n"
+
+
+_AFTER_SUMMARY = """
+import signal, sys
+from inspyrenet_lite.cli import main
+sys.argv = ["inspyrenet-lite", "models"]
+status = main()
+print("status", status, flush=True)
+signal.raise_signal(signal.SIGINT)  # Ctrl-C once the summary is out, while Python winds down
+print("not reached")
+"""
+
+
+def test_ctrl_c_after_the_summary_is_status_130_and_one_line() -> None:
+    proc = subprocess.run([sys.executable, "-c", _AFTER_SUMMARY], capture_output=True, text=True, timeout=120)
+    assert "status 0" in proc.stdout and "not reached" not in proc.stdout
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "inspyrenet-lite: interrupted"
+    assert "Traceback" not in proc.stderr
