@@ -11,6 +11,7 @@ frame, and the same frames (the pan clip) serve several formats.
 from __future__ import annotations
 
 import hashlib
+import sys
 import types
 import tracemalloc
 from pathlib import Path
@@ -412,6 +413,19 @@ def test_a_container_output_that_is_a_folder_is_refused(tmp_path, clips):
     with pytest.raises(ValueError, match="is a folder"):
         process_video(GreyRemover(), src, tmp_path / "cut.webm")
     assert _tree(tmp_path) == {"cut.webm": None, "cut.webm/keep.txt": b"x"}
+
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc takes no new files on Linux only")
+@pytest.mark.parametrize("name", ["cut.webm", "cut_frames"])
+def test_an_output_that_cannot_be_written_is_named_as_given_not_by_our_temporary(clips, name):
+    src, _ = clips["pan"]
+    dst = Path("/proc") / name  # the folder exists, but no file can be made in it
+    with pytest.raises(OSError) as info:
+        process_video(GreyRemover(), src, dst)
+    message = str(info.value)
+    assert f"cannot write the output {str(dst)!r}" in message
+    assert ".part" not in message and ".tmp" not in message and "inspyrenet-" not in message
 
 
 # ------------------------------------------------------------- bad inputs
