@@ -20,7 +20,15 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from video_clips import AUDIO_RATE, displayed_frames, lie_about_duration, make_clip, retime_clip, stream_facts
+from video_clips import (
+    AUDIO_RATE,
+    displayed_frames,
+    lie_about_duration,
+    make_clip,
+    retime_clip,
+    stream_facts,
+    truncated_copy,
+)
 
 from inspyrenet_lite.predictor import MapRequest
 from inspyrenet_lite.video import Stabilizer, VideoLoadError, VideoTooLongError, flicker, lag, process_video
@@ -426,6 +434,16 @@ def test_an_output_that_cannot_be_written_is_named_as_given_not_by_our_temporary
     message = str(info.value)
     assert f"cannot write the output {str(dst)!r}" in message
     assert ".part" not in message and ".tmp" not in message and "inspyrenet-" not in message
+
+
+
+@pytest.mark.parametrize("name", ["cut.webm", "cut_frames"])
+def test_a_truncated_mp4_fails_naming_the_frames_decoded_and_expected(tmp_path, clips, name):
+    src = tmp_path / "half.mp4"
+    listed, whole = truncated_copy(clips["still"][0], src)
+    with pytest.raises(VideoLoadError, match=rf"half\.mp4.*ends after {whole} of the {listed} frames.*truncated"):
+        process_video(GreyRemover(), src, tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half.mp4"]  # no shorter output passed off as done
 
 
 # ------------------------------------------------------------- bad inputs

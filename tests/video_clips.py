@@ -200,3 +200,25 @@ def lie_about_duration(path: Path, seconds: float) -> None:
     assert start > 0, "no DURATION tag"
     data[start : start + 18] = f"00:00:{seconds:012.9f}".encode()
     path.write_bytes(bytes(data))
+
+
+def truncated_copy(src: Path, dst: Path) -> tuple[int, int]:
+    """``src`` remuxed into an MP4 with its index first (``+faststart``, as phones and the web write
+    them) and then cut at the start of its middle video packet: what an interrupted download leaves.
+    Returns (frames the index lists, frames left whole)."""
+    whole = dst.with_name(dst.stem + "_whole.mp4")
+    with av.open(str(src)) as inp, av.open(str(whole), "w", options={"movflags": "+faststart"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in (*inp.streams.video, *inp.streams.audio)}
+        for packet in inp.demux():
+            if packet.size and packet.stream.index in streams:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    with av.open(str(whole)) as container:
+        video = container.streams.video[0]
+        listed = video.frames
+        starts = [packet.pos for packet in container.demux(video) if packet.size]
+    data = whole.read_bytes()
+    whole.unlink()
+    assert data.find(b"moov") < data.find(b"mdat"), "the index must come first"
+    dst.write_bytes(data[: starts[len(starts) // 2]])
+    return listed, len(starts) // 2

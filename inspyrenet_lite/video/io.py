@@ -162,7 +162,8 @@ class VideoReader:
         return self._audio
 
     def items(self) -> Iterator[Frame | Any]:
-        """Frames and audio packets in file order; ``VideoLoadError`` if no frame decodes."""
+        """Frames and audio packets in file order; ``VideoLoadError`` if no frame decodes, or
+        if fewer frames decode than the header lists (a truncated file), after the last one."""
         av = require_av()
         streams = [self._video] + ([self._audio] if self._audio is not None else [])
         frame_step = max(1, round(1 / (self.info.rate * self.info.time_base)))
@@ -188,9 +189,20 @@ class VideoReader:
                         rotation=int(round(frame.rotation or 0)),
                     )
         except av.error.FFmpegError as exc:
-            raise VideoLoadError(self.name, f"decoding failed after {count} frames ({exc.strerror or exc})") from None
+            of = f" of the {self.info.frames} its header lists" if self.info.frames else ""
+            raise VideoLoadError(
+                self.name, f"decoding failed after {count} frames{of} ({exc.strerror or exc}); it may be truncated"
+            ) from None
         if count == 0:
             raise VideoLoadError(self.name, "the video stream has no frames")
+        if self.info.frames and count < self.info.frames:
+            # MP4/MOV list every frame in their index: fewer decoded means the data stops early (an
+            # interrupted download or copy), not a shorter video; the output would be cut without a word.
+            raise VideoLoadError(
+                self.name,
+                f"it ends after {count} of the {self.info.frames} frames its header lists: the file is truncated "
+                "(an interrupted download or copy?); get the whole file and try again",
+            )
 
     def close(self) -> None:
         self._container.close()
