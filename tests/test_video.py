@@ -11,9 +11,11 @@ frame, and the same frames (the pan clip) serve several formats.
 from __future__ import annotations
 
 import hashlib
+import logging
 import sys
 import types
 import tracemalloc
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -444,6 +446,32 @@ def test_a_truncated_mp4_fails_naming_the_frames_decoded_and_expected(tmp_path, 
     with pytest.raises(VideoLoadError, match=rf"half\.mp4.*ends after {whole} of the {listed} frames.*truncated"):
         process_video(GreyRemover(), src, tmp_path / name)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["half.mp4"]  # no shorter output passed off as done
+
+
+
+# ------------------------------------------------------------ pixel aspect
+@pytest.fixture(scope="module")
+def anamorphic(tmp_path_factory, photo) -> Path:
+    path = tmp_path_factory.mktemp("anamorphic") / "wide.mp4"
+    make_clip(path, photo, frames=3, size=SIZE, pixel_aspect=Fraction(4, 3))
+    return path
+
+
+@pytest.mark.parametrize(("name", "type"), [("cut.webm", "rgba"), ("cut.webm", "map"), ("cut.mov", "rgba")])
+def test_the_pixel_aspect_ratio_is_kept(tmp_path, anamorphic, name, type):
+    out = tmp_path / name
+    process_video(GreyRemover(), anamorphic, out, type=type)
+    with av.open(str(out)) as container:
+        ratio = container.streams.video[0].sample_aspect_ratio
+    assert ratio is not None and abs(float(ratio) - 4 / 3) < 0.01, ratio  # WebM gave 1 (square pixels)
+    assert len(list(read_frames(out, "rgba" if type == "rgba" else "rgb24"))) == 3  # the header edit breaks nothing
+
+
+def test_a_png_sequence_says_it_drops_the_pixel_aspect_ratio(tmp_path, anamorphic, caplog):
+    with caplog.at_level(logging.WARNING, logger="inspyrenet_lite.video"):
+        process_video(GreyRemover(), anamorphic, tmp_path / "cut_frames", type="map")
+    (line,) = [r.getMessage() for r in caplog.records if "pixel aspect ratio" in r.getMessage()]
+    assert "4/3" in line and "PNG" in line
 
 
 # ------------------------------------------------------------- bad inputs

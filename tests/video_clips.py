@@ -58,8 +58,11 @@ def make_clip(
     vfr: bool = False,
     noise: float = 3.0,
     container_format: str | None = None,
+    pixel_aspect: Fraction | None = None,
 ) -> list[float]:
     """Write the clip (H.264 yuv420p, crf 23; AAC tone) and return its frame times in seconds.
+
+    ``pixel_aspect``: the sample (pixel) aspect ratio the file declares (anamorphic video).
 
     With ``vfr`` frames last alternately 40 and 80 ms (time base 1/1000).
     """
@@ -73,6 +76,8 @@ def make_clip(
         stream.options = {"crf": "23", "preset": "ultrafast"}
         if rotation:
             stream.set_display_rotation(rotation)
+        if pixel_aspect is not None:
+            stream.codec_context.sample_aspect_ratio = pixel_aspect
         astream = out.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio else None
         pts = 0
         for i, img in enumerate(images):
