@@ -17,7 +17,9 @@ main thread, where handlers cannot be swapped, the block runs as it is.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -55,3 +57,21 @@ def _deliver(signum: int, frame: FrameType | None, handler: object) -> None:
     elif handler == signal.SIG_DFL:
         signal.raise_signal(signum)  # the default action (end the process), now that the block is done
     # SIG_IGN, or a handler installed outside Python (None): nothing to do
+
+
+def exit_quietly_on_interrupt(program: str) -> None:
+    """From now on, Ctrl-C ends the process at once with status 130 and one line on stderr
+    (``PROGRAM: interrupted``), no traceback: for a command whose work is done (its summary
+    printed) while Python shuts down (threads joined, caches closed). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"{program}: interrupted\n")
+            sys.stderr.flush()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGINT, stop)

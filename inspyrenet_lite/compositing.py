@@ -83,7 +83,10 @@ def parse_output_type(type: OutputType, max_pixels: int | None = None) -> Output
     if isinstance(type, os.PathLike):
         return OutputSpec("image", background=_load_background(type, max_pixels))
     if not isinstance(type, str):
-        raise ValueError(f"unsupported output type {type!r}; {_CHOICES}")
+        from .image_io import describe_input  # its type and shape, not the repr of a whole array
+
+        hint = " (for an array as the background, pass Image.fromarray(array))" if isinstance(type, np.ndarray) else ""
+        raise ValueError(f"unsupported output type {describe_input(type)}{hint}; {_CHOICES}")
     text = type.strip()
     lowered = text.lower()
     if lowered in BASIC_TYPES:

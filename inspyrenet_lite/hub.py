@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelHubMixin, hf_hub_download
+from huggingface_hub import constants as hf_constants
 from huggingface_hub.constants import CONFIG_NAME
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, OfflineModeIsEnabled
 
 from inspyrenet_lite import __version__
 
@@ -133,9 +134,22 @@ class InSPyReNetHubMixin(
 
         Keyword arguments are huggingface_hub's (``config``, ``private``,
         ``token``, ``commit_message``, ``branch``, ``create_pr``...).
+
+        Raises ConnectionError (one line: the Hub, why, what to do) where the
+        Hub cannot be reached or offline mode (``HF_HUB_OFFLINE``) is on.
         """
         card = {"repo_id": repo_id, **(model_card_kwargs or {})}
-        return super().push_to_hub(repo_id, model_card_kwargs=card, **kwargs)
+        try:
+            return super().push_to_hub(repo_id, model_card_kwargs=card, **kwargs)
+        except Exception as exc:
+            if not _is_network_error(exc):
+                raise
+            why = "offline mode is on (HF_HUB_OFFLINE)" if isinstance(exc, OfflineModeIsEnabled) else f"it cannot be reached ({exc})"
+            raise ConnectionError(
+                f"cannot upload to the Hub repo {repo_id!r}: {hf_constants.ENDPOINT} {why}. Check the network "
+                "(HF_ENDPOINT, a proxy) or unset HF_HUB_OFFLINE and try again; save_pretrained(folder) keeps the "
+                f"model meanwhile, and `hf upload {repo_id} folder` uploads it later"
+            ) from None
 
     def _save_pretrained(self, save_directory: Path) -> None:
         from .checkpoint import save_checkpoint
@@ -223,6 +237,16 @@ def with_hub_methods(model: _Network) -> InSPyReNet:
 
     return from_config(architecture_config(model), model.reference_state_dict(), device="cpu", cls=InSPyReNet).train(
         model.training
+    )
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the Hub could not be reached: offline mode, or a failure of the HTTP
+    client's transport (its ``TransportError`` family: refused, timed out, DNS...), not an answer."""
+    return (
+        isinstance(exc, OfflineModeIsEnabled)
+        or isinstance(exc, (ConnectionError, TimeoutError))
+        or any(cls.__name__ == "TransportError" for cls in type(exc).__mro__)
     )
 
 

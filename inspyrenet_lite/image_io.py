@@ -378,13 +378,42 @@ def save_image(
     ``quality`` (1-100) is given; JPEG, always lossy, uses ``quality``
     (default 95). ``on_replaced`` runs right after the rename with stop
     signals held (:func:`inspyrenet_lite._atomic.atomic_open`).
+
+    A format without transparency (JPEG, BMP) gets an image with alpha
+    flattened onto white (:data:`FLATTEN_BACKGROUND`), as a viewer shows it;
+    save as PNG or WebP to keep the transparency.
     """
+    from inspyrenet_lite.jobs.run import NO_ALPHA_FORMATS, for_format
+
     path = Path(path)
     fmt = format or Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the image format of {str(path)!r} from its suffix; pass format=")
+    fmt = fmt.upper()
+    if fmt in NO_ALPHA_FORMATS and _has_alpha(img):
+        img = flatten(img)
+    img = for_format(img, fmt)
     options = encode_options(img, fmt, quality)
     with atomic_open(path, on_replaced) as fh:
         img.save(fh, format=fmt, **options)
     logger.debug("wrote %s", path)
     return path
+
+
+#: The background an image with alpha is flattened onto for a format without transparency: white.
+FLATTEN_BACKGROUND = (255, 255, 255)
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (img.mode == "P" and "transparency" in img.info)
+
+
+def flatten(img: Image.Image, background: tuple[int, int, int] = FLATTEN_BACKGROUND) -> Image.Image:
+    """``img`` composited over ``background`` as an RGB image (its ``info``, e.g. the ICC profile, kept)."""
+    rgba = img.convert("RGBA")
+    out = Image.new("RGBA", rgba.size, (*background, 255))
+    out.alpha_composite(rgba)
+    result = out.convert("RGB")
+    result.info.update(img.info)
+    result.info.pop("transparency", None)
+    return result

@@ -37,6 +37,7 @@ import torch
 from PIL import Image
 
 from .checks import check_options
+from .constants import STRIDE
 from .transforms import (
     DEFAULT_HR_LONG_SIDE,
     DEFAULT_HR_MAX_PIXELS,
@@ -50,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 # int8 is ONNX Runtime's graph; the passes it leaves to PyTorch run in float32.
 _AUTOCAST_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": None}
+#: Memory of a high-resolution pass per megapixel of it (README, "Limits"), for the skipped-pass notice.
+_PASS_GB_PER_MEGAPIXEL = 1.3
 #: Default of ``batch_size`` for :meth:`Predictor.predict_maps`.
 DEFAULT_BATCH_SIZE = 4
 
@@ -57,8 +60,15 @@ Size = tuple[int, int]
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` as a ``torch.device``; ``None`` picks cuda, then mps, then cpu."""
+    """``device`` as a ``torch.device``; ``None`` picks cuda, then mps, then cpu.
+
+    A device given that cannot run a model here (no CUDA, no such GPU, not a
+    device name) raises ValueError saying why and which devices there are.
+    """
     if device is not None:
+        problem = device_problem(device, "device=")
+        if problem is not None:
+            raise ValueError(problem)
         return torch.device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -68,8 +78,55 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def check_precision_on(device: torch.device, precision: str) -> None:
-    """ValueError for a precision that must not run on ``device`` (fp16 on a CPU, int8 off it)."""
+def available_devices() -> list[str]:
+    """The devices a model can run on here: ``cpu``, then each CUDA GPU, then ``mps``."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
+
+
+def device_problem(device: str | torch.device, flag: str = "--device") -> str | None:
+    """Why ``device``, given with option ``flag`` (``"--device"``, ``"device="``), cannot run a model
+    here, naming the devices there are (``None`` if it can). Shared by ``Remover``, ``Predictor`` and
+    the CLI."""
+    given = f"{flag}{str(device)!r}" if flag.endswith("=") else f"{flag} {str(device)!r}"
+    here = f"devices here: {', '.join(available_devices())}"
+    omit = f"{here}: use one of them, or leave {flag} out"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        return f"{given} is not a torch device ({str(exc).split(' device type at')[0]}); {omit}"
+    if parsed.type == "meta":
+        return f"{given}: the meta device holds no data and cannot run a model; {omit}"
+    mps = getattr(torch.backends, "mps", None)
+    missing = {
+        "cuda": not torch.cuda.is_available(),
+        "mps": mps is None or not mps.is_available(),
+    }
+    if missing.get(parsed.type, False):
+        what = {"cuda": "CUDA (an NVIDIA GPU with its driver)", "mps": "MPS (an Apple GPU)"}[parsed.type]
+        return f"{given}: {what} is not available here; {omit}"
+    try:
+        torch.ones(1, device=parsed).add(1).cpu()
+    except Exception as exc:  # not compiled in, no such GPU, driver problems...
+        return f"{given} cannot run here ({str(exc).splitlines()[0][:200]}); {omit}"
+    return None
+
+
+def check_precision_on(device: str | torch.device | None, precision: str) -> None:
+    """ValueError for a precision that must not run on ``device`` (fp16 on a CPU, int8 off it).
+
+    Checked before the device's availability (:func:`pick_device`): a precision that cannot run on
+    a kind of device is the first thing to fix, wherever the code runs.
+    """
+    try:
+        device = pick_device(None) if device is None else torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        return  # not a device name: pick_device says so
     if precision == "int8" and device.type != "cpu":
         raise ValueError(
             f"precision='int8' runs in ONNX Runtime on the CPU, not on {device.type}; "
@@ -106,7 +163,9 @@ def effective_precision(device: torch.device, precision: str) -> str:
 class MapRequest:
     """One image for :meth:`Predictor.predict_maps`, with its own options.
 
-    ``image``: a PIL image (converted to RGB) or a uint8 HxWx3 array.
+    ``image``: a PIL image (converted to RGB) or a uint8 HxWx3 array; other arrays (float, bool,
+    grey, RGBA) are refused with a ValueError saying how to convert them (floats in [0, 1]:
+    ``(arr * 255).round().astype(np.uint8)``), or use ``Remover``, which takes every kind of image.
     ``resize`` / ``hr_blend``: ``None`` takes the Predictor's default.
     ``name``: how log messages call it.
     """
@@ -168,8 +227,8 @@ class Predictor:
             hr_long_side=hr_long_side,
             hr_max_pixels=hr_max_pixels,
         )
+        check_precision_on(device, options["precision"])
         self.device = pick_device(device)
-        check_precision_on(self.device, options["precision"])
         self.name = name
         self.precision: str = effective_precision(self.device, options["precision"])
         self.resize: str = options["resize"]
@@ -221,7 +280,7 @@ class Predictor:
         registry row's inference defaults (the authors' settings), else static without blending."""
         from . import model_source
 
-        check_precision_on(pick_device(device), check_options(precision=precision)["precision"])  # before loading
+        check_precision_on(device, check_options(precision=precision)["precision"])  # before loading
         loaded = model_source.load(model, ckpt=ckpt, base_size=base_size, device=pick_device(device))
         defaults = inference_defaults(loaded.entry)
         return cls(
@@ -273,16 +332,21 @@ class Predictor:
         width, height = size
         pass_h, pass_w = own_size(width, height, self.hr_short_side)
         what = "high-resolution pass (hr_blend)" if hr_blend > 0.0 else "dynamic resize"
+        reasons, needed = [], []
         if max(pass_h, pass_w) > self.hr_long_side:
-            reason = f"its longer side would be {max(pass_h, pass_w)} px, above hr_long_side={self.hr_long_side}"
-        elif pass_h * pass_w > self.hr_max_pixels:
-            reason = f"it would have {pass_h * pass_w} pixels, above hr_max_pixels={self.hr_max_pixels}"
-        else:
+            reasons.append(f"its longer side would be {max(pass_h, pass_w)} px, above hr_long_side={self.hr_long_side}")
+            needed.append(f"hr_long_side={max(pass_h, pass_w)}")
+        if pass_h * pass_w > self.hr_max_pixels:
+            reasons.append(f"it would have {pass_h * pass_w} pixels, above hr_max_pixels={self.hr_max_pixels}")
+            needed.append(f"hr_max_pixels={pass_h * pass_w}")
+        if not reasons:
             return None
+        # Only the caps that stop this pass are named, each with the value that lets it run.
         return (
-            f"{width}x{height} image: the {what} at {pass_w}x{pass_h} is skipped because {reason}; "
-            f"the base-size pass ({self.base_size[1]}x{self.base_size[0]}) is used instead. "
-            "Raise hr_long_side / hr_max_pixels if you have the memory."
+            f"{width}x{height} image: the {what} at {pass_w}x{pass_h} is skipped because {' and '.join(reasons)}; "
+            f"the base-size pass ({self.base_size[1]}x{self.base_size[0]}) is used instead. To run it, give "
+            f"{' and '.join(needed)} or more (about {_PASS_GB_PER_MEGAPIXEL * pass_h * pass_w / 1e6:.0f} GB "
+            "of memory for that pass)."
         )
 
     # -------------------------------------------------------------- inference
@@ -319,7 +383,7 @@ class Predictor:
         together, ``batch_size`` at a time; each image is normalised on its
         own, so a map equals the one for that item alone up to float rounding.
         ``errors="skip"``: an item that fails (bad option, or its batch and then
-        itself alone fail) gets its exception in its place instead of raising.
+        itself alone fail) gets its exception in its place instead of raising. No items: ``[]``.
         """
         batch_size = check_options(batch_size=batch_size, errors=errors)["batch_size"]
         skip = errors == "skip"
@@ -342,10 +406,14 @@ class Predictor:
                     results[planned.index] = result
         return results  # type: ignore[return-value]
 
-    def warmup(self, sizes: Sequence[tuple[int, int]] | None = None) -> None:
-        """Run the network once at each network size (H, W) (default: the base size), so that the
-        first real request pays no one-time cost (backend graphs, per-size caches, allocator)."""
-        sizes = list(sizes) if sizes is not None else [self.base_size]
+    def warmup(self, sizes: Sequence[tuple[int, int] | int] | tuple[int, int] | int | None = None) -> None:
+        """Run the network once at each network size (default: the base size), so that the
+        first real request pays no one-time cost (backend graphs, per-size caches, allocator).
+
+        A size is ``(H, W)`` or one int for a square, each side a positive multiple of 32;
+        ``sizes`` is a list of them, or one of them alone. Anything else raises ValueError.
+        """
+        sizes = [self.base_size] if sizes is None else [_network_size(size) for size in _size_list(sizes)]
         warm = getattr(self.backend, "warmup", None)
         if warm is not None:
             with self._lock, torch.inference_mode(), self._autocast():
@@ -398,14 +466,47 @@ def inference_defaults(entry: Any) -> dict[str, Any]:
     return {"resize": entry.resize, "hr_blend": entry.hr_blend, "hr_short_side": entry.short_side}
 
 
+def _size_list(sizes: Any) -> list[Any]:
+    """``warmup``'s argument as a list of sizes: one int or one (H, W) tuple is a list of one."""
+    if isinstance(sizes, (int, np.integer)) or (
+        isinstance(sizes, tuple) and len(sizes) == 2 and all(isinstance(v, (int, np.integer)) for v in sizes)
+    ):
+        return [sizes]
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
+        raise ValueError(f"warmup sizes must be a list of (H, W) pairs or ints, got {type(sizes).__name__}")
+    return list(sizes)
+
+
+def _network_size(size: Any) -> Size:
+    """One warmup size, ``(H, W)`` or an int for a square, as (H, W); ValueError unless both are
+    positive multiples of :data:`~inspyrenet_lite.constants.STRIDE`."""
+    pair = (size, size) if isinstance(size, (int, np.integer)) else size
+    ok = (
+        isinstance(pair, (tuple, list))
+        and len(pair) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 and v % STRIDE == 0 for v in pair)
+    )
+    if not ok:
+        raise ValueError(
+            f"a warmup size must be (H, W) or an int (a square), positive multiples of 32, got {size!r}; "
+            "e.g. warmup([(384, 384), 1024])"
+        )
+    return int(pair[0]), int(pair[1])
+
+
 def _as_rgb(image: Image.Image | np.ndarray) -> Image.Image:
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
         return Image.fromarray(image)
+    hint = "decode files with inspyrenet_lite.image_io.load_image or use Remover"
+    if isinstance(image, np.ndarray) and image.dtype.kind == "f":
+        hint = "for floats in [0, 1] pass (arr * 255).round().astype(np.uint8)"
+    elif isinstance(image, np.ndarray) and image.dtype.kind == "b":
+        hint = "for True/False values pass arr.astype(np.uint8) * 255"
     raise ValueError(
         f"a Predictor item must be a PIL image or a uint8 HxWx3 array, got {type(image).__name__}"
         + (f" {image.dtype} {image.shape}" if isinstance(image, np.ndarray) else "")
-        + "; decode files with inspyrenet_lite.image_io.load_image or use Remover"
+        + f"; {hint}"
     )
 

@@ -52,9 +52,11 @@ class Remover:
         model: a registry name (``inspyrenet-lite models`` lists them; default
             ``"fast"``), a Hub repo ``"owner/name"`` or a folder saved with
             ``InSPyReNet.save_pretrained``. ``mode=`` is an alias.
-        device: a torch device; ``None`` picks cuda, then mps, then cpu.
+        device: a torch device; ``None`` picks cuda, then mps, then cpu. One that cannot
+            run here (e.g. ``"cuda"`` without CUDA) raises ValueError naming the devices here.
         ckpt: a local checkpoint (``.pth`` or ``.safetensors``, authors' key
-            layout) instead of the download; the environment variable
+            layout, or this package's own: ``torch.save(model.state_dict())``)
+            instead of the download; the environment variable
             ``INSPYRENET_LITE_CKPT`` does the same. Its backbone is read from
             its keys; its base size from ``base_size``, the file's metadata or
             the model named.
@@ -130,8 +132,8 @@ class Remover:
             hr_max_pixels=hr_max_pixels,
             hr_blend=hr_blend if hr_blend is not None else defaults["hr_blend"],
         )
-        device = pick_device(device)
         check_precision_on(device, precision)
+        device = pick_device(device)
         self.mode = name
         self.entry = entry
         self.max_pixels: int | None = options["max_pixels"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_video import GreyRemover, MemoRemover
-from video_clips import make_clip
+from video_clips import make_clip, truncated_copy
 
 import inspyrenet_lite.remover
 from inspyrenet_lite.cli import main
@@ -97,6 +97,16 @@ def test_alpha_in_mp4_is_refused_before_work(tmp_path, clip, cli_remover, capsys
     assert exc.value.code == 2
     assert "cannot store transparency" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_truncated_mp4_is_counted_failed_with_the_frames_decoded_and_expected(tmp_path, clip, grey_remover, capsys):
+    listed, whole = truncated_copy(clip, tmp_path / "half.mp4")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "half.mp4"), "-o", str(out), "-q", "--type", "map"]) == 1
+    err = capsys.readouterr().err
+    assert f"ends after {whole} of the {listed} frames" in err and "truncated" in err
+    assert "0 done, 0 skipped, 1 failed" in err and "Traceback" not in err
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
 
 
 @pytest.fixture()

@@ -11,15 +11,26 @@ frame, and the same frames (the pan clip) serve several formats.
 from __future__ import annotations
 
 import hashlib
+import logging
+import sys
 import types
 import tracemalloc
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 from PIL import Image
-from video_clips import AUDIO_RATE, displayed_frames, lie_about_duration, make_clip, retime_clip, stream_facts
+from video_clips import (
+    AUDIO_RATE,
+    displayed_frames,
+    lie_about_duration,
+    make_clip,
+    retime_clip,
+    stream_facts,
+    truncated_copy,
+)
 
 from inspyrenet_lite.predictor import MapRequest
 from inspyrenet_lite.video import Stabilizer, VideoLoadError, VideoTooLongError, flicker, lag, process_video
@@ -412,6 +423,55 @@ def test_a_container_output_that_is_a_folder_is_refused(tmp_path, clips):
     with pytest.raises(ValueError, match="is a folder"):
         process_video(GreyRemover(), src, tmp_path / "cut.webm")
     assert _tree(tmp_path) == {"cut.webm": None, "cut.webm/keep.txt": b"x"}
+
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc takes no new files on Linux only")
+@pytest.mark.parametrize("name", ["cut.webm", "cut_frames"])
+def test_an_output_that_cannot_be_written_is_named_as_given_not_by_our_temporary(clips, name):
+    src, _ = clips["pan"]
+    dst = Path("/proc") / name  # the folder exists, but no file can be made in it
+    with pytest.raises(OSError) as info:
+        process_video(GreyRemover(), src, dst)
+    message = str(info.value)
+    assert f"cannot write the output {str(dst)!r}" in message
+    assert ".part" not in message and ".tmp" not in message and "inspyrenet-" not in message
+
+
+
+@pytest.mark.parametrize("name", ["cut.webm", "cut_frames"])
+def test_a_truncated_mp4_fails_naming_the_frames_decoded_and_expected(tmp_path, clips, name):
+    src = tmp_path / "half.mp4"
+    listed, whole = truncated_copy(clips["still"][0], src)
+    with pytest.raises(VideoLoadError, match=rf"half\.mp4.*ends after {whole} of the {listed} frames.*truncated"):
+        process_video(GreyRemover(), src, tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half.mp4"]  # no shorter output passed off as done
+
+
+
+# ------------------------------------------------------------ pixel aspect
+@pytest.fixture(scope="module")
+def anamorphic(tmp_path_factory, photo) -> Path:
+    path = tmp_path_factory.mktemp("anamorphic") / "wide.mp4"
+    make_clip(path, photo, frames=3, size=SIZE, pixel_aspect=Fraction(4, 3))
+    return path
+
+
+@pytest.mark.parametrize(("name", "type"), [("cut.webm", "rgba"), ("cut.webm", "map"), ("cut.mov", "rgba")])
+def test_the_pixel_aspect_ratio_is_kept(tmp_path, anamorphic, name, type):
+    out = tmp_path / name
+    process_video(GreyRemover(), anamorphic, out, type=type)
+    with av.open(str(out)) as container:
+        ratio = container.streams.video[0].sample_aspect_ratio
+    assert ratio is not None and abs(float(ratio) - 4 / 3) < 0.01, ratio  # WebM gave 1 (square pixels)
+    assert len(list(read_frames(out, "rgba" if type == "rgba" else "rgb24"))) == 3  # the header edit breaks nothing
+
+
+def test_a_png_sequence_says_it_drops_the_pixel_aspect_ratio(tmp_path, anamorphic, caplog):
+    with caplog.at_level(logging.WARNING, logger="inspyrenet_lite.video"):
+        process_video(GreyRemover(), anamorphic, tmp_path / "cut_frames", type="map")
+    (line,) = [r.getMessage() for r in caplog.records if "pixel aspect ratio" in r.getMessage()]
+    assert "4/3" in line and "PNG" in line
 
 
 # ------------------------------------------------------------- bad inputs

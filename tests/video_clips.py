@@ -58,8 +58,11 @@ def make_clip(
     vfr: bool = False,
     noise: float = 3.0,
     container_format: str | None = None,
+    pixel_aspect: Fraction | None = None,
 ) -> list[float]:
     """Write the clip (H.264 yuv420p, crf 23; AAC tone) and return its frame times in seconds.
+
+    ``pixel_aspect``: the sample (pixel) aspect ratio the file declares (anamorphic video).
 
     With ``vfr`` frames last alternately 40 and 80 ms (time base 1/1000).
     """
@@ -73,6 +76,8 @@ def make_clip(
         stream.options = {"crf": "23", "preset": "ultrafast"}
         if rotation:
             stream.set_display_rotation(rotation)
+        if pixel_aspect is not None:
+            stream.codec_context.sample_aspect_ratio = pixel_aspect
         astream = out.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio else None
         pts = 0
         for i, img in enumerate(images):
@@ -200,3 +205,25 @@ def lie_about_duration(path: Path, seconds: float) -> None:
     assert start > 0, "no DURATION tag"
     data[start : start + 18] = f"00:00:{seconds:012.9f}".encode()
     path.write_bytes(bytes(data))
+
+
+def truncated_copy(src: Path, dst: Path) -> tuple[int, int]:
+    """``src`` remuxed into an MP4 with its index first (``+faststart``, as phones and the web write
+    them) and then cut at the start of its middle video packet: what an interrupted download leaves.
+    Returns (frames the index lists, frames left whole)."""
+    whole = dst.with_name(dst.stem + "_whole.mp4")
+    with av.open(str(src)) as inp, av.open(str(whole), "w", options={"movflags": "+faststart"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in (*inp.streams.video, *inp.streams.audio)}
+        for packet in inp.demux():
+            if packet.size and packet.stream.index in streams:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    with av.open(str(whole)) as container:
+        video = container.streams.video[0]
+        listed = video.frames
+        starts = [packet.pos for packet in container.demux(video) if packet.size]
+    data = whole.read_bytes()
+    whole.unlink()
+    assert data.find(b"moov") < data.find(b"mdat"), "the index must come first"
+    dst.write_bytes(data[: starts[len(starts) // 2]])
+    return listed, len(starts) // 2

@@ -14,10 +14,14 @@ Nothing heavy is imported here, so ``--help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from inspyrenet_lite._interrupts import exit_quietly_on_interrupt
+
+_PROGRAM = "inspyrenet-lite"
 __all__ = ["main", "build_parser", "collect_jobs", "SUBCOMMANDS", "SUMMARIES", "help_text"]
 
 #: Sub-command name -> module (in this package) whose ``main(argv)`` runs it.
@@ -61,8 +65,22 @@ def help_text() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    """Run the command line; returns the exit status.
+
+    Ctrl-C at any point (the imports of torch & co. included) gives status 130 and one line, not a
+    traceback; run as the program (``argv`` None), also after the work, while Python shuts down.
+    """
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt as exc:
+        print(f"{_PROGRAM}: interrupted", file=sys.stderr)
+        return 128 + int(getattr(exc, "signum", signal.SIGINT))
+    finally:
+        if argv is None:
+            exit_quietly_on_interrupt(_PROGRAM)
+
+
+def _dispatch(args: list[str]) -> int:
     if args and args[0] in SUBCOMMANDS:
         module = importlib.import_module(f"inspyrenet_lite.cli.{SUBCOMMANDS[args[0]]}")
         return module.main(args[1:])

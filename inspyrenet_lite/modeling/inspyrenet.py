@@ -176,7 +176,8 @@ class InSPyReNet(nn.Module):
         return to_reference_layout(self)
 
     def load_reference_state_dict(self, state_dict: Mapping[str, torch.Tensor], assign: bool = False) -> None:
-        """Load weights in the authors' key layout, strictly.
+        """Load weights in the authors' key layout, strictly (this package's own layout,
+        ``model.state_dict()``, is recognised and loaded too).
 
         Raises ValueError naming (up to ten of) the missing, unexpected or
         wrongly shaped keys. ``assign=True`` keeps the given tensors instead of

@@ -83,7 +83,27 @@ def _describe(names: list[str]) -> str:
 
 def check_reference_layout(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
     """ValueError naming missing, unexpected or wrongly shaped keys unless ``state_dict`` fits ``model``."""
-    expected = to_reference_layout_shapes(model)
+    _check_keys(model, to_reference_layout_shapes(model), state_dict, "the authors' layout")
+
+
+def is_own_layout(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``state_dict`` is in this package's own key layout (``torch.save(model.state_dict())``)
+    rather than the authors'. The two differ only for Swin, and there without ambiguity: the
+    authors' layout has every block's ``relative_position_index`` and the first stage's patch
+    merging (``backbone.layers.0.downsample``), ours has neither."""
+    if not _is_swin(model):
+        return False
+    keys = list(state_dict)
+    return (
+        any(_DOWNSAMPLE.match(k) for k in keys)
+        and not any(_REL_INDEX.match(k) for k in keys)
+        and not any(k.startswith("backbone.layers.0.downsample.") for k in keys)
+    )
+
+
+def _check_keys(
+    model: nn.Module, expected: Mapping[str, tuple[int, ...]], state_dict: Mapping[str, torch.Tensor], layout: str
+) -> None:
     given = {k: tuple(v.shape) for k, v in state_dict.items()}
     missing = sorted(set(expected) - set(given))
     unexpected = sorted(set(given) - set(expected))
@@ -102,17 +122,26 @@ def check_reference_layout(model: nn.Module, state_dict: Mapping[str, torch.Tens
     if problems:
         raise ValueError(
             "checkpoint does not match an InSPyReNet "
-            f"({getattr(model, 'backbone_name', '?')}, depth {getattr(model, 'depth', '?')}) in the authors' "
-            "layout; " + "; ".join(problems)
+            f"({getattr(model, 'backbone_name', '?')}, depth {getattr(model, 'depth', '?')}) in {layout}; "
+            + "; ".join(problems)
         )
 
 
 def load_reference_layout(
     model: nn.Module, state_dict: Mapping[str, torch.Tensor], assign: bool = False
 ) -> None:
-    """Strictly load an authors'-layout state dict into ``model``; ValueError on any mismatch."""
-    check_reference_layout(model, state_dict)
-    weights, _ = from_reference_layout(model, state_dict)
+    """Strictly load a state dict into ``model``; ValueError on any mismatch.
+
+    The authors' layout is expected; a dict in this package's own layout (``model.state_dict()``
+    saved with ``torch.save``, see :func:`is_own_layout`) is recognised and loaded as it is.
+    """
+    if is_own_layout(model, state_dict):
+        own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        _check_keys(model, own, state_dict, "this package's own layout (model.state_dict())")
+        weights = dict(state_dict)
+    else:
+        check_reference_layout(model, state_dict)
+        weights, _ = from_reference_layout(model, state_dict)
     if assign:
         params = model.state_dict()
         weights = {

@@ -162,7 +162,8 @@ class VideoReader:
         return self._audio
 
     def items(self) -> Iterator[Frame | Any]:
-        """Frames and audio packets in file order; ``VideoLoadError`` if no frame decodes."""
+        """Frames and audio packets in file order; ``VideoLoadError`` if no frame decodes, or
+        if fewer frames decode than the header lists (a truncated file), after the last one."""
         av = require_av()
         streams = [self._video] + ([self._audio] if self._audio is not None else [])
         frame_step = max(1, round(1 / (self.info.rate * self.info.time_base)))
@@ -188,9 +189,20 @@ class VideoReader:
                         rotation=int(round(frame.rotation or 0)),
                     )
         except av.error.FFmpegError as exc:
-            raise VideoLoadError(self.name, f"decoding failed after {count} frames ({exc.strerror or exc})") from None
+            of = f" of the {self.info.frames} its header lists" if self.info.frames else ""
+            raise VideoLoadError(
+                self.name, f"decoding failed after {count} frames{of} ({exc.strerror or exc}); it may be truncated"
+            ) from None
         if count == 0:
             raise VideoLoadError(self.name, "the video stream has no frames")
+        if self.info.frames and count < self.info.frames:
+            # MP4/MOV list every frame in their index: fewer decoded means the data stops early (an
+            # interrupted download or copy), not a shorter video; the output would be cut without a word.
+            raise VideoLoadError(
+                self.name,
+                f"it ends after {count} of the {self.info.frames} frames its header lists: the file is truncated "
+                "(an interrupted download or copy?); get the whole file and try again",
+            )
 
     def close(self) -> None:
         self._container.close()
@@ -315,6 +327,7 @@ class ContainerWriter:
         self, path: Path, fmt: str, info: VideoInfo, alpha: bool, grey: bool, crf: int | None, audio: Any
     ) -> None:
         self._av = av = require_av()
+        self._path, self._fmt, self._info = path, fmt, info
         self._alpha = alpha
         self._even = fmt == "mp4"  # H.264 4:2:0 needs even sides: the last row/column is repeated
         self._grey = grey
@@ -381,6 +394,11 @@ class ContainerWriter:
         if self._audio is not None:
             self._audio.flush()
         self._out.close()
+        sar = self._info.sample_aspect_ratio
+        if self._fmt == "webm" and sar and sar != 1:
+            from .webm_aspect import keep_pixel_aspect  # FFmpeg's Matroska muxer cannot be told it through PyAV
+
+            keep_pixel_aspect(self._path, self._stream.width, self._stream.height, sar)
 
     def abort(self) -> None:
         """Close without finishing (the caller removes the file)."""
@@ -415,6 +433,14 @@ class PngSequenceWriter:
         self._turns = round(info.rotation / 90) % 4  # counter-clockwise quarter turns, as np.rot90 counts
         if info.rotation % 90:
             logger.warning("display rotation %d degrees: PNG frames turned by the nearest quarter turn", info.rotation)
+        if info.sample_aspect_ratio and info.sample_aspect_ratio != 1:
+            logger.warning(
+                "pixel aspect ratio %s: a PNG file cannot carry it, so the frames are stored with the source's "
+                "non-square pixels as they are (scale their width by %s to show them as the video shows); "
+                "use the webm, mov or mp4 format to keep it",
+                info.sample_aspect_ratio,
+                info.sample_aspect_ratio,
+            )
         self._times: list[str] = []
         self._audio_out = None
         if audio is not None:

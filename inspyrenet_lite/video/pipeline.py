@@ -156,6 +156,16 @@ def _refuse_foreign_folder(folder: Path) -> None:
         )
 
 
+def _naming_the_output(exc: OSError, dst: Path) -> OSError:
+    """``exc`` as the user should read it: a failure on one of our temporary names beside ``dst``
+    (which the user never gave) is told as a failure to write ``dst``."""
+    filename = getattr(exc, "filename", None)
+    if filename is None or Path(os.fsdecode(filename)) == dst:
+        return exc
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return OSError(exc.errno, f"cannot write the output {str(dst)!r}: {reason}; choose a folder you can write to")
+
+
 class _Stop(Exception):
     """Another stage failed or the run was interrupted."""
 
@@ -436,14 +446,17 @@ class _Run:
         # The first frame tells the display rotation; then everything goes under a temporary name.
         info = replace(self.reader.info, rotation=item.rotation)
         first = (item, saliency)
-        if self.fmt == "png":
-            atomic_folder(
-                self.dst,
-                lambda tmp: self._encode_into(Path(tmp), info, early_audio, first),
-                check_old=_refuse_foreign_folder,  # again at the swap: the folder may have changed meanwhile
-            )
-        else:
-            atomic_write(self.dst, lambda tmp: self._encode_into(Path(tmp), info, early_audio, first))
+        try:
+            if self.fmt == "png":
+                atomic_folder(
+                    self.dst,
+                    lambda tmp: self._encode_into(Path(tmp), info, early_audio, first),
+                    check_old=_refuse_foreign_folder,  # again at the swap: the folder may have changed meanwhile
+                )
+            else:
+                atomic_write(self.dst, lambda tmp: self._encode_into(Path(tmp), info, early_audio, first))
+        except OSError as exc:
+            raise _naming_the_output(exc, self.dst) from None
 
     def _encode_into(self, path: Path, info: VideoInfo, early_audio: list, first: tuple) -> None:
         writer = open_writer(
