@@ -346,8 +346,8 @@ _ORIENTATION = 0x0112
 
 def encode_options(img: Image.Image, fmt: str, quality: int | None = None) -> dict:
     """Pillow ``save`` options for ``fmt``: metadata from ``img.info`` where the
-    format holds it; WebP lossless unless ``quality`` is given; JPEG at
-    ``quality`` (default :data:`DEFAULT_JPEG_QUALITY`)."""
+    format holds it (not an EXIF block too long for a JPEG segment); WebP lossless
+    unless ``quality`` is given; JPEG at ``quality`` (default :data:`DEFAULT_JPEG_QUALITY`)."""
     fmt = fmt.upper()
     if quality is not None and not (isinstance(quality, int) and 1 <= quality <= 100):
         raise ValueError(f"quality must be an integer in 1..100, got {quality!r}")
@@ -358,7 +358,14 @@ def encode_options(img: Image.Image, fmt: str, quality: int | None = None) -> di
         options.update(lossless if quality is None else {"quality": quality})
     elif fmt == "JPEG":
         options["quality"] = DEFAULT_JPEG_QUALITY if quality is None else quality
+        if len(options.get("exif", b"")) > JPEG_MAX_EXIF:
+            logger.info("the EXIF (%d bytes) is too long for a JPEG segment; written without it", len(options["exif"]))
+            del options["exif"]
     return options
+
+
+#: JPEG keeps EXIF in one APP1 segment: at most 65 535 bytes less its 2-byte length.
+JPEG_MAX_EXIF = 65_533
 
 
 def save_image(
@@ -383,15 +390,11 @@ def save_image(
     flattened onto white (:data:`FLATTEN_BACKGROUND`), as a viewer shows it;
     save as PNG or WebP to keep the transparency.
     """
-    from inspyrenet_lite.jobs.run import NO_ALPHA_FORMATS, for_format
-
     path = Path(path)
     fmt = format or Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the image format of {str(path)!r} from its suffix; pass format=")
     fmt = fmt.upper()
-    if fmt in NO_ALPHA_FORMATS and _has_alpha(img):
-        img = flatten(img)
     img = for_format(img, fmt)
     options = encode_options(img, fmt, quality)
     with atomic_open(path, on_replaced) as fh:
@@ -402,6 +405,16 @@ def save_image(
 
 #: The background an image with alpha is flattened onto for a format without transparency: white.
 FLATTEN_BACKGROUND = (255, 255, 255)
+#: Pillow format names that hold no alpha channel (images are flattened for them).
+NO_ALPHA_FORMATS = frozenset({"JPEG", "BMP"})
+
+
+def for_format(img: Image.Image, format: str) -> Image.Image:
+    """``img`` as Pillow can write it in ``format``: flattened onto :data:`FLATTEN_BACKGROUND` (as a
+    viewer shows it) where the format holds no alpha, in RGB or L there."""
+    if format.upper() not in NO_ALPHA_FORMATS or img.mode in ("RGB", "L"):
+        return img
+    return flatten(img) if _has_alpha(img) else img.convert("RGB")
 
 
 def _has_alpha(img: Image.Image) -> bool:

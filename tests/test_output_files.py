@@ -298,3 +298,19 @@ def test_skip_existing_tells_same_named_inputs_of_different_folders_apart(tmp_pa
     with Image.open(out / "day" / "a.png") as img:
         assert img.size == (40, 30)
     assert _files(out) == ["day/a.png", "night/a.png"]
+
+
+def test_a_result_with_exif_too_long_for_jpeg_is_written_without_it(tmp_path):
+    """A PNG may carry 100 KB of EXIF; JPEG holds at most 64 KB in its segment: the image is written
+    (without the EXIF) instead of Pillow's 'EXIF data is too long'."""
+    from PIL import Image
+
+    from inspyrenet_lite.image_io import save_image
+
+    img = Image.new("RGB", (16, 12), (10, 200, 30))
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 100_000  # ImageDescription
+    img.info["exif"] = exif.tobytes()
+    path = save_image(img, tmp_path / "out.jpg")
+    with Image.open(path) as written:
+        assert written.size == (16, 12) and "exif" not in written.info

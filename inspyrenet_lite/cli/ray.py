@@ -91,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``inspyrenet-lite ray``; returns the exit status (as the default command's)."""
     from inspyrenet_lite.compositing import parse_output_type
     from inspyrenet_lite.image_io import DEFAULT_MAX_PIXELS
-    from inspyrenet_lite.jobs.run import NO_ALPHA_FORMATS, ImageOutput
+    from inspyrenet_lite.image_io import NO_ALPHA_FORMATS
+    from inspyrenet_lite.jobs.run import ImageOutput
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -44,7 +44,7 @@ from inspyrenet_lite.cli.model_args import add_model_arguments
 from inspyrenet_lite.constants import IMAGE_SUFFIXES, PRECISIONS
 from inspyrenet_lite.jobs.manifest import Manifest
 from inspyrenet_lite.jobs.plan import Job, collect_jobs, probe_folder, remove_leftovers
-from inspyrenet_lite.jobs.run import NO_ALPHA_FORMATS as _NO_ALPHA_FORMATS
+from inspyrenet_lite.image_io import NO_ALPHA_FORMATS as _NO_ALPHA_FORMATS
 from inspyrenet_lite.registry import MODELS, decode_base_size
 
 __all__ = ["main", "build_parser", "collect_jobs", "Job", "IMAGE_SUFFIXES"]

@@ -134,14 +134,20 @@ def _run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, protect=protect,
     )
     result = trainer.fit(resume=args.resume)
+    status = 0
     if trainer.rank == 0:
         best = result.best or {}
         print(f"best {best.get('metric')} {best.get('value')} at epoch {best.get('epoch')}; model in {args.out}")
         if args.push_to_hub:
             from inspyrenet_lite import InSPyReNet
 
-            url = InSPyReNet.from_pretrained(args.out).push_to_hub(args.push_to_hub)
-            print(f"uploaded to {url}")
+            try:
+                url = InSPyReNet.from_pretrained(args.out).push_to_hub(args.push_to_hub)
+            except ConnectionError as exc:  # no Hub reachable: the model is saved, only the upload failed
+                print(f"inspyrenet-lite train: {exc}; the model is saved in {args.out}", file=sys.stderr)
+                status = 1
+            else:
+                print(f"uploaded to {url}")
     if distributed:
         dist.destroy_process_group()
-    return 0
+    return status

@@ -38,7 +38,8 @@ from typing import Any
 
 from inspyrenet_lite.jobs.manifest import Manifest
 from inspyrenet_lite.jobs.plan import Job
-from inspyrenet_lite.jobs.run import ImageOutput, JobRunner, Reporter, for_format, process_batch, remover_identity
+from inspyrenet_lite.image_io import for_format
+from inspyrenet_lite.jobs.run import ImageOutput, JobRunner, Reporter, process_batch, remover_identity
 
 logger = logging.getLogger(__name__)
 

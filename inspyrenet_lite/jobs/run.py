@@ -28,8 +28,6 @@ from inspyrenet_lite.jobs.plan import Job
 
 logger = logging.getLogger(__name__)
 
-#: Pillow format names that hold no alpha channel (results are flattened for them).
-NO_ALPHA_FORMATS = frozenset({"JPEG", "BMP"})
 #: Errors after which no further file can be written: the run stops.
 FATAL_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
@@ -371,7 +369,6 @@ class JobRunner:
 
         assert job.output is not None
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        result = for_format(result, self.output.format)
         save_image(result, job.output, format=self.output.format, quality=self.output.quality, on_replaced=on_replaced)
 
 
@@ -387,10 +384,3 @@ def process_batch(remover: Any, images: Sequence[Any], output: ImageOutput) -> l
         return [remover.process(images[0], **options)] if images else []
     except Exception as exc:
         return [exc]
-
-
-def for_format(result: Any, format: str) -> Any:
-    """``result`` as Pillow can write it in ``format`` (flattened to RGB where the format holds no alpha)."""
-    if format in NO_ALPHA_FORMATS and result.mode not in ("RGB", "L"):
-        return result.convert("RGB")
-    return result

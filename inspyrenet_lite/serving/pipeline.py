@@ -22,8 +22,6 @@ FORMATS = {
     "jpg": ("JPEG", "image/jpeg"),
     "jpeg": ("JPEG", "image/jpeg"),
 }
-#: JPEG keeps EXIF in one APP1 segment: at most 65 535 bytes less its 2-byte length.
-_JPEG_MAX_EXIF = 65_533
 _METADATA = ("exif", "icc_profile", "dpi")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -128,10 +126,6 @@ def encode(image: Image.Image, fmt: str, quality: int | None = None) -> Rendered
     """``image`` encoded as ``fmt`` (a key of :data:`FORMATS`), with the metadata the format can carry."""
     pil_format, media_type = FORMATS[fmt]
     options = encode_options(image, pil_format, quality)
-    if pil_format == "JPEG" and len(options.get("exif", b"")) > _JPEG_MAX_EXIF:
-        logger.info("the EXIF (%d bytes) is too long for a JPEG segment; the result goes without it",
-                    len(options["exif"]))
-        del options["exif"]
     buffer = io.BytesIO()
     try:
         image.save(buffer, format=pil_format, **options)
