@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -54,3 +56,12 @@ def test_the_environment_chooses_the_cache_folder(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     root = fixtures_root()
     assert root.parent == tmp_path / "cache" / "inspyrenet-lite" / "test-fixtures" and len(root.name) == 16
+
+
+def test_made_files_get_the_users_umask_permissions(tmp_path: Path, current_umask: int):
+    def private(folder: Path) -> None:
+        (folder / "a.bin").write_bytes(b"a")
+        os.chmod(folder / "a.bin", 0o600)  # as safetensors' save_file leaves them
+
+    ensure_files(tmp_path, ["a.bin"], private)
+    assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o666 & ~current_umask
