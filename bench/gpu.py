@@ -1,11 +1,9 @@
 """Issue 21's GPU checks in one prepared run, sized for a lent machine's few minutes of device time.
 
-The device machine sees only the repository (``../shared`` stays behind), so copy the photos in first;
-``.gpu/`` is ignored by git and travels when the call carries it:
+The photos are the repository's own (``tests/data/photos``, the default of ``--photos``), so a machine
+with nothing but the repository runs it as it is (give it about nine minutes):
 
-    mkdir -p .gpu/photos && cp ../shared/images/*.png ../shared/images/*.jpg .gpu/photos/
-    # device run, carry [".gpu"], timeout_s 540:
-    PYTHONUNBUFFERED=1 PYTHONPATH=. python3 bench/gpu.py --photos .gpu/photos --out $OUT
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python3 bench/gpu.py --out $OUT
 
 Every path runs in this one process on the same random full-size fast checkpoint (built there and
 calibrated on the photos, ``bench/ckpt.py``), on the same photos:
@@ -50,7 +48,7 @@ from ckpt import random_checkpoint  # noqa: E402
 from compare import worst_agreement  # noqa: E402
 from machine import describe  # noqa: E402
 
-SHARED_IMAGES = HERE.parent.parent / "shared" / "images"
+PHOTOS = HERE.parent / "tests" / "data" / "photos"
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: (name, precision, attention through SDPA, channels_last)
 PATHS = (
@@ -210,7 +208,7 @@ def table(results: dict[str, Any]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
-    p.add_argument("--photos", type=Path, default=SHARED_IMAGES)
+    p.add_argument("--photos", type=Path, default=PHOTOS)
     p.add_argument("--paths", default=",".join(name for name, *_ in PATHS))
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--repeats", type=int, default=20)
@@ -236,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     photo_paths = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     if not photo_paths:
-        print(f"no photos in {args.photos}: copy ../shared/images there (see this file's docstring)", file=sys.stderr)
+        print(f"no photos in {args.photos}: give --photos a folder of .png/.jpg photos", file=sys.stderr)
         return 2
     coffee = [p for p in photo_paths if p.name == "coffee.png"]
     photo_paths = coffee + [p for p in photo_paths if p.name != "coffee.png"]

@@ -31,7 +31,7 @@ from inspyrenet_lite.backends.matmul_speed import SHAPE
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-SHARED_IMAGES = HERE.parent.parent / "shared" / "images"
+PHOTOS = HERE.parent / "tests" / "data" / "photos"
 IMPLS = {"torch": "lite", "onednn": "lite", "ort": "ort", "tb": "tb"}
 LABELS = {
     "torch": "inspyrenet-lite torch fp32",
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", default="fast,base")
     p.add_argument("--impls", default="torch,onednn,ort,tb")
     p.add_argument("--rounds", type=int, default=2, help="times each runtime takes its turn (best time counts)")
-    p.add_argument("--image", type=Path, default=SHARED_IMAGES / "coffee.png")
+    p.add_argument("--image", type=Path, default=PHOTOS / "coffee.png")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--cache", type=Path, default=HERE / ".cache")
     p.add_argument("--out", type=Path, default=HERE / "results-onnx")
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from machine import describe
 
     args.out.mkdir(parents=True, exist_ok=True)
-    photos = sorted(p for p in SHARED_IMAGES.iterdir() if p.suffix in (".png", ".jpg"))
+    photos = sorted(p for p in PHOTOS.iterdir() if p.suffix in (".png", ".jpg"))
     impls, modes = args.impls.split(","), args.modes.split(",")
     results: dict = {
         "machine": describe("cpu", args.threads),

@@ -50,7 +50,7 @@ from compare import worst_agreement  # noqa: E402
 from machine import describe  # noqa: E402
 
 REPO = HERE.parent
-SHARED_IMAGES = REPO.parent / "shared" / "images"
+PHOTOS = REPO / "tests" / "data" / "photos"
 PATHS = ("tb", "fp32", "fp32+compile", "fp32+compile-frozen", "bf16", "bf16+compile", "bf16+compile-frozen",
          "ort", "ort+int8")
 TRAINED_SIZE = 64
@@ -133,7 +133,7 @@ def trained_model(cache: Path, threads: int) -> tuple[Path, list[Path]]:
     val = sorted((data / "val" / "images").glob("*.png"))
     if (folder / "config.json").is_file() and val:
         return folder, val
-    photos = photo_crops(SHARED_IMAGES)
+    photos = photo_crops(PHOTOS)
     write_pairs(data / "train", 96, photos, TRAINED_SIZE, seed=1)
     write_pairs(data / "val", 16, photos, TRAINED_SIZE, seed=2)
     torch.set_num_threads(threads)
@@ -221,8 +221,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--image", type=Path, default=SHARED_IMAGES / "coffee.png")
-    p.add_argument("--photos", type=Path, default=SHARED_IMAGES, help="photos whose maps are compared")
+    p.add_argument("--image", type=Path, default=PHOTOS / "coffee.png")
+    p.add_argument("--photos", type=Path, default=PHOTOS, help="photos whose maps are compared")
     p.add_argument("--no-trained", action="store_true", help="skip the trained small model's agreement")
     p.add_argument("--cache", type=Path, default=HERE / ".cache")
     p.add_argument("--out", type=Path, default=HERE / "results")

@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import SHARED_IMAGES, shared_photos, write_atomic  # noqa: E402
+from run import PHOTOS, shared_photos, write_atomic  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="fp32")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--image", type=Path, default=SHARED_IMAGES / "coffee.png")
-    p.add_argument("--photos", type=Path, default=SHARED_IMAGES, help="calibration photos for the checkpoint")
+    p.add_argument("--image", type=Path, default=PHOTOS / "coffee.png")
+    p.add_argument("--photos", type=Path, default=PHOTOS, help="calibration photos for the checkpoint")
     p.add_argument("--cache", type=Path, default=HERE / ".cache")
     p.add_argument("--rows", type=int, default=25)
     p.add_argument("--out", type=Path, default=None)

@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 REPO = HERE.parent
-SHARED_IMAGES = REPO.parent / "shared" / "images"
+PHOTOS = REPO / "tests" / "data" / "photos"
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
 SECTIONS = ("peaks", "fast", "base", "pb", "batch", "precision")
 
@@ -35,15 +35,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads in every worker (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--image", type=Path, default=SHARED_IMAGES / "coffee.png", help="the photo timed in every mode")
+    p.add_argument("--image", type=Path, default=PHOTOS / "coffee.png", help="the photo timed in every mode")
     p.add_argument(
         "--pb-image",
         type=Path,
-        default=SHARED_IMAGES / "hubble_deep_field.jpg",
+        default=PHOTOS / "hubble_deep_field.jpg",
         help="photo for pyramid blending; both sides must exceed 512 or no blending happens "
-        "(coffee.png is 600x400, so the default is the 1000x872 shared photo)",
+        "(coffee.png is 600x400, so the default is the 1000x872 sample photo)",
     )
-    p.add_argument("--photos", type=Path, default=SHARED_IMAGES, help="folder of photos for batch and precision checks")
+    p.add_argument("--photos", type=Path, default=PHOTOS, help="folder of photos for batch and precision checks")
     p.add_argument("--batch-photos", type=int, default=32, help="photos in the batch-throughput test (cycled)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement in fast mode")
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("image", "pb_image", "photos"):
         path = getattr(args, name)
         if not path.exists():
-            p.error(f"--{name.replace('_', '-')} {path} does not exist (the shared photos live in ../shared/images)")
+            p.error(f"--{name.replace('_', '-')} {path} does not exist (the sample photos live in tests/data/photos)")
     return args
 
 

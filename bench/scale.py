@@ -32,7 +32,7 @@ from machine import cpu_flags, cpu_model  # noqa: E402
 
 
 def make_photos(folder: Path, count: int, images: Path) -> None:
-    """``count`` photos of mixed sizes (short sides 240..720) cut from the shared sample photos."""
+    """``count`` photos of mixed sizes (short sides 240..720) cut from the sample photos (tests/data/photos)."""
     import numpy as np
     from PIL import Image
 
@@ -110,7 +110,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
         work = Path(tmp)
-        make_photos(work / "in", args.images, ROOT.parent / "shared" / "images")
+        make_photos(work / "in", args.images, ROOT / "tests" / "data" / "photos")
         ckpt = work / f"ckpt_{args.mode}_random.pth"
         make_checkpoint(args.mode, ckpt)
         cli = [sys.executable, "-m", "inspyrenet_lite"]

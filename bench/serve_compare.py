@@ -3,7 +3,7 @@
 Both servers run the same random full-size SwinB ``fast`` checkpoint
 (bench/ckpt.py: the real weights cannot be downloaded here; speed and memory do
 not depend on the weight values) on the same device, and answer the same
-photos (the shared sample photos, sent as raw bodies, cycled) with the RGBA
+photos (the sample photos of tests/data/photos, sent as raw bodies, cycled) with the RGBA
 cut-out as PNG. Ours batches (``--max-batch-size 4 --max-wait-ms 10``);
 transparent-background's server (bench/tb_server.py) takes one request at a
 time, as its ``Remover`` does. For 1 and 4 concurrent clients: requests/s,
@@ -39,7 +39,7 @@ from machine import cpu_flags, cpu_model  # noqa: E402
 from serve_load import Server, drive, load_average, machine_line, markdown_table, rss_mb  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SHARED_IMAGES = HERE.parents[1] / "shared" / "images"
+PHOTOS = HERE.parent / "tests" / "data" / "photos"
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
 REMBG_NOTE = ("rembg: not run; it downloads its model from GitHub at first use (pooch), and this machine "
               "reaches package registries only")
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--requests", type=int, default=16, help="requests per point (default 16)")
     parser.add_argument("--clients", type=lambda s: [int(v) for v in s.split(",")], default=[1, 4])
-    parser.add_argument("--photos", type=Path, default=SHARED_IMAGES, help="folder of photos sent (cycled)")
+    parser.add_argument("--photos", type=Path, default=PHOTOS, help="folder of photos sent (cycled)")
     parser.add_argument("--cache", type=Path, default=HERE / ".cache", help="where the random checkpoint is kept")
     parser.add_argument("--limit-s", type=float, default=300.0, help="time limit of each point")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="480x270", help="WxH of the clip")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--photo", default=str(REPO.parent / "shared" / "images" / "coffee.png"))
+    parser.add_argument("--photo", default=str(REPO / "tests" / "data" / "photos" / "coffee.png"))
     parser.add_argument("--out", default=str(HERE / "results" / "video.md"))
     parser.add_argument(
         "--stability-frames", type=int, default=8, help="frames per clip of the flicker/lag table (0: skip it)"
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     from video_clips import make_clip
 
     width, height = (int(v) for v in args.size.split("x"))
-    photos = sorted((REPO.parent / "shared" / "images").glob("*.png"))
+    photos = sorted((REPO / "tests" / "data" / "photos").glob("*.png"))
     photos.sort(key=lambda p: p != Path(args.photo))
     ckpt, _ = random_checkpoint(HERE / ".cache", photos, "fast")
     rows = []

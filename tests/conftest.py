@@ -1,7 +1,8 @@
 """Shared fixtures.
 
-Shared data (photos, the spec's reference files) lives in ``../shared``
-relative to the repository root; CI keeps a copy beside the clone.
+Sample photos live in ``tests/data/photos`` (see its LICENSES.md). The parity
+fixtures and the authors' key lists are made from the authors' own package on
+first use and cached (``tests/fixtures``); nothing outside the repository is read.
 
 The end-to-end fixtures never download anything: ``random_checkpoint`` writes
 a full-size SwinB checkpoint (fast mode) with random weights in the authors'
@@ -18,8 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
+PHOTOS_DIR = Path(__file__).resolve().parent / "data" / "photos"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,17 +53,9 @@ def current_umask() -> int:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """``../shared`` beside the repository (fails, not skips, when it is missing)."""
-    if not (SHARED_DIR / "images").is_dir():
-        pytest.fail(f"shared test data not found at {SHARED_DIR}; put a copy of shared/ beside the clone")
-    return SHARED_DIR
-
-
-@pytest.fixture(scope="session")
-def images_dir(shared_dir: Path) -> Path:
-    """The sample photos (see shared/images/LICENSES.md)."""
-    return shared_dir / "images"
+def images_dir() -> Path:
+    """The sample photos (see tests/data/photos/LICENSES.md)."""
+    return PHOTOS_DIR
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,8 @@
-"""Access to the reference parity fixtures (INSPYRENET.md section 5): models, inputs, outputs."""
+"""Access to the reference parity fixtures (INSPYRENET.md section 5): models, inputs, outputs.
+
+The fixtures are made from the authors' own package by ``fixtures/make_parity.py`` and cached;
+``$INSPYRENET_PARITY_DIR`` points at a folder of ready-made ones instead.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +14,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from fixtures.make_parity import parity_fixtures
 from inspyrenet_lite import InSPyReNet
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CASES = ("swin_small_lr", "swin_small_hr", "res2net_small_lr")
 
 
 def parity_dir() -> Path:
-    """$INSPYRENET_PARITY_DIR, else ../shared/reference/parity beside the checkout.
-
-    Under CI a missing fixture directory fails the test run instead of skipping.
-    """
-    path = Path(os.environ.get("INSPYRENET_PARITY_DIR", REPO_ROOT.parent / "shared" / "reference" / "parity"))
+    """$INSPYRENET_PARITY_DIR if set, else the generated fixtures (made on first use, then cached)."""
+    override = os.environ.get("INSPYRENET_PARITY_DIR")
+    if not override:
+        return parity_fixtures()
+    path = Path(override)
     if not (path / "manifest.json").is_file():
-        message = f"parity fixtures not found at {path} (set INSPYRENET_PARITY_DIR)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail(f"INSPYRENET_PARITY_DIR={override}: no manifest.json there; unset it to generate the fixtures")
     return path
 
 

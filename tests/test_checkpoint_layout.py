@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
 
+from fixtures.key_lists import authors_layout
 from inspyrenet_lite.checkpoint import convert_checkpoint, load_checkpoint, save_checkpoint
 from inspyrenet_lite.build import build_model
-
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
-
-
-def _expected_layout(backbone: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    path = REFERENCE / f"checkpoint_keys_{backbone}.tsv"
-    if not path.is_file():
-        pytest.fail(f"reference key table missing: {path}")
-    rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
-    return {key: (tuple(int(n) for n in shape.strip("[]").split(",") if n.strip()), dtype) for key, shape, dtype in rows}
 
 
 @pytest.fixture(scope="module", params=[("fast", "swinb"), ("res2net50", "res2net50")], ids=["swinb", "res2net50"])
@@ -30,7 +20,7 @@ def full_model(request):
 
 def test_full_size_model_exports_the_authors_layout(full_model):
     model, table = full_model
-    expected = _expected_layout(table)
+    expected = authors_layout(table)
     exported = {k: (tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in model.reference_state_dict().items()}
     assert sorted(set(expected) - set(exported)) == []
     assert sorted(set(exported) - set(expected)) == []

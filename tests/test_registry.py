@@ -1,7 +1,7 @@
 """The registry of named models: every row builds the right network, with the authors' layout.
 
 Shapes come from models built on the meta device (instant, no memory) and are
-compared with the authors' key lists (../shared/reference/checkpoint_keys_*.tsv).
+compared with the authors' key lists (tests/fixtures/key_lists.py: from their own package).
 The expected rows are copied by hand from the model zoo table (TRAINING.md
 section 4).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fixtures.key_lists import authors_layout
 from inspyrenet_lite.checkpoint import detect_backbone, to_reference_layout_shapes
 from inspyrenet_lite.build import MODEL_CONFIGS, build_model
 from inspyrenet_lite import InSPyReNet
@@ -32,19 +33,9 @@ ZOO = {
 }
 
 
-def read_tsv(path) -> dict[str, tuple[int, ...]]:
-    rows = path.read_text().strip().splitlines()[1:]
-    out = {}
-    for row in rows:
-        key, shape, _dtype = row.split("\t")
-        out[key] = tuple(int(v) for v in shape.strip("[]").split(",") if v.strip())
-    return out
-
-
 @pytest.fixture(scope="module")
-def reference_layouts(shared_dir) -> dict[str, dict[str, tuple[int, ...]]]:
-    ref = shared_dir / "reference"
-    return {b: read_tsv(ref / f"checkpoint_keys_{b}.tsv") for b in ("swinb", "res2net50")}
+def reference_layouts() -> dict[str, dict[str, tuple[int, ...]]]:
+    return {b: {key: shape for key, (shape, _dtype) in authors_layout(b).items()} for b in ("swinb", "res2net50")}
 
 
 def test_every_model_of_the_zoo_is_registered_as_published() -> None:

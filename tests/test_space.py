@@ -36,7 +36,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "space"
 APP = SPACE / "app.py"
-SHARED_IMAGES = REPO.parent / "shared" / "images"
+PHOTOS = REPO / "tests" / "data" / "photos"
 API = "/remove_background"
 START_TIMEOUT_S = 180
 CALL_TIMEOUT_S = 300
@@ -150,7 +150,7 @@ def space_server(tmp_path_factory: pytest.TempPathFactory, random_checkpoint: Pa
 def small_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small photo whose sides are not multiples of 32."""
     path = tmp_path_factory.mktemp("space-inputs") / "cat_small.png"
-    with Image.open(SHARED_IMAGES / "cat.png") as cat:
+    with Image.open(PHOTOS / "cat.png") as cat:
         cat.convert("RGB").resize((227, 151), Image.Resampling.BILINEAR).save(path)
     return path
 

@@ -28,7 +28,7 @@ except ImportError:  # tests/ imported as a package
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-SHARED_IMAGES = REPO.parent / "shared" / "images"
+PHOTOS = REPO / "tests" / "data" / "photos"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # No sandbox (root in CI), no GPU, and nothing that phones home.
 CHROMIUM_ARGS = [
@@ -64,7 +64,7 @@ def browser() -> Browser:
 def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Over 512 px on both sides, so HR blending really runs its second pass."""
     path = tmp_path_factory.mktemp("space-browser") / "astronaut.png"
-    with Image.open(SHARED_IMAGES / "astronaut.png") as astronaut:
+    with Image.open(PHOTOS / "astronaut.png") as astronaut:
         astronaut.convert("RGB").resize((576, 544), Image.Resampling.BILINEAR).save(path)
     return path
 

@@ -38,7 +38,7 @@ def soft_blob(rng: np.random.Generator, size: int) -> Image.Image:
 
 
 def photo_crops(images_dir: Path) -> list[np.ndarray]:
-    """RGB float arrays of the shared photos, for textured backgrounds and objects."""
+    """RGB float arrays of the sample photos (``images_dir``), for textured backgrounds and objects."""
     out = []
     for name in ("astronaut.png", "cat.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg"):
         with Image.open(images_dir / name) as img:

@@ -1,4 +1,4 @@
-"""Small test clips made with PyAV from the shared photos.
+"""Small test clips made with PyAV from the sample photos (tests/data/photos).
 
 ``make_clip`` renders a still shot (per-frame sensor noise, then H.264
 compression), a pan or a zoom over a photo, optionally with a sine-tone audio
