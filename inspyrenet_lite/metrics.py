@@ -3,7 +3,7 @@
 Pure array code (numpy), no model. The definitions follow the papers (Fan 2017
 S-measure, Fan 2018 E-measure, Margolin 2014 weighted F-measure, CascadePSP
 mBA) with the conventions of PySODMetrics, whose numbers the InSPyReNet paper
-reports (see ``shared/reference/TRAINING.md`` section 3):
+reports:
 
 - ``pred`` is a uint8 map (as saved to PNG); a float map in [0, 1] is first
   quantised as the authors save it (x255, truncated). ``gt`` is ``mask > 128``

@@ -1,7 +1,7 @@
 """Video: every output format decodes back right, alpha equals the map,
 sound kept, stability measured, no half outputs, clear errors, bounded memory.
 
-Clips are made here with PyAV (tests/video_clips.py) from the shared photos
+Clips are made here with PyAV (tests/video_clips.py) from the sample photos
 and processed with the full-size random checkpoint (conftest ``remover``) at
 160x96. The network sees 384x384 whatever the clip size, so frames cost
 seconds on a CPU: ``maps`` below remembers the map of each distinct decoded
