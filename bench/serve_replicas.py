@@ -1,10 +1,9 @@
 """One model replica vs two in one process (``serve --devices cpu,cpu``), and Ray Serve replicas' RSS (issue 34).
 
 ``--mode devices`` (default): the same random full-size SwinB ``fast`` checkpoint
-(bench/ckpt.py) served by ``serve --device cpu`` and by ``serve --devices cpu,cpu``
-(``--allow-shared-cpu``: the measurement the refusal rests on), each under 4 and
+(bench/ckpt.py) served by ``serve --device cpu`` and by ``serve --devices cpu,cpu``, each under 4 and
 16 loopback clients sending the shared photos; photos/s, p50/p99, the statuses
-(504 = past the deadline) and the torch threads each replica got. One run, the
+(504 = past the deadline). One run, the
 CPU model, its flags and the load average printed beside the table: other jobs
 on the machine skew every number.
 
@@ -74,7 +73,8 @@ def replica_pids() -> list[int]:
 
 
 def measure_ray(model: str, bodies: list[bytes], args: argparse.Namespace) -> dict[str, Any]:
-    server = Server(model, "--ray", "--replicas", "2", "--max-batch-size", "4", "--queue-size", "64",
+    source = [model] if args.tiny else ["fast", "--ckpt", model]
+    server = Server(source[0], *source[1:], "--ray", "--replicas", "2", "--max-batch-size", "4", "--queue-size", "64",
                     "--device", "cpu")
     with server:
         asyncio.run(drive(server.base, bodies, 4, 20, args.limit_s))

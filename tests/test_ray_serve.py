@@ -243,3 +243,16 @@ def test_a_token_is_used_only_when_one_is_available(tmp_path, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # the user's opt-out stays
     assert ray_cli.use_token_if_available() == "~/.ray/auth_token"
     assert os.environ["RAY_AUTH_MODE"] == "disabled"
+
+
+def test_two_cpu_replicas_in_one_process_are_warned_about(caplog):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        with caplog.at_level("WARNING"):
+            serve_cli._share_cpu_cores(["cpu", "cpu"])
+    finally:
+        torch.set_num_threads(threads)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "use --ray --replicas N" in warned[0] and "--workers" in warned[0], warned

@@ -133,10 +133,15 @@ def _share_cpu_cores(devices: list[str]) -> None:
     from inspyrenet_lite.jobs.parallel import cpu_threads_per_worker
 
     threads = cpu_threads_per_worker(devices)
-    if threads is not None and sum(name.split(":")[0] == "cpu" for name in devices) > 1:
+    cpu_replicas = sum(name.split(":")[0] == "cpu" for name in devices)
+    if threads is not None and cpu_replicas > 1:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # process-wide: every replica's inference thread gets this many
+        logging.getLogger(__name__).warning(
+            "%d CPU replicas in one process split its cores (%d torch threads each): measured no faster than one "
+            "replica with every core (docs/serving.md); for a service on more cores use --ray --replicas N, for "
+            "folders the default command's --workers", cpu_replicas, threads)
 
 
 def _app_from_env() -> Any:
