@@ -87,7 +87,8 @@ def measure_ray(model: str, bodies: list[bytes], args: argparse.Namespace) -> di
 
 def photos_per_s(row: dict[str, Any]) -> float:
     """Answered photos (200s) per second: a 504 took the time but gave no photo."""
-    return row["throughput_rps"] * row["statuses"].get(200, 0) / max(1, row["requests"])
+    ok = row["statuses"].get(200, row["statuses"].get("200", 0))  # int keys live, str keys from --json
+    return row["throughput_rps"] * ok / max(1, row["requests"])
 
 
 def table(report: dict[str, Any]) -> str:

@@ -44,6 +44,8 @@ def free_port():
         return probe.getsockname()[1]
 
 TEMP = tempfile.mkdtemp(prefix="/tmp/rs")  # this cluster's sessions (a short path: Ray's sockets live there)
+# a home of its own: Ray >= 2.60 turns token authentication on for any head when ~/.ray/auth_token exists
+os.environ["HOME"] = TEMP
 
 def ray_start(*args):
     subprocess.run([RAY, "start", "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
@@ -171,7 +173,7 @@ def test_two_replicas_on_a_two_node_cluster_answer_as_one_process_and_survive_a_
 TOKEN = COMMON + """
 import pathlib
 home, model, photos, out = sys.argv[1:5]
-os.environ["HOME"] = home
+os.environ["HOME"] = home  # where the token goes
 subprocess.run([RAY, "get-auth-token", "--generate"], check=True, capture_output=True)
 head = free_port()
 ray_start("--head", "--port", str(head), "--num-cpus", "2")  # defaults: a token exists, so token authentication
