@@ -48,8 +48,9 @@ TEMP = tempfile.mkdtemp(prefix="/tmp/rs")  # this cluster's sessions (a short pa
 os.environ["HOME"] = TEMP
 
 def ray_start(*args):
-    subprocess.run([RAY, "start", "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
-                    "--temp-dir", TEMP, *args], check=True, capture_output=True)
+    head = ["--include-dashboard", "false", "--temp-dir", TEMP] if "--head" in args else []
+    run = subprocess.run([RAY, "start", "--node-ip-address", "127.0.0.1", *head, *args], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
 
 def stop_cluster():
     # only this cluster's processes (`ray stop` would end every Ray process of the machine)
@@ -165,7 +166,12 @@ def test_two_replicas_on_a_two_node_cluster_answer_as_one_process_and_survive_a_
         got = np.asarray(Image.open(io.BytesIO(bytes.fromhex(body))), dtype=int)
         want = np.asarray(Image.open(io.BytesIO(expected[index % len(bodies)])), dtype=int)
         assert got.shape == want.shape and np.abs(got - want).max() <= 1
-    assert set(result["under_kill"]) <= {200, 503} and 200 in result["under_kill"], result["under_kill"]
+    # Serve's proxy retries no request a replica was running when it died: those (at most the replica's
+    # max_ongoing_requests, 2 at batch size 1) are its 500; every other answer is 200 or 503.
+    statuses = result["under_kill"]
+    held = ServeLimits.from_settings(ServeSettings(max_batch_size=1)).max_ongoing_requests
+    lost = [status for status in statuses if status not in (200, 503)]
+    assert set(lost) <= {500} and len(lost) <= held and 200 in statuses, statuses
     assert len(result["replicas_after"]) == 2 and result["killed"] not in result["replicas_after"]
     assert result["exit"] == 0
 
