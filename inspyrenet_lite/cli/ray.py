@@ -74,8 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Where Ray (>= 2.60) looks for a cluster's authentication token, in its order.
-TOKEN_VARIABLES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+#: Where Ray (>= 2.60) looks for a cluster's token when neither RAY_AUTH_TOKEN nor RAY_AUTH_TOKEN_PATH is set.
 DEFAULT_TOKEN_FILE = "~/.ray/auth_token"
 
 
@@ -110,8 +109,8 @@ def join_problem(address: str, exc: BaseException) -> str:
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         return f"cannot join the Ray cluster at {address}: {reason}"
     if available_token() is not None:
-        return (f"cannot join the Ray cluster at {address}: {reason} (joined with token authentication, token from "
-                f"{available_token()}: check it is this cluster's, `ray get-auth-token` on its head prints it)")
+        return (f"cannot join the Ray cluster at {address}: {reason} (tried token authentication with the token "
+                f"from {available_token()}: check it is this cluster's; `ray get-auth-token` on its head prints it)")
     return (f"cannot join the Ray cluster at {address}: {reason}; if the cluster uses token authentication (Ray >= 2.60 "
             f"turns it on for `ray start --head` when a token exists), copy its token (`ray get-auth-token` on the "
             f"head) into {DEFAULT_TOKEN_FILE} or RAY_AUTH_TOKEN here; a cluster started with RAY_AUTH_MODE=disabled "
