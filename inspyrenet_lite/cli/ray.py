@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import posixpath
 import sys
 from collections.abc import Sequence
@@ -73,13 +74,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Where Ray (>= 2.60) looks for a cluster's token when neither RAY_AUTH_TOKEN nor RAY_AUTH_TOKEN_PATH is set.
+DEFAULT_TOKEN_FILE = "~/.ray/auth_token"
+
+
+def available_token() -> str | None:
+    """Where a Ray authentication token is found (a variable's name or the file), or None."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path:
+        return "RAY_AUTH_TOKEN_PATH" if os.path.isfile(os.path.expanduser(path)) else None
+    return DEFAULT_TOKEN_FILE if os.path.isfile(os.path.expanduser(DEFAULT_TOKEN_FILE)) else None
+
+
+def use_token_if_available() -> str | None:
+    """Before joining a cluster by address: Ray turns token authentication on by itself only for a
+    cluster it finds locally, never for an explicit address; so when ``RAY_AUTH_MODE`` is unset and a
+    token is available, ask for token mode (a cluster without authentication ignores the token).
+    Returns where the token was found."""
+    found = available_token()
+    if found is not None and not os.environ.get("RAY_AUTH_MODE"):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        from ray._raylet import Config
+
+        Config.initialize("")  # Ray read the mode when it was imported: as Ray itself does, read it again
+    return found
+
+
+def join_problem(address: str, exc: BaseException) -> str:
+    """One line on why joining ``address`` failed; names token authentication and where the token goes."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    reason = reason.split(". Ensure that the token", 1)[0]  # Ray's paragraph of advice: ours follows
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return f"cannot join the Ray cluster at {address}: {reason}"
+    if available_token() is not None:
+        return (f"cannot join the Ray cluster at {address}: {reason} (tried token authentication with the token "
+                f"from {available_token()}: check it is this cluster's; `ray get-auth-token` on its head prints it)")
+    return (f"cannot join the Ray cluster at {address}: {reason}; if the cluster uses token authentication (Ray >= 2.60 "
+            f"turns it on for `ray start --head` when a token exists), copy its token (`ray get-auth-token` on the "
+            f"head) into {DEFAULT_TOKEN_FILE} or RAY_AUTH_TOKEN here; a cluster started with RAY_AUTH_MODE=disabled "
+            "needs none")
+
+
 def _start_ray(address: str | None, quiet: bool) -> None:
     import ray
 
     level = logging.ERROR if quiet else logging.WARNING
     common = {"logging_level": level, "log_to_driver": not quiet}
     if address is not None:
-        ray.init(address=address, **common)
+        use_token_if_available()
+        try:
+            ray.init(address=address, **common)
+        except Exception as exc:
+            raise RuntimeError(join_problem(address, exc)) from exc
     else:  # advertised on 127.0.0.1, no dashboard; Ray's servers themselves bind every interface (README)
         ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, **common)
     if quiet:
@@ -269,7 +317,9 @@ def _run(args: argparse.Namespace, manifest, jobs, filesystems, output, construc
     try:
         _start_ray(args.address, args.quiet)
     except Exception as exc:  # a wrong --address, a port in use...
-        print(f"inspyrenet-lite: cannot start or join Ray: {str(exc).splitlines()[0]}", file=sys.stderr)
+        reason = str(exc).splitlines()[0]
+        print(f"inspyrenet-lite: {reason}" if reason.startswith("cannot join") else
+              f"inspyrenet-lite: cannot start or join Ray: {reason}", file=sys.stderr)
         return 2
     try:
         with remove._signals_as_interrupts():

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from inspyrenet_lite.cli import serve_ray
 from inspyrenet_lite.cli.model_args import add_model_arguments
 from inspyrenet_lite.constants import PRECISIONS
 
@@ -59,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpu-workers", type=int, default=2, help="threads decoding and compositing (default 2)")
     parser.add_argument("--workers", type=int, default=1,
                         help="server processes, each with its own model copy (default 1: one device, batching)")
+    ray = parser.add_argument_group("Ray Serve (the [ray] extra)")
+    ray.add_argument("--ray", action="store_true", help="serve through Ray Serve: replicas, each with its own model "
+                     "and batcher, behind Serve's proxy on --host/--port; a local instance unless --address")
+    ray.add_argument("--address", default=None, help="with --ray: join this Ray cluster (HOST:PORT, or auto)")
+    ray.add_argument("--replicas", type=int, default=None, metavar="N", help="with --ray: N replicas (default 1)")
+    ray.add_argument("--autoscale", default=None, metavar="MIN:MAX",
+                     help="with --ray: between MIN and MAX replicas, scaled by ongoing requests")
+    ray.add_argument("--replica-cpus", type=float, default=1.0, metavar="C", help="with --ray: CPUs per replica (1)")
+    ray.add_argument("--replica-gpus", type=float, default=0.0, metavar="G", help="with --ray: GPUs per replica (0)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up forward before /v1/ready")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser
@@ -123,10 +133,15 @@ def _share_cpu_cores(devices: list[str]) -> None:
     from inspyrenet_lite.jobs.parallel import cpu_threads_per_worker
 
     threads = cpu_threads_per_worker(devices)
-    if threads is not None and sum(name.split(":")[0] == "cpu" for name in devices) > 1:
+    cpu_replicas = sum(name.split(":")[0] == "cpu" for name in devices)
+    if threads is not None and cpu_replicas > 1:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # process-wide: every replica's inference thread gets this many
+        logging.getLogger(__name__).warning(
+            "%d CPU replicas in one process split its cores (%d torch threads each): measured no faster than one "
+            "replica with every core (docs/serving.md); for a service on more cores use --ray --replicas N, for "
+            "folders the default command's --workers", cpu_replicas, threads)
 
 
 def _app_from_env() -> Any:
@@ -153,9 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {args.workers}")
         devices = _replica_devices(args)
+        ray_problem = serve_ray.check_arguments(args)
+        if ray_problem is not None:
+            raise ValueError(ray_problem)
     except ValueError as exc:
         print(f"inspyrenet-lite serve: error: {exc}", file=sys.stderr)
         return 2
+    if args.ray:
+        return serve_ray.run(args, settings)
     common = {"host": args.host, "port": args.port, "log_level": args.log_level,
               "timeout_graceful_shutdown": int(settings.timeout_s) + 5}
     if args.workers > 1:

@@ -1,0 +1,138 @@
+"""Ray Serve deployment of the HTTP service (``inspyrenet-lite serve --ray``; the ``[ray]`` extra).
+
+Each replica is the app :func:`inspyrenet_lite.serving.create_app` builds, unchanged (same
+routes, limits, key and answers), with its own model and micro-batcher. Ray Serve in front
+balances the replicas, queues what they cannot take yet (503 past ``max_queued_requests``)
+and adds or removes replicas by ongoing requests.
+
+>>> from ray import serve
+>>> from inspyrenet_lite.integrations.ray_serve import build_app
+>>> serve.run(build_app(model="fast", replicas=2), route_prefix="/")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..serving.settings import ServeSettings
+
+logger = logging.getLogger(__name__)
+
+#: The deployment's name (one per Serve application).
+DEPLOYMENT_NAME = "InSPyReNetService"
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """Ray Serve's admission knobs, derived from :class:`ServeSettings`.
+
+    max_ongoing_requests: requests one replica holds at once: a batch running and one collecting.
+    max_queued_requests: requests Serve queues in front of the replicas (503 past it).
+    target_ongoing_requests: what the autoscaler aims at per replica (one full batch).
+    """
+
+    max_ongoing_requests: int
+    max_queued_requests: int
+    target_ongoing_requests: int
+
+    @classmethod
+    def from_settings(cls, settings: ServeSettings) -> ServeLimits:
+        ongoing = 2 * settings.max_batch_size
+        return cls(ongoing, settings.queue_size, settings.max_batch_size)
+
+
+def parse_autoscale(text: str) -> tuple[int, int]:
+    """``"MIN:MAX"`` as two integers, 0 <= MIN <= MAX, MAX >= 1; ValueError says what is wrong."""
+    low, sep, high = text.partition(":")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise ValueError(f"--autoscale wants MIN:MAX replicas such as 1:4, got {text!r}")
+    minimum, maximum = int(low), int(high)
+    if maximum < 1 or minimum > maximum:
+        raise ValueError(f"--autoscale {text}: MAX must be at least 1 and at least MIN")
+    return minimum, maximum
+
+
+def model_loader(name: str, **options: Any) -> Callable[[], Any]:
+    """A picklable function that loads ``name`` (a registry name, Hub repo or save_pretrained
+    folder) with :meth:`Predictor.from_pretrained` options such as ``device`` or ``ckpt``."""
+    from ..predictor import Predictor
+
+    return functools.partial(Predictor.from_pretrained, name, **options)
+
+
+def replica_app(model: Any, settings: ServeSettings) -> Any:
+    """The app of one replica: loads and warms its model first, so that Serve routes to the replica
+    only once it holds a model (the app's own background warm-up would leave a window of 503s)."""
+    from ..serving import create_app
+    from ..serving.state import as_predictor
+
+    loaded = model() if callable(model) and not hasattr(model, "predict_maps") else model
+    if settings.warmup:
+        as_predictor(loaded).warmup()
+    return create_app(loaded, dataclasses.replace(settings, warmup=False))
+
+
+class _Replica:
+    """One Serve replica (the ingress wrapper holds the app in ``_asgi_app``)."""
+
+    def check_health(self) -> None:
+        """Serve's health probe: a replica whose model failed is replaced."""
+        state = getattr(getattr(getattr(self, "_asgi_app", None), "state", None), "serving", None)
+        if state is not None and state.failed:
+            raise RuntimeError(f"the model failed: {state.failed}")
+
+
+def build_app(
+    model: Any = "fast",
+    settings: ServeSettings | None = None,
+    *,
+    replicas: int = 1,
+    autoscale: tuple[int, int] | None = None,
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+    **load_options: Any,
+) -> Any:
+    """A Ray Serve application of the service, for ``serve.run`` or your own composition.
+
+    model: a model name, Hub repo or save_pretrained folder (loaded on each replica with
+    ``load_options``, e.g. ``device="cpu"``, ``ckpt=...``, ``precision=...``), a picklable
+    zero-argument function returning a Predictor/Remover, or a Predictor (shipped to every replica).
+    settings: the service's :class:`ServeSettings`; its batch and queue sizes set Serve's
+    ``max_ongoing_requests``, ``max_queued_requests`` and the autoscaling target (:class:`ServeLimits`).
+    replicas / autoscale: a fixed count, or (MIN, MAX) scaled by ongoing requests.
+    num_cpus / num_gpus: Ray resources of each replica.
+    """
+    from ray import serve
+
+    settings = settings or ServeSettings()
+    if isinstance(model, str):
+        model = model_loader(model, **load_options)
+    elif load_options:
+        raise TypeError("load options (device, ckpt, ...) only go with a model name or folder")
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ValueError(f"replicas must be an integer of at least 1, got {replicas!r}")
+    limits = ServeLimits.from_settings(settings)
+    options: dict[str, Any] = {
+        "name": DEPLOYMENT_NAME,
+        "max_ongoing_requests": limits.max_ongoing_requests,
+        "max_queued_requests": limits.max_queued_requests,
+        "ray_actor_options": {"num_cpus": num_cpus, "num_gpus": num_gpus},
+        "health_check_period_s": 5,
+    }
+    if autoscale is not None:
+        minimum, maximum = autoscale
+        options["autoscaling_config"] = {
+            "min_replicas": minimum, "max_replicas": maximum, "initial_replicas": max(1, minimum),
+            "target_ongoing_requests": limits.target_ongoing_requests,
+        }
+    else:
+        options["num_replicas"] = replicas
+    def build() -> Any:  # a plain function: Serve calls it on each replica
+        return replica_app(model, settings)
+
+    return serve.deployment(serve.ingress(build)(_Replica), **options).bind()
