@@ -200,8 +200,10 @@ class Remover:
 
         Args:
             image: a PIL image, a uint8 numpy array (HxW, HxWx3, HxWx4), a
-                path, encoded bytes, or a list of these. An alpha channel in
-                the input is ignored for the prediction.
+                path, an ``http(s)://`` address (fetched with a timeout and a
+                size cap), encoded bytes, an open binary file (``io.BytesIO``),
+                or a list of these. An alpha channel in the input is ignored
+                for the prediction.
             type: ``"rgba"``, ``"map"``, ``"green"``, ``"white"``, a colour
                 (``(r, g, b)`` or ``"#rrggbb"``), ``"blur"``, ``"overlay"``, or a
                 background image (path or PIL image).
@@ -225,8 +227,9 @@ class Remover:
                 instance: test with ``isinstance(result, Exception)``).
 
         Returns:
-            The same kind as the input: PIL image for a PIL image or a path,
-            numpy array for an array, PNG bytes for bytes, a list for a list.
+            The same kind as the input: PIL image for a PIL image, a path, an
+            address or a file; numpy array for an array, PNG bytes for bytes, a
+            list for a list.
 
         Raises:
             ImageLoadError: an input cannot be read (names the input).

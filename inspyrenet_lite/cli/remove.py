@@ -109,13 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
             "  inspyrenet-lite photo.jpg -o out\n"
             "  inspyrenet-lite photos/ -o out --type white --format jpg\n"
             "  inspyrenet-lite 'shots/**/*.png' -o out --skip-existing --hr-blend 1\n"
+            "  cat photo.jpg | inspyrenet-lite - -o - --type white --format jpg > cutout.jpg\n"
             "\nexit status: 0 all done, 1 some inputs failed or the disk is full, 2 bad arguments, no model or\n"
             "an unwritable -o, 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or glob patterns")
-    parser.add_argument("-o", "--output", default=".", metavar="DIR", help="output folder (default: current folder)")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="image files, folders (recursive) or glob patterns; with -o -, one image file, http(s) address or - (stdin)",
+    )
+    parser.add_argument(
+        "-o", "--output", default=".", metavar="DIR",
+        help="output folder (default: current folder); - writes the one result to stdout in --format",
+    )
     parser.add_argument(
         "-t",
         "--type",
@@ -279,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    if args.output == STREAM or STREAM in args.inputs:
+        return _run_stream(parser, args)
     fmt, spec, max_pixels = _check_arguments(parser, args)
     with output_held(args.output) as status:
         if status:
@@ -326,6 +335,45 @@ def output_held(output: str) -> Iterator[int]:
         if created:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if empty: nothing was planned into it
+
+
+#: ``-`` as INPUT reads the image from stdin; as ``-o`` writes the result to stdout (for pipes).
+STREAM = "-"
+
+
+def _run_stream(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """One image from stdin, a file or an http(s) address to stdout (``-o -``) in ``--format``."""
+    import io
+
+    if args.output != STREAM:
+        parser.error("reading the image from stdin (-) writes its result to stdout: add -o -")
+    if len(args.inputs) != 1:
+        parser.error(f"-o - writes one result to stdout: give one input, not {len(args.inputs)}")
+    source = args.inputs[0]
+    if source != STREAM and (Path(source).is_dir() or video_cli.is_video(source)):
+        parser.error(f"-o - takes one image (a file, an http(s) address or - for stdin), not {source!r}")
+    fmt, spec, max_pixels = _check_arguments(parser, args)
+    if spec is None:
+        parser.error("a background video (--type) applies to video inputs only")
+    remover = _load_remover(args, max_pixels)
+    if isinstance(remover, int):
+        return remover
+    from inspyrenet_lite.image_io import encode_options, for_format
+
+    try:
+        result = remover.process(
+            sys.stdin.buffer if source == STREAM else source,
+            type=spec, threshold=args.threshold, hr_blend=args.hr_blend, reverse=args.reverse,
+        )
+        result = for_format(result, fmt)
+        buffer = io.BytesIO()
+        result.save(buffer, format=fmt, **encode_options(result, fmt, args.quality))
+    except (ValueError, OSError) as exc:  # ImageLoadError is a ValueError: one line naming the input
+        print(f"inspyrenet-lite: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(buffer.getvalue())
+    sys.stdout.buffer.flush()
+    return 0
 
 
 def prepare_output(output: str, manifest: Manifest, jobs: list[Job]) -> int:

@@ -127,6 +127,9 @@ def find_inputs(
                     add(file, rel, explicit=False)
         elif os.path.lexists(path):
             add(path, Path(path.name), explicit=True)
+        elif text.lower().startswith(("http://", "https://")):
+            problems.append(Job(path, error="an http(s) address: give it alone with -o - (the result goes to "
+                                "stdout), or download it first"))
         elif any(ch in text for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
             if not matches:
