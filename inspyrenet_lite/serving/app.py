@@ -137,7 +137,9 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
                 bg = await state.cpu(decode, background, settings.max_pixels, "background")
                 spec = OutputSpec("image", background=bg)
             pred = await state.predict(batcher, MapRequest(rgb, resize=options.resize, hr_blend=options.hr_blend))
-            return await state.cpu(_render_encode, rgb, pred, spec, options)
+            image = await state.cpu(render, rgb, pred, spec, options.threshold, options.reverse)
+            del rgb, pred  # a stage boundary: nothing left holds the full-size arrays but the image
+            return await state.cpu(encode, image, options.format, options.quality)
 
         rendered = await state.within_deadline(request.receive, work())
         headers = {
@@ -183,11 +185,6 @@ class RemoveOptions:
             quality=parse_int("quality", fields.get("quality"), 1, 100),
             model=(fields.get("model") or None),
         )
-
-
-def _render_encode(rgb: Any, pred: Any, spec: Any, options: RemoveOptions) -> Rendered:
-    image = render(rgb, pred, spec, options.threshold, options.reverse)
-    return encode(image, options.format, options.quality)
 
 
 async def read_upload(

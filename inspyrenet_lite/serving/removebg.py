@@ -37,6 +37,7 @@ from ..compositing import OutputSpec, alpha_to_uint8, composite, parse_colour
 from ..image_io import carry_metadata
 from ..predictor import MapRequest
 from .pipeline import decode, encode, parse_flag
+from . import deadline as deadlines
 from .errors import ServeError
 from .state import ServiceState
 
@@ -353,6 +354,7 @@ def _encode(
     if options.format == "zip":
         colour = composite(rgb, pred, coloured).convert("RGB")
         alpha = composite(rgb, pred, OutputSpec("map"))
+        deadlines.check()  # a stage boundary between compositing and encoding
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("color.jpg", encode(colour, "jpg").body)
@@ -367,6 +369,7 @@ def _encode(
         fmt = "png" if image.mode in ("RGBA", "L") else "jpg"
     if fmt == "jpg" and image.mode == "RGBA":
         image = carry_metadata(rgb, composite(rgb, pred, OutputSpec("colour", colour=(255, 255, 255))))
+    deadlines.check()  # a stage boundary between compositing and encoding
     rendered = encode(image, fmt)
     return rendered.body, rendered.media_type
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import math
@@ -17,6 +18,7 @@ import numpy as np
 from ..model_source import HUB_PREFIX
 from ..registry import MODELS
 from ..predictor import MapRequest
+from . import deadline as deadlines
 from .batcher import MicroBatcher, QueueFullError
 from .errors import ServeError
 from .metrics import Metrics
@@ -145,8 +147,12 @@ class ServiceState:
         return limit, 0, max(1, math.ceil(batcher.seconds_until_free()), self.settings.retry_after_s)
 
     async def cpu(self, work: Callable[..., T], *args: Any) -> T:
-        """Run ``work(*args)`` on the CPU pool (decode, composite, encode): never on the loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, work, *args)
+        """Run ``work(*args)`` on the CPU pool (decode, composite, encode): never on the loop.
+        A stage boundary: nothing starts once the request's deadline passed (also checked when a
+        pool thread picks the work up, and by ``deadline.check()`` inside ``work``)."""
+        deadlines.check()
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, _checked, context, work, args)
 
     async def predict(self, batcher: MicroBatcher, request: MapRequest) -> np.ndarray:
         """The map of ``request`` through the batcher; 503 + Retry-After at once when full."""
@@ -165,6 +171,8 @@ class ServiceState:
                              headers={"Retry-After": str(self.settings.retry_after_s)}) from None
         except ValueError as exc:
             raise ServeError(422, "invalid_option", str(exc)) from None
+        except deadlines.DeadlineExceeded:
+            raise
         except RuntimeError as exc:
             logger.error("inference failed: %s", exc)
             raise ServeError(500, "inference_failed", "the network failed on this image; see the server log") from None
@@ -172,15 +180,21 @@ class ServiceState:
     async def within_deadline(self, receive: Callable[[], Awaitable[dict]], work: Awaitable[T]) -> T:
         """``work`` under the per-request deadline (504 past it), cancelled if the client leaves."""
         started = time.monotonic()
-        task = asyncio.ensure_future(work)
+        deadline = deadlines.Deadline(self.settings.timeout_s)
+        token = deadlines.set_current(deadline)
+        try:
+            task = asyncio.ensure_future(work)  # the task runs in a copy of this context: it sees the deadline
+        finally:
+            deadlines.reset_current(token)
         watcher = asyncio.ensure_future(_until_disconnected(receive))
         try:
             done, _ = await asyncio.wait({task, watcher}, timeout=self.settings.timeout_s,
                                          return_when=asyncio.FIRST_COMPLETED)
         finally:
             watcher.cancel()
-        if task in done:
+        if task in done and (task.cancelled() or not isinstance(task.exception(), deadlines.DeadlineExceeded)):
             return task.result()
+        deadline.abandon()  # stages already running in a thread stop at their next boundary
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         if watcher in done and not watcher.cancelled() and watcher.exception() is None:
@@ -208,6 +222,15 @@ def public_name(name: str) -> str:
         return name
     path = os.path.realpath(os.path.expanduser(name))
     return "local-" + hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def _checked(context: contextvars.Context, work: Callable[..., T], args: tuple) -> T:
+    """``work(*args)`` in the request's context, unless its deadline passed while it waited for a thread."""
+    def run() -> T:
+        deadlines.check()
+        return work(*args)
+
+    return context.run(run)
 
 
 async def _until_disconnected(receive: Callable[[], Awaitable[dict]]) -> None:

@@ -1,0 +1,49 @@
+"""The service under overload (issue 30 items 1-6): work stops at its deadline, admission by
+expected wait, slow clients, per-request caps, SIGTERM."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+pytest.importorskip("fastapi")
+
+from serving_helpers import BoxPredictor, photo, png_bytes, running  # noqa: E402
+
+from inspyrenet_lite.serving import ServeSettings, app as app_module, create_app  # noqa: E402
+
+
+def test_work_past_its_deadline_stops_at_the_next_stage_and_a_probe_gets_200(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_render, real_encode = app_module.render, app_module.encode
+    encoded: list[int] = []
+    render_done = threading.Event()
+
+    def slow_render(rgb, *args):
+        if rgb.width > 100:  # the big one: compositing outlives the deadline
+            time.sleep(1.0)
+            render_done.set()
+        return real_render(rgb, *args)
+
+    def counting_encode(image, *args):
+        encoded.append(image.width)
+        if image.width > 100:
+            time.sleep(2.0)  # a long encode would hold the only CPU thread for nobody
+        return real_encode(image, *args)
+
+    monkeypatch.setattr(app_module, "render", slow_render)
+    monkeypatch.setattr(app_module, "encode", counting_encode)
+    app = create_app(BoxPredictor(), ServeSettings(timeout_s=0.5, cpu_workers=1, max_batch_size=1))
+    with running(app) as base:
+        late = httpx.post(f"{base}/v1/remove", content=png_bytes(photo(400, 300)), timeout=10)
+        assert render_done.wait(5)
+        probe = httpx.post(f"{base}/v1/remove", content=png_bytes(photo(40, 30)), timeout=10)
+    assert late.status_code == 504
+    assert probe.status_code == 200
+    assert probe.elapsed.total_seconds() < 0.5
+    assert 400 not in encoded  # the 504'd request was not encoded after its deadline
+
