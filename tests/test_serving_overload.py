@@ -47,3 +47,34 @@ def test_work_past_its_deadline_stops_at_the_next_stage_and_a_probe_gets_200(
     assert probe.elapsed.total_seconds() < 0.5
     assert 400 not in encoded  # the 504'd request was not encoded after its deadline
 
+
+
+class SlowPredictor(BoxPredictor):
+    """Each forward takes ``seconds`` (a server far below the load it is given)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def predict_maps(self, items, batch_size=4, errors="raise"):
+        time.sleep(self.seconds)
+        return super().predict_maps(items, batch_size, errors)
+
+
+def test_above_capacity_requests_get_200_or_503_at_once_never_504() -> None:
+    app = create_app(SlowPredictor(0.2), ServeSettings(timeout_s=2.0, max_batch_size=1, max_wait_ms=0, queue_size=64))
+    data = png_bytes(photo(64, 48))
+    with running(app) as base:
+        assert httpx.post(f"{base}/v1/remove", content=data, timeout=10).status_code == 200  # one measurement
+        results: list[httpx.Response] = []
+        threads = [threading.Thread(target=lambda: results.append(
+            httpx.post(f"{base}/v1/remove", content=data, timeout=30))) for _ in range(24)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    statuses = sorted(response.status_code for response in results)
+    assert set(statuses) == {200, 503}, statuses
+    busy = [response for response in results if response.status_code == 503]
+    assert all(int(response.headers["retry-after"]) >= 1 for response in busy)
+    assert max(response.elapsed.total_seconds() for response in busy) < 1.0

@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from ..predictor import MapRequest
+from .admission import NETWORK_UNITS, image_units
 from .pipeline import (
     FORMATS,
     OutputSpec,
@@ -141,7 +142,10 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
             del rgb, pred  # a stage boundary: nothing left holds the full-size arrays but the image
             return await state.cpu(encode, image, options.format, options.quality)
 
-        rendered = await state.within_deadline(request.receive, work())
+        units = image_units(data, settings.max_pixels)
+        if background is not None:
+            units += image_units(background, settings.max_pixels) - NETWORK_UNITS
+        rendered = await state.within_deadline(request.receive, work(), units)
         headers = {
             "X-Width": str(rendered.width),
             "X-Height": str(rendered.height),

@@ -38,6 +38,7 @@ from ..image_io import carry_metadata
 from ..predictor import MapRequest
 from .pipeline import decode, encode, parse_flag
 from . import deadline as deadlines
+from .admission import NETWORK_UNITS, image_units
 from .errors import ServeError
 from .state import ServiceState
 
@@ -165,7 +166,12 @@ def add_removebg_routes(app: FastAPI, state: ServiceState) -> None:
             pred = await state.predict(batcher, MapRequest(rgb))
             return await state.cpu(_build, rgb, pred, options, bg_image)
 
-        body, media_type, headers = await state.within_deadline(request.receive, work())
+        limit = min(SIZES[options.size], state.settings.max_pixels)
+        if "image_file" in files:
+            units = image_units(files["image_file"], state.settings.max_pixels, scaled_to=limit)
+        else:  # base64 or a URL: weighed at the size asked for
+            units = limit + NETWORK_UNITS
+        body, media_type, headers = await state.within_deadline(request.receive, work(), units)
         headers["X-Time-Ms"] = f"{(time.perf_counter() - started) * 1000:.1f}"
         if _wants_json(request.headers.get("accept", "")):
             return JSONResponse(_json_result(body, headers), headers=headers)

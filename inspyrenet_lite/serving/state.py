@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ from ..model_source import HUB_PREFIX
 from ..registry import MODELS
 from ..predictor import MapRequest
 from . import deadline as deadlines
+from .admission import NETWORK_UNITS, WorkLedger, retry_after
 from .batcher import MicroBatcher, QueueFullError
 from .errors import ServeError
 from .metrics import Metrics
@@ -57,6 +58,7 @@ class ServiceState:
         self.settings = settings
         self.metrics = Metrics(settings.max_batch_size)
         self.batchers: dict[str, MicroBatcher] = {}
+        self.ledger = WorkLedger()
         self.cpu_pool: ThreadPoolExecutor | None = None
         self.ready = False
         self.failed: str | None = None
@@ -177,9 +179,37 @@ class ServiceState:
             logger.error("inference failed: %s", exc)
             raise ServeError(500, "inference_failed", "the network failed on this image; see the server log") from None
 
-    async def within_deadline(self, receive: Callable[[], Awaitable[dict]], work: Awaitable[T]) -> T:
-        """``work`` under the per-request deadline (504 past it), cancelled if the client leaves."""
+    async def within_deadline(
+        self, receive: Callable[[], Awaitable[dict]], work: Coroutine[Any, Any, T], units: int = NETWORK_UNITS
+    ) -> T:
+        """``work`` (a request of ``units`` of work, see :mod:`.admission`) under the per-request
+        deadline: 503 + Retry-After at once when it is not expected to finish in time, 504 past the
+        deadline, cancelled if the client leaves."""
+        ticket = self.ledger.admit(units, self.settings.timeout_s)
+        if ticket is None:
+            work.close()
+            self.metrics.count_full()
+            raise ServeError(
+                503, "busy", f"the server is busy (the work admitted would take about "
+                f"{self.ledger.expected_wait(units):.0f} s, above the {self.settings.timeout_s:g} s deadline); "
+                "retry after the Retry-After seconds",
+                headers={"Retry-After": retry_after(self.ledger.seconds_to_drain(), self.settings.retry_after_s)},
+            )
         started = time.monotonic()
+        outcome = "other"
+        try:
+            result = await self._run_within_deadline(receive, work, started)
+            outcome = "answered"
+            return result
+        except ServeError as exc:
+            outcome = "timeout" if exc.status == 504 else "other"
+            raise
+        finally:
+            self.ledger.done(ticket, time.monotonic() - started, outcome)
+
+    async def _run_within_deadline(
+        self, receive: Callable[[], Awaitable[dict]], work: Coroutine[Any, Any, T], started: float
+    ) -> T:
         deadline = deadlines.Deadline(self.settings.timeout_s)
         token = deadlines.set_current(deadline)
         try:
