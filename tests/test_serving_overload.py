@@ -78,3 +78,18 @@ def test_above_capacity_requests_get_200_or_503_at_once_never_504() -> None:
     busy = [response for response in results if response.status_code == 503]
     assert all(int(response.headers["retry-after"]) >= 1 for response in busy)
     assert max(response.elapsed.total_seconds() for response in busy) < 1.0
+
+
+def test_a_dynamic_pass_above_the_servers_cap_is_refused_422_naming_it() -> None:
+    app = create_app(BoxPredictor(), ServeSettings(max_network_pixels=200_000))
+    data = png_bytes(photo(1200, 900))
+    with running(app) as base:
+        dynamic = httpx.post(f"{base}/v1/remove", params={"resize": "dynamic"}, content=data, timeout=30)
+        blended = httpx.post(f"{base}/v1/remove", params={"hr_blend": "0.5"}, content=data, timeout=30)
+        static = httpx.post(f"{base}/v1/remove", content=data, timeout=30)
+        small = httpx.post(f"{base}/v1/remove", params={"resize": "dynamic"}, content=png_bytes(photo(300, 200)),
+                           timeout=30)
+    assert dynamic.status_code == 422 and dynamic.json()["error"]["field"] == "resize"
+    assert "200000" in dynamic.json()["error"]["message"]
+    assert blended.status_code == 422 and blended.json()["error"]["field"] == "hr_blend"
+    assert static.status_code == 200 and small.status_code == 200

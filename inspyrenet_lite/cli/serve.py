@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=60.0, help="per-request deadline in seconds (504 past it)")
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (413 above)")
     parser.add_argument("--max-pixels", type=int, default=40_000_000, help="largest decoded image (413 above)")
+    parser.add_argument("--max-network-pixels", type=int, default=1_000_000,
+                        help="largest network pass one request may ask for with resize=dynamic or hr_blend (the "
+                        "image at its own size; memory grows with it); a request above it gets 422 naming the "
+                        "limit, it is never silently downscaled (default 1000000)")
     parser.add_argument("--api-key", default=None,
                         help=f"require this key in header X-Api-Key (or set {API_KEY_ENV}; prefer the variable: "
                         "arguments show in the process list)")
@@ -81,6 +85,7 @@ def _settings(args: argparse.Namespace) -> Any:
         timeout_s=args.timeout,
         max_upload_bytes=max(1, int(args.max_upload_mb * 1024 * 1024)),
         max_pixels=args.max_pixels,
+        max_network_pixels=args.max_network_pixels,
         api_key=api_key_from_env(args.api_key),
         cors_origins=tuple(args.cors_origin),
         cpu_workers=args.cpu_workers,

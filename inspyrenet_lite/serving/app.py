@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from ..predictor import MapRequest
+from ..transforms import DEFAULT_HR_SHORT_SIDE, own_size
 from .admission import NETWORK_UNITS, image_units
 from .pipeline import (
     FORMATS,
@@ -133,6 +134,7 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
 
         async def work() -> Rendered:
             rgb = await state.cpu(decode, data, settings.max_pixels, "image")
+            _check_network_pass(rgb.size, options, batcher.predictor, settings.max_network_pixels)
             spec = options.spec
             if background is not None:
                 bg = await state.cpu(decode, background, settings.max_pixels, "background")
@@ -189,6 +191,19 @@ class RemoveOptions:
             quality=parse_int("quality", fields.get("quality"), 1, 100),
             model=(fields.get("model") or None),
         )
+
+
+def _check_network_pass(size: tuple[int, int], options: RemoveOptions, predictor: Any, cap: int) -> None:
+    """422 when the request asks for a network pass at the image's own size (resize=dynamic,
+    hr_blend) above the server's ``max_network_pixels``: one client must not take the device's memory."""
+    if options.resize != "dynamic" and not options.hr_blend:
+        return
+    pass_h, pass_w = own_size(*size, getattr(predictor, "hr_short_side", DEFAULT_HR_SHORT_SIDE))
+    if pass_h * pass_w > cap:
+        field = "resize" if options.resize == "dynamic" else "hr_blend"
+        raise ServeError(422, "invalid_option", f"{field} on a {size[0]}x{size[1]} image needs a {pass_w}x{pass_h} "
+                         f"network pass ({pass_h * pass_w} pixels), above this server's limit of {cap} "
+                         "(--max-network-pixels); send a smaller image or leave resize and hr_blend out", field)
 
 
 async def read_upload(
