@@ -3,6 +3,7 @@ expected wait, slow clients, per-request caps, SIGTERM."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -14,6 +15,7 @@ pytest.importorskip("fastapi")
 from serving_helpers import BoxPredictor, photo, png_bytes, running  # noqa: E402
 
 from inspyrenet_lite.serving import ServeSettings, app as app_module, create_app  # noqa: E402
+from inspyrenet_lite.serving.slowclients import server_options  # noqa: E402
 
 
 def test_work_past_its_deadline_stops_at_the_next_stage_and_a_probe_gets_200(
@@ -93,3 +95,29 @@ def test_a_dynamic_pass_above_the_servers_cap_is_refused_422_naming_it() -> None
     assert "200000" in dynamic.json()["error"]["message"]
     assert blended.status_code == 422 and blended.json()["error"]["field"] == "hr_blend"
     assert static.status_code == 200 and small.status_code == 200
+
+
+def open_socket(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def test_slow_heads_are_closed_slow_bodies_get_408_and_health_answers_meanwhile() -> None:
+    settings = ServeSettings(head_timeout_s=1.0, body_timeout_s=1.0)
+    app = create_app(BoxPredictor(), settings)
+    with running(app, **server_options(settings)) as base:
+        heads = [open_socket(base) for _ in range(50)]
+        for sock in heads:
+            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        body = open_socket(base)
+        body.sendall(b"POST /v1/remove HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: 1000\r\n\r\n" + b"\x89PNG" * 4)  # the rest never comes
+        health = httpx.get(f"{base}/v1/health", timeout=5)
+        started = time.monotonic()
+        answer = body.recv(4096)
+        body_s = time.monotonic() - started
+        closed = [sock.recv(100) for sock in heads]  # b"": closed by the server
+        heads_s = time.monotonic() - started
+    assert health.status_code == 200
+    assert answer.startswith(b"HTTP/1.1 408") and body_s < 3
+    assert closed == [b""] * 50 and heads_s < 3

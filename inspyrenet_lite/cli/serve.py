@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest network pass one request may ask for with resize=dynamic or hr_blend (the "
                         "image at its own size; memory grows with it); a request above it gets 422 naming the "
                         "limit, it is never silently downscaled (default 1000000)")
+    parser.add_argument("--max-connections", type=int, default=1000,
+                        help="most open connections (each holds a file descriptor: keep it below `ulimit -n`); "
+                        "more get 503 (default 1000)")
+    parser.add_argument("--head-timeout", type=float, default=10.0,
+                        help="seconds a connection has to send a complete request head; closed past it (default 10)")
+    parser.add_argument("--body-timeout", type=float, default=30.0,
+                        help="seconds a request body has to arrive after its head; 408 past it (default 30)")
     parser.add_argument("--api-key", default=None,
                         help=f"require this key in header X-Api-Key (or set {API_KEY_ENV}; prefer the variable: "
                         "arguments show in the process list)")
@@ -86,6 +93,9 @@ def _settings(args: argparse.Namespace) -> Any:
         max_upload_bytes=max(1, int(args.max_upload_mb * 1024 * 1024)),
         max_pixels=args.max_pixels,
         max_network_pixels=args.max_network_pixels,
+        max_connections=args.max_connections,
+        head_timeout_s=args.head_timeout,
+        body_timeout_s=args.body_timeout,
         api_key=api_key_from_env(args.api_key),
         cors_origins=tuple(args.cors_origin),
         cpu_workers=args.cpu_workers,
@@ -149,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import uvicorn
 
         from inspyrenet_lite.serving import create_app
+        from inspyrenet_lite.serving.slowclients import server_options
     except ImportError as exc:
         print(f"inspyrenet-lite serve: error: the serving extra is not installed ({exc.name} missing); "
               'install it with: pip install "inspyrenet-lite[serve]"', file=sys.stderr)
@@ -162,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"inspyrenet-lite serve: error: {exc}", file=sys.stderr)
         return 2
     common = {"host": args.host, "port": args.port, "log_level": args.log_level,
-              "timeout_graceful_shutdown": int(settings.timeout_s) + 5}
+              "timeout_graceful_shutdown": int(settings.timeout_s) + 5, **server_options(settings)}
     if args.workers > 1:
         os.environ[_CONFIG_ENV] = json.dumps(list(argv if argv is not None else sys.argv[2:]))
         uvicorn.run("inspyrenet_lite.cli.serve:_app_from_env", factory=True, workers=args.workers, **common)

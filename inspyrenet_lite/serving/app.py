@@ -7,6 +7,7 @@ Routes: ``POST /v1/remove``, ``GET /v1/health``, ``GET /v1/ready``,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -41,6 +42,7 @@ from .pipeline import (
 )
 from .errors import ServeError
 from .settings import ServeSettings
+from .slowclients import slow_client_log
 from .state import ModelSource, ServiceState
 
 logger = logging.getLogger(__name__)
@@ -403,12 +405,24 @@ class _Guard:
         return None
 
     def _limited(self, receive: Any) -> Any:
+        """``receive`` with the upload-size limit (413) and the body deadline (408)."""
         limit = self.state.settings.max_upload_bytes
+        body_timeout = self.state.settings.body_timeout_s
+        body_deadline = time.monotonic() + body_timeout
         seen = 0
+        body_done = False
 
         async def limited_receive() -> dict:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:  # after the body: only the disconnect watcher reads, for as long as it likes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, body_deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                slow_client_log(f"answered 408 to request bodies not complete within {body_timeout:g} s")
+                raise ServeError(408, "request_timeout", f"the request body did not arrive within {body_timeout:g} s; "
+                                 "send it at once (the server's --body-timeout)") from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
