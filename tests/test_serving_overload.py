@@ -3,6 +3,7 @@ expected wait, slow clients, per-request caps, SIGTERM."""
 
 from __future__ import annotations
 
+import http.server
 import socket
 import threading
 import time
@@ -121,3 +122,53 @@ def test_slow_heads_are_closed_slow_bodies_get_408_and_health_answers_meanwhile(
     assert health.status_code == 200
     assert answer.startswith(b"HTTP/1.1 408") and body_s < 3
     assert closed == [b""] * 50 and heads_s < 3
+
+
+@pytest.fixture
+def dripping_host():
+    """An HTTP server on 127.0.0.1 that sends its answer's body one byte every 0.2 s, for a minute."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", "300")
+            self.end_headers()
+            try:
+                for _ in range(300):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_dripping_image_urls_hold_no_cpu_thread_and_stop_at_one_total_deadline(dripping_host: int) -> None:
+    settings = ServeSettings(allow_image_url=True, url_allow_networks=("127.0.0.1/32",), url_timeout_s=2.0,
+                             cpu_workers=2)
+    with running(create_app(BoxPredictor(), settings)) as base:
+        drips: list[httpx.Response] = []
+        threads = [threading.Thread(target=lambda: drips.append(httpx.post(
+            f"{base}/v1.0/removebg", data={"image_url": f"http://127.0.0.1:{dripping_host}/a.png"}, timeout=30)))
+            for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)  # both fetches are dripping now
+        other = httpx.post(f"{base}/v1/remove", content=png_bytes(photo(40, 30)), timeout=30)
+        for thread in threads:
+            thread.join(30)
+    assert other.status_code == 200 and other.elapsed.total_seconds() < 1.0
+    assert [response.status_code for response in drips] == [400, 400]
+    assert all(response.elapsed.total_seconds() < 4.0 for response in drips)
+    assert "within 2 s" in drips[0].json()["errors"][0]["title"]

@@ -267,9 +267,8 @@ async def _source_bytes(fields: dict[str, str], files: dict[str, bytes], state: 
                    "send the image as image_file or image_file_b64")
     from .urlfetch import fetch_url
 
-    return await state.cpu(lambda: fetch_url(
-        fields["image_url"], timeout_s=settings.url_timeout_s, max_bytes=settings.url_max_bytes,
-        max_redirects=settings.url_max_redirects, allow_networks=settings.url_allow_networks))
+    return await fetch_url(fields["image_url"], timeout_s=settings.url_timeout_s, max_bytes=settings.url_max_bytes,
+                           max_redirects=settings.url_max_redirects, allow_networks=settings.url_allow_networks)
 
 
 def _decode_b64(text: str) -> bytes:
