@@ -3,7 +3,8 @@
 Loads the model once (once per device with ``--devices``: replicas in this
 one process), then serves :func:`inspyrenet_lite.serving.create_app` with
 uvicorn on 127.0.0.1:8000 by default. SIGTERM (or Ctrl-C) stops
-accepting, finishes the requests in flight and exits 0.
+accepting, answers the requests in flight (those not done within
+``--graceful-timeout`` get 503) and exits 0 within that limit.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds a connection has to send a complete request head; closed past it (default 10)")
     parser.add_argument("--body-timeout", type=float, default=30.0,
                         help="seconds a request body has to arrive after its head; 408 past it (default 30)")
+    parser.add_argument("--graceful-timeout", type=float, default=10.0,
+                        help="on SIGTERM, seconds the requests in flight have to finish; the rest get 503 and the "
+                        "process exits within this limit (default 10)")
     parser.add_argument("--api-key", default=None,
                         help=f"require this key in header X-Api-Key (or set {API_KEY_ENV}; prefer the variable: "
                         "arguments show in the process list)")
@@ -168,12 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         if args.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {args.workers}")
+        if not args.graceful_timeout > 0:
+            raise ValueError(f"--graceful-timeout must be above 0, got {args.graceful_timeout}")
         devices = _replica_devices(args)
     except ValueError as exc:
         print(f"inspyrenet-lite serve: error: {exc}", file=sys.stderr)
         return 2
     common = {"host": args.host, "port": args.port, "log_level": args.log_level,
-              "timeout_graceful_shutdown": int(settings.timeout_s) + 5, **server_options(settings)}
+              "timeout_graceful_shutdown": max(1, int(args.graceful_timeout)), **server_options(settings)}
     if args.workers > 1:
         os.environ[_CONFIG_ENV] = json.dumps(list(argv if argv is not None else sys.argv[2:]))
         uvicorn.run("inspyrenet_lite.cli.serve:_app_from_env", factory=True, workers=args.workers, **common)
@@ -187,10 +194,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one line, no traceback: a name, a file or a download that failed
         print(f"inspyrenet-lite serve: error: cannot load the model: {exc}", file=sys.stderr)
         return 1
-    server = uvicorn.Server(uvicorn.Config(create_app(model, settings), **common))
+    app = create_app(model, settings)
+    state = app.state.serving
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            state.drain(args.graceful_timeout)  # in-flight work gets the grace, then 503
+            super().handle_exit(sig, frame)
+
+    server = _Server(uvicorn.Config(app, **common))
     # uvicorn re-raises the signal it drained on; handled here, so a graceful stop exits 0.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda signum, frame: None)
-    server.run()  # SIGTERM/SIGINT: stop accepting, finish in-flight requests, run the shutdown, return
-    logging.getLogger(__name__).info("stopped")
+    server.run()  # SIGTERM/SIGINT: stop accepting, answer in-flight requests, run the shutdown, return
+    log = logging.getLogger(__name__)
+    busy = [thread.name for thread in threading.enumerate() if thread is not threading.current_thread()
+            and not thread.daemon and thread.is_alive()]
+    if busy:  # an abandoned decode or forward: its answer is not wanted, and waiting could take minutes
+        log.info("stopped; not waiting for %d busy thread(s)", len(busy))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    log.info("stopped")
     return 0

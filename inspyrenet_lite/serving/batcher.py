@@ -113,17 +113,20 @@ class MicroBatcher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
 
     async def stop(self) -> None:
-        """Stop collecting; requests still waiting get ``QueueFullError``; running forwards finish."""
+        """Stop collecting; requests still waiting get ``QueueFullError``; a forward still running
+        is not waited for (its thread finishes on its own; nobody waits for its answer)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for task in list(self._forwards):
+            task.cancel()
         await asyncio.gather(*self._forwards, return_exceptions=True)
         while self._pending:
             _, future, _ = self._pending.popleft()
             if not future.done():
                 future.set_exception(QueueFullError("the server is shutting down"))
         for executor in self._executors:
-            executor.shutdown(wait=True)
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def warmup(self) -> None:
         """Warm every replica up on its own inference thread, all at once."""
@@ -223,6 +226,11 @@ class MicroBatcher:
             started = time.perf_counter()
             try:
                 maps = await loop.run_in_executor(self._executors[replica], self._predict, replica, requests)
+            except asyncio.CancelledError:  # stop(): nobody waits for this batch any more
+                for _, future, _ in batch:
+                    if not future.done():
+                        future.set_exception(QueueFullError("the server is shutting down"))
+                raise
             except Exception as exc:  # the whole call failed: every caller gets the error
                 logger.warning("a batch of %d failed on %s: %s", len(batch), self.devices[replica], exc)
                 maps = [exc] * len(batch)

@@ -63,22 +63,40 @@ class ServiceState:
         self.ready = False
         self.failed: str | None = None
         self._warm_task: asyncio.Task | None = None
+        self._draining: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.drain_until: float | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Start the CPU pool; load and warm the models in the background (``ready`` after)."""
         self.cpu_pool = ThreadPoolExecutor(self.settings.cpu_workers, thread_name_prefix="serve-cpu")
+        self._loop = asyncio.get_running_loop()
+        self._draining = asyncio.Event()
         self._warm_task = asyncio.get_running_loop().create_task(self._load_all())
 
+    def drain(self, grace_s: float) -> None:
+        """The server is stopping (SIGTERM): new work gets 503 at once, and work in flight is
+        answered 503 unless done within ``grace_s`` less a second (to answer in). Safe to call
+        from a signal handler."""
+        self.drain_until = time.monotonic() + max(0.0, grace_s - 1.0)
+        if self._loop is not None and self._draining is not None:
+            self._loop.call_soon_threadsafe(self._draining.set)
+
+    def _shutting_down(self) -> ServeError:
+        return ServeError(503, "shutting_down", "the server is shutting down; retry on another instance",
+                          headers={"Retry-After": str(max(1, self.settings.retry_after_s))})
+
     async def stop(self) -> None:
-        """Stop the batchers (after uvicorn drained the requests in flight) and the pool."""
+        """Stop the batchers (after uvicorn drained the requests in flight) and the pool; work still
+        running in their threads is not waited for (the process exits without it)."""
         if self._warm_task is not None and not self._warm_task.done():
             self._warm_task.cancel()
             await asyncio.gather(self._warm_task, return_exceptions=True)
         for batcher in self.batchers.values():
             await batcher.stop()
         if self.cpu_pool is not None:
-            self.cpu_pool.shutdown(wait=True)
+            self.cpu_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _load_all(self) -> None:
         try:
@@ -169,8 +187,7 @@ class ServiceState:
         try:
             return await future
         except QueueFullError:
-            raise ServeError(503, "shutting_down", "the server is shutting down; retry on another instance",
-                             headers={"Retry-After": str(self.settings.retry_after_s)}) from None
+            raise self._shutting_down() from None
         except ValueError as exc:
             raise ServeError(422, "invalid_option", str(exc)) from None
         except deadlines.DeadlineExceeded:
@@ -185,6 +202,9 @@ class ServiceState:
         """``work`` (a request of ``units`` of work, see :mod:`.admission`) under the per-request
         deadline: 503 + Retry-After at once when it is not expected to finish in time, 504 past the
         deadline, cancelled if the client leaves."""
+        if self.drain_until is not None:
+            work.close()
+            raise self._shutting_down()
         ticket = self.ledger.admit(units, self.settings.timeout_s)
         if ticket is None:
             work.close()
@@ -217,11 +237,24 @@ class ServiceState:
         finally:
             deadlines.reset_current(token)
         watcher = asyncio.ensure_future(_until_disconnected(receive))
+        assert self._draining is not None
+        drainer = asyncio.ensure_future(self._draining.wait())
         try:
-            done, _ = await asyncio.wait({task, watcher}, timeout=self.settings.timeout_s,
+            done, _ = await asyncio.wait({task, watcher, drainer}, timeout=self.settings.timeout_s,
                                          return_when=asyncio.FIRST_COMPLETED)
+            if drainer in done and task not in done and watcher not in done:
+                assert self.drain_until is not None
+                grace = min(self.drain_until - time.monotonic(), deadline.remaining())
+                done, _ = await asyncio.wait({task, watcher}, timeout=max(0.0, grace),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    deadline.abandon()
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    raise self._shutting_down()
         finally:
             watcher.cancel()
+            drainer.cancel()
         if task in done and (task.cancelled() or not isinstance(task.exception(), deadlines.DeadlineExceeded)):
             return task.result()
         deadline.abandon()  # stages already running in a thread stop at their next boundary
