@@ -8,6 +8,8 @@ and a time limit (a phase cut short says at how many requests the RSS was read).
 
     python bench/serve_load.py --tiny                       # reduced SwinB, seconds
     python bench/serve_load.py --model fast --requests 100  # the real thing (needs the weights)
+    python bench/serve_load.py --tiny --overload 32 --limit-s 20 --timeout 2
+        # overload only: 32 clients for at most 20 s against --timeout 2 (status histogram, p50/p99, RSS)
 
 Prints a Markdown table with the machine's CPU, its matrix CPU flags and the load average
 (around the run, and the 1-minute one when each row started: other jobs on the machine skew rows).
@@ -210,6 +212,28 @@ def queue_full(model: str, args: argparse.Namespace, body: bytes) -> dict[str, A
     }
 
 
+def overload(model: str, args: argparse.Namespace, body: bytes) -> dict[str, Any]:
+    """``args.overload`` clients for at most ``args.limit_s`` seconds against a server with a short
+    ``--timeout``: above capacity the answers must be 200 or 503 (never 504 or a client timeout)."""
+    with Server(model, "--max-batch-size", str(args.batch), "--timeout", str(args.timeout), "--device",
+                args.device) as server:
+        before = server.rss()
+        result = asyncio.run(drive(server.base, body, args.overload, 10**9, args.limit_s))
+        after = server.rss()
+    return {**result, "rss_before_mb": before, "rss_after_mb": after}
+
+
+def overload_table(report: dict[str, Any]) -> str:
+    row = report["overload"]
+    statuses = ", ".join(f"{status}: {count}" for status, count in sorted(row["statuses"].items()))
+    lines = [f"{machine_line(report)}; model: {report['model_note']}; image {report['image']}; "
+             f"--timeout {report['timeout']} --max-batch-size {report['batch']}", ""]
+    return "\n".join(lines + markdown_table(
+        ["clients", "requests", "req/s", "p50 ms", "p99 ms", "RSS before", "RSS after", "statuses"],
+        [[row["clients"], row["requests"], f"{row['throughput_rps']:.1f}", f"{row['p50_ms']:.0f}",
+          f"{row['p99_ms']:.0f}", f"{row['rss_before_mb']:.0f} MB", f"{row['rss_after_mb']:.0f} MB", statuses]]))
+
+
 def machine_line(report: dict[str, Any]) -> str:
     """CPU model, its matrix flags, cores and the load average around the run (keys of ``report``)."""
     return (f"CPU: {report['cpu']} (flags: {', '.join(report['cpu_flags']) or 'none of avx512f/bf16/amx'}); "
@@ -259,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8, help="--max-batch-size with batching on")
     parser.add_argument("--image", default="320x240")
     parser.add_argument("--limit-s", type=float, default=300.0, help="time limit of each phase")
+    parser.add_argument("--overload", type=int, default=0, metavar="CLIENTS",
+                        help="run only the overload phase: CLIENTS clients for at most --limit-s seconds")
+    parser.add_argument("--timeout", type=float, default=2.0, help="the server's --timeout in the overload phase")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # stop the servers on the way out
@@ -271,11 +298,14 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "model_note": note,
             "image": args.image, "rss_at": args.rss_at, "load_before": load_average(),
-            "modes": [run_mode(model, batching, args, body) for batching in (True, False)],
-            "queue_full": queue_full(model, args, body),
         }
+        if args.overload:
+            report.update(timeout=args.timeout, batch=args.batch, overload=overload(model, args, body))
+        else:
+            report.update(modes=[run_mode(model, batching, args, body) for batching in (True, False)],
+                          queue_full=queue_full(model, args, body))
         report["load_after"] = load_average()
-    print(table(report))
+    print(overload_table(report) if args.overload else table(report))
     if args.json:
         from inspyrenet_lite._atomic import atomic_write_text
 

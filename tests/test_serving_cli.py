@@ -117,3 +117,37 @@ def test_serve_full_size_random_checkpoint_matches_remover(tmp_path: Path, rando
     expected_map = np.asarray(remover.process(image, type="map")).astype(np.int16)
     got_map = np.asarray(Image.open(io.BytesIO(removebg.content))).astype(np.int16)
     assert removebg.status_code == 200 and np.abs(got_map - expected_map).max() <= 1
+
+
+def test_sigterm_under_load_exits_within_the_graceful_limit_every_request_200_or_503(
+    tmp_path: Path, tiny_folder: Path
+) -> None:
+    process, base = start(tmp_path, "--model", str(tiny_folder), "--device", "cpu", "--cpu-workers", "1",
+                          "--max-batch-size", "1", "--graceful-timeout", "3")
+    data = png_bytes(photo(2000, 1500))
+    answers: list[object] = []
+
+    def send() -> None:
+        try:
+            answers.append(httpx.post(f"{base}/v1/remove", content=data, timeout=60).status_code)
+        except httpx.TransportError as exc:  # a connection cut without an answer
+            answers.append(type(exc).__name__)
+
+    senders = [threading.Thread(target=send) for _ in range(12)]
+    try:
+        for sender in senders:
+            sender.start()
+        time.sleep(1.5)  # all sent, the first being computed
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        code = process.wait(60)
+        exited_s = time.monotonic() - signalled
+        for sender in senders:
+            sender.join(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == 0
+    assert exited_s < 3 + 2, f"exited {exited_s:.1f} s after SIGTERM"
+    assert len(answers) == 12 and set(answers) <= {200, 503}, answers
+    assert 503 in answers  # the work outlasted the limit: what was not done was answered 503

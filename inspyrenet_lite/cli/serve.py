@@ -3,7 +3,8 @@
 Loads the model once (once per device with ``--devices``: replicas in this
 one process), then serves :func:`inspyrenet_lite.serving.create_app` with
 uvicorn on 127.0.0.1:8000 by default. SIGTERM (or Ctrl-C) stops
-accepting, finishes the requests in flight and exits 0.
+accepting, answers the requests in flight (those not done within
+``--graceful-timeout`` get 503) and exits 0 within that limit.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=60.0, help="per-request deadline in seconds (504 past it)")
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (413 above)")
     parser.add_argument("--max-pixels", type=int, default=40_000_000, help="largest decoded image (413 above)")
+    parser.add_argument("--max-network-pixels", type=int, default=1_000_000,
+                        help="largest network pass one request may ask for with resize=dynamic or hr_blend (the "
+                        "image at its own size; memory grows with it); a request above it gets 422 naming the "
+                        "limit, it is never silently downscaled (default 1000000)")
+    parser.add_argument("--max-connections", type=int, default=1000,
+                        help="most open connections (each holds a file descriptor: keep it below `ulimit -n`); "
+                        "more get 503 (default 1000)")
+    parser.add_argument("--head-timeout", type=float, default=10.0,
+                        help="seconds a connection has to send a complete request head; closed past it (default 10)")
+    parser.add_argument("--body-timeout", type=float, default=30.0,
+                        help="seconds a request body has to arrive after its head; 408 past it (default 30)")
+    parser.add_argument("--graceful-timeout", type=float, default=10.0,
+                        help="on SIGTERM, seconds the requests in flight have to finish; the rest get 503 and the "
+                        "process exits within this limit (default 10)")
     parser.add_argument("--api-key", default=None,
                         help=f"require this key in header X-Api-Key (or set {API_KEY_ENV}; prefer the variable: "
                         "arguments show in the process list)")
@@ -91,6 +107,10 @@ def _settings(args: argparse.Namespace) -> Any:
         timeout_s=args.timeout,
         max_upload_bytes=max(1, int(args.max_upload_mb * 1024 * 1024)),
         max_pixels=args.max_pixels,
+        max_network_pixels=args.max_network_pixels,
+        max_connections=args.max_connections,
+        head_timeout_s=args.head_timeout,
+        body_timeout_s=args.body_timeout,
         api_key=api_key_from_env(args.api_key),
         cors_origins=tuple(args.cors_origin),
         cpu_workers=args.cpu_workers,
@@ -159,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import uvicorn
 
         from inspyrenet_lite.serving import create_app
+        from inspyrenet_lite.serving.slowclients import server_options
     except ImportError as exc:
         print(f"inspyrenet-lite serve: error: the serving extra is not installed ({exc.name} missing); "
               'install it with: pip install "inspyrenet-lite[serve]"', file=sys.stderr)
@@ -167,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         if args.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {args.workers}")
+        if not args.graceful_timeout > 0:
+            raise ValueError(f"--graceful-timeout must be above 0, got {args.graceful_timeout}")
         devices = _replica_devices(args)
         ray_problem = serve_ray.check_arguments(args)
         if ray_problem is not None:
@@ -177,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.ray:
         return serve_ray.run(args, settings)
     common = {"host": args.host, "port": args.port, "log_level": args.log_level,
-              "timeout_graceful_shutdown": int(settings.timeout_s) + 5}
+              "timeout_graceful_shutdown": max(1, int(args.graceful_timeout)), **server_options(settings)}
     if args.workers > 1:
         os.environ[_CONFIG_ENV] = json.dumps(list(argv if argv is not None else sys.argv[2:]))
         uvicorn.run("inspyrenet_lite.cli.serve:_app_from_env", factory=True, workers=args.workers, **common)
@@ -191,10 +214,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one line, no traceback: a name, a file or a download that failed
         print(f"inspyrenet-lite serve: error: cannot load the model: {exc}", file=sys.stderr)
         return 1
-    server = uvicorn.Server(uvicorn.Config(create_app(model, settings), **common))
+    app = create_app(model, settings)
+    state = app.state.serving
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            state.drain(args.graceful_timeout)  # in-flight work gets the grace, then 503
+            super().handle_exit(sig, frame)
+
+    server = _Server(uvicorn.Config(app, **common))
     # uvicorn re-raises the signal it drained on; handled here, so a graceful stop exits 0.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda signum, frame: None)
-    server.run()  # SIGTERM/SIGINT: stop accepting, finish in-flight requests, run the shutdown, return
-    logging.getLogger(__name__).info("stopped")
+    server.run()  # SIGTERM/SIGINT: stop accepting, answer in-flight requests, run the shutdown, return
+    log = logging.getLogger(__name__)
+    busy = [thread.name for thread in threading.enumerate() if thread is not threading.current_thread()
+            and not thread.daemon and thread.is_alive()]
+    if busy:  # an abandoned decode or forward: its answer is not wanted, and waiting could take minutes
+        log.info("stopped; not waiting for %d busy thread(s)", len(busy))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    log.info("stopped")
     return 0

@@ -7,6 +7,7 @@ Routes: ``POST /v1/remove``, ``GET /v1/health``, ``GET /v1/ready``,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -24,6 +25,8 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from ..predictor import MapRequest
+from ..transforms import DEFAULT_HR_SHORT_SIDE, own_size
+from .admission import NETWORK_UNITS, image_units
 from .pipeline import (
     FORMATS,
     OutputSpec,
@@ -39,6 +42,7 @@ from .pipeline import (
 )
 from .errors import ServeError
 from .settings import ServeSettings
+from .slowclients import slow_client_log
 from .state import ModelSource, ServiceState
 
 logger = logging.getLogger(__name__)
@@ -132,14 +136,20 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
 
         async def work() -> Rendered:
             rgb = await state.cpu(decode, data, settings.max_pixels, "image")
+            _check_network_pass(rgb.size, options, batcher.predictor, settings.max_network_pixels)
             spec = options.spec
             if background is not None:
                 bg = await state.cpu(decode, background, settings.max_pixels, "background")
                 spec = OutputSpec("image", background=bg)
             pred = await state.predict(batcher, MapRequest(rgb, resize=options.resize, hr_blend=options.hr_blend))
-            return await state.cpu(_render_encode, rgb, pred, spec, options)
+            image = await state.cpu(render, rgb, pred, spec, options.threshold, options.reverse)
+            del rgb, pred  # a stage boundary: nothing left holds the full-size arrays but the image
+            return await state.cpu(encode, image, options.format, options.quality)
 
-        rendered = await state.within_deadline(request.receive, work())
+        units = image_units(data, settings.max_pixels)
+        if background is not None:
+            units += image_units(background, settings.max_pixels) - NETWORK_UNITS
+        rendered = await state.within_deadline(request.receive, work(), units)
         headers = {
             "X-Width": str(rendered.width),
             "X-Height": str(rendered.height),
@@ -185,9 +195,17 @@ class RemoveOptions:
         )
 
 
-def _render_encode(rgb: Any, pred: Any, spec: Any, options: RemoveOptions) -> Rendered:
-    image = render(rgb, pred, spec, options.threshold, options.reverse)
-    return encode(image, options.format, options.quality)
+def _check_network_pass(size: tuple[int, int], options: RemoveOptions, predictor: Any, cap: int) -> None:
+    """422 when the request asks for a network pass at the image's own size (resize=dynamic,
+    hr_blend) above the server's ``max_network_pixels``: one client must not take the device's memory."""
+    if options.resize != "dynamic" and not options.hr_blend:
+        return
+    pass_h, pass_w = own_size(*size, getattr(predictor, "hr_short_side", DEFAULT_HR_SHORT_SIDE))
+    if pass_h * pass_w > cap:
+        field = "resize" if options.resize == "dynamic" else "hr_blend"
+        raise ServeError(422, "invalid_option", f"{field} on a {size[0]}x{size[1]} image needs a {pass_w}x{pass_h} "
+                         f"network pass ({pass_h * pass_w} pixels), above this server's limit of {cap} "
+                         "(--max-network-pixels); send a smaller image or leave resize and hr_blend out", field)
 
 
 async def read_upload(
@@ -387,12 +405,24 @@ class _Guard:
         return None
 
     def _limited(self, receive: Any) -> Any:
+        """``receive`` with the upload-size limit (413) and the body deadline (408)."""
         limit = self.state.settings.max_upload_bytes
+        body_timeout = self.state.settings.body_timeout_s
+        body_deadline = time.monotonic() + body_timeout
         seen = 0
+        body_done = False
 
         async def limited_receive() -> dict:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:  # after the body: only the disconnect watcher reads, for as long as it likes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, body_deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                slow_client_log(f"answered 408 to request bodies not complete within {body_timeout:g} s")
+                raise ServeError(408, "request_timeout", f"the request body did not arrive within {body_timeout:g} s; "
+                                 "send it at once (the server's --body-timeout)") from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:

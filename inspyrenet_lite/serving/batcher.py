@@ -10,7 +10,8 @@ with all their :class:`MapRequest` at once. While one replica computes, the
 next batch is collected for the next free one, so a slow device takes fewer
 batches; when several are free, the one with the lowest time per image so far
 takes the batch. A request whose future was cancelled (deadline, client gone)
-frees its slot at once and is left out of the next batch.
+frees its slot at once and is left out of the next batch, and so is one whose
+deadline (:mod:`.deadline`, taken from the submitting task) passed while it waited.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..predictor import MapRequest, Predictor
+from . import deadline as deadlines
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ class QueueFullError(RuntimeError):
     """The batcher has ``queue_size`` requests waiting or running; try again shortly."""
 
 
-_Entry = tuple[MapRequest, "asyncio.Future[np.ndarray]"]
+_Entry = tuple[MapRequest, "asyncio.Future[np.ndarray]", "deadlines.Deadline | None"]
 #: Weight of the newest batch in a replica's running time-per-image estimate.
 _SPEED_WEIGHT = 0.3
 
@@ -111,17 +113,20 @@ class MicroBatcher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
 
     async def stop(self) -> None:
-        """Stop collecting; requests still waiting get ``QueueFullError``; running forwards finish."""
+        """Stop collecting; requests still waiting get ``QueueFullError``; a forward still running
+        is not waited for (its thread finishes on its own; nobody waits for its answer)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for task in list(self._forwards):
+            task.cancel()
         await asyncio.gather(*self._forwards, return_exceptions=True)
         while self._pending:
-            _, future = self._pending.popleft()
+            _, future, _ = self._pending.popleft()
             if not future.done():
                 future.set_exception(QueueFullError("the server is shutting down"))
         for executor in self._executors:
-            executor.shutdown(wait=True)
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def warmup(self) -> None:
         """Warm every replica up on its own inference thread, all at once."""
@@ -141,7 +146,7 @@ class MicroBatcher:
         self._admitted += 1
         self._on_depth(self._admitted)
         future.add_done_callback(self._release)
-        self._pending.append((request, future))
+        self._pending.append((request, future, deadlines.current()))
         if len(self._pending) > 2 * self.queue_size:  # cancelled entries the collector has not reached
             self._pending = collections.deque(e for e in self._pending if not e[1].done())
         self._wake.set()
@@ -154,7 +159,7 @@ class MicroBatcher:
     def _pop_live(self) -> _Entry | None:
         while self._pending:
             entry = self._pending.popleft()
-            if not entry[1].done():
+            if _live(entry):
                 return entry
         return None
 
@@ -204,7 +209,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             await self._until_a_replica_is_free()  # only this task takes replicas: still free after collecting
-            batch = [entry for entry in await self._collect() if not entry[1].done()]
+            batch = [entry for entry in await self._collect() if _live(entry)]
             if not batch:
                 continue
             replica = self._take_fastest_free()
@@ -217,10 +222,15 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         try:
             self._on_batch(len(batch), replica)
-            requests = [request for request, _ in batch]
+            requests = [request for request, _, _ in batch]
             started = time.perf_counter()
             try:
                 maps = await loop.run_in_executor(self._executors[replica], self._predict, replica, requests)
+            except asyncio.CancelledError:  # stop(): nobody waits for this batch any more
+                for _, future, _ in batch:
+                    if not future.done():
+                        future.set_exception(QueueFullError("the server is shutting down"))
+                raise
             except Exception as exc:  # the whole call failed: every caller gets the error
                 logger.warning("a batch of %d failed on %s: %s", len(batch), self.devices[replica], exc)
                 maps = [exc] * len(batch)
@@ -229,7 +239,7 @@ class MicroBatcher:
                 known = self._seconds_per_image[replica]
                 self._seconds_per_image[replica] = per_image if not known else (
                     (1 - _SPEED_WEIGHT) * known + _SPEED_WEIGHT * per_image)
-            for (_, future), result in zip(batch, maps, strict=True):
+            for (_, future, _), result in zip(batch, maps, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, Exception):
@@ -241,3 +251,14 @@ class MicroBatcher:
 
     def _predict(self, replica: int, requests: list[MapRequest]) -> list[np.ndarray | Exception]:
         return self.predictors[replica].predict_maps(requests, batch_size=self.max_batch_size, errors="skip")
+
+
+def _live(entry: _Entry) -> bool:
+    """Whether ``entry`` still wants its map; one past its deadline is answered with DeadlineExceeded."""
+    _, future, deadline = entry
+    if future.done():
+        return False
+    if deadline is not None and deadline.expired():
+        future.set_exception(deadlines.DeadlineExceeded("the request's deadline passed in the queue"))
+        return False
+    return True

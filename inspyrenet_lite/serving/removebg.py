@@ -37,6 +37,8 @@ from ..compositing import OutputSpec, alpha_to_uint8, composite, parse_colour
 from ..image_io import carry_metadata
 from ..predictor import MapRequest
 from .pipeline import decode, encode, parse_flag
+from . import deadline as deadlines
+from .admission import NETWORK_UNITS, image_units
 from .errors import ServeError
 from .state import ServiceState
 
@@ -164,7 +166,12 @@ def add_removebg_routes(app: FastAPI, state: ServiceState) -> None:
             pred = await state.predict(batcher, MapRequest(rgb))
             return await state.cpu(_build, rgb, pred, options, bg_image)
 
-        body, media_type, headers = await state.within_deadline(request.receive, work())
+        limit = min(SIZES[options.size], state.settings.max_pixels)
+        if "image_file" in files:
+            units = image_units(files["image_file"], state.settings.max_pixels, scaled_to=limit)
+        else:  # base64 or a URL: weighed at the size asked for
+            units = limit + NETWORK_UNITS
+        body, media_type, headers = await state.within_deadline(request.receive, work(), units)
         headers["X-Time-Ms"] = f"{(time.perf_counter() - started) * 1000:.1f}"
         if _wants_json(request.headers.get("accept", "")):
             return JSONResponse(_json_result(body, headers), headers=headers)
@@ -260,9 +267,8 @@ async def _source_bytes(fields: dict[str, str], files: dict[str, bytes], state: 
                    "send the image as image_file or image_file_b64")
     from .urlfetch import fetch_url
 
-    return await state.cpu(lambda: fetch_url(
-        fields["image_url"], timeout_s=settings.url_timeout_s, max_bytes=settings.url_max_bytes,
-        max_redirects=settings.url_max_redirects, allow_networks=settings.url_allow_networks))
+    return await fetch_url(fields["image_url"], timeout_s=settings.url_timeout_s, max_bytes=settings.url_max_bytes,
+                           max_redirects=settings.url_max_redirects, allow_networks=settings.url_allow_networks)
 
 
 def _decode_b64(text: str) -> bytes:
@@ -353,6 +359,7 @@ def _encode(
     if options.format == "zip":
         colour = composite(rgb, pred, coloured).convert("RGB")
         alpha = composite(rgb, pred, OutputSpec("map"))
+        deadlines.check()  # a stage boundary between compositing and encoding
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("color.jpg", encode(colour, "jpg").body)
@@ -367,6 +374,7 @@ def _encode(
         fmt = "png" if image.mode in ("RGBA", "L") else "jpg"
     if fmt == "jpg" and image.mode == "RGBA":
         image = carry_metadata(rgb, composite(rgb, pred, OutputSpec("colour", colour=(255, 255, 255))))
+    deadlines.check()  # a stage boundary between compositing and encoding
     rendered = encode(image, fmt)
     return rendered.body, rendered.media_type
 

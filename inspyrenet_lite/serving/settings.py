@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 #: Largest decoded image accepted by default (pixels).
 DEFAULT_SERVE_MAX_PIXELS = 40_000_000
+#: Largest network pass a request may ask for (resize=dynamic, hr_blend) by default (pixels).
+DEFAULT_MAX_NETWORK_PIXELS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,11 @@ class ServeSettings:
     allow_image_url: the remove.bg ``image_url`` field (off by default: the server would fetch URLs).
     url_timeout_s / url_max_bytes / url_max_redirects: limits of that fetch.
     url_allow_networks: CIDRs exempt from the private-address refusal (for an internal image host).
+    max_network_pixels: most pixels of the network pass a request may ask for with ``resize=dynamic``
+        or ``hr_blend`` (the pass at the image's own size); above it the request gets 422 naming the cap.
+    max_connections: most open connections; above it uvicorn answers 503 (each holds a file descriptor).
+    head_timeout_s / body_timeout_s: a connection whose request head is not complete within
+        head_timeout_s is closed; a body not complete within body_timeout_s of the head gets 408.
     warmup: run one forward per model before ``/v1/ready`` says yes.
     retry_after_s: the ``Retry-After`` of a 503.
     """
@@ -43,6 +50,10 @@ class ServeSettings:
     url_max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     url_max_redirects: int = 5
     url_allow_networks: tuple[str, ...] = field(default_factory=tuple)
+    max_network_pixels: int = DEFAULT_MAX_NETWORK_PIXELS
+    max_connections: int = 1000
+    head_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
     warmup: bool = True
     retry_after_s: int = 1
 
@@ -52,6 +63,8 @@ class ServeSettings:
         _at_least("cpu_workers", self.cpu_workers, 1)
         _at_least("max_upload_bytes", self.max_upload_bytes, 1)
         _at_least("max_pixels", self.max_pixels, 1)
+        _at_least("max_network_pixels", self.max_network_pixels, 1)
+        _at_least("max_connections", self.max_connections, 1)
         _at_least("url_max_bytes", self.url_max_bytes, 1)
         _at_least("url_max_redirects", self.url_max_redirects, 0)
         _at_least("retry_after_s", self.retry_after_s, 0)
@@ -59,8 +72,10 @@ class ServeSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s must be above 0, got {self.timeout_s!r}")
+        for name in ("timeout_s", "head_timeout_s", "body_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a number above 0, got {value!r}")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must not be empty; leave it unset to serve without a key")
 

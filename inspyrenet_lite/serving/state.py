@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -17,6 +18,8 @@ import numpy as np
 from ..model_source import HUB_PREFIX
 from ..registry import MODELS
 from ..predictor import MapRequest
+from . import deadline as deadlines
+from .admission import NETWORK_UNITS, WorkLedger, retry_after
 from .batcher import MicroBatcher, QueueFullError
 from .errors import ServeError
 from .metrics import Metrics
@@ -55,26 +58,45 @@ class ServiceState:
         self.settings = settings
         self.metrics = Metrics(settings.max_batch_size)
         self.batchers: dict[str, MicroBatcher] = {}
+        self.ledger = WorkLedger()
         self.cpu_pool: ThreadPoolExecutor | None = None
         self.ready = False
         self.failed: str | None = None
         self._warm_task: asyncio.Task | None = None
+        self._draining: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.drain_until: float | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Start the CPU pool; load and warm the models in the background (``ready`` after)."""
         self.cpu_pool = ThreadPoolExecutor(self.settings.cpu_workers, thread_name_prefix="serve-cpu")
+        self._loop = asyncio.get_running_loop()
+        self._draining = asyncio.Event()
         self._warm_task = asyncio.get_running_loop().create_task(self._load_all())
 
+    def drain(self, grace_s: float) -> None:
+        """The server is stopping (SIGTERM): new work gets 503 at once, and work in flight is
+        answered 503 unless done within ``grace_s`` less a second (to answer in). Safe to call
+        from a signal handler."""
+        self.drain_until = time.monotonic() + max(0.0, grace_s - 1.0)
+        if self._loop is not None and self._draining is not None:
+            self._loop.call_soon_threadsafe(self._draining.set)
+
+    def _shutting_down(self) -> ServeError:
+        return ServeError(503, "shutting_down", "the server is shutting down; retry on another instance",
+                          headers={"Retry-After": str(max(1, self.settings.retry_after_s))})
+
     async def stop(self) -> None:
-        """Stop the batchers (after uvicorn drained the requests in flight) and the pool."""
+        """Stop the batchers (after uvicorn drained the requests in flight) and the pool; work still
+        running in their threads is not waited for (the process exits without it)."""
         if self._warm_task is not None and not self._warm_task.done():
             self._warm_task.cancel()
             await asyncio.gather(self._warm_task, return_exceptions=True)
         for batcher in self.batchers.values():
             await batcher.stop()
         if self.cpu_pool is not None:
-            self.cpu_pool.shutdown(wait=True)
+            self.cpu_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _load_all(self) -> None:
         try:
@@ -145,8 +167,12 @@ class ServiceState:
         return limit, 0, max(1, math.ceil(batcher.seconds_until_free()), self.settings.retry_after_s)
 
     async def cpu(self, work: Callable[..., T], *args: Any) -> T:
-        """Run ``work(*args)`` on the CPU pool (decode, composite, encode): never on the loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, work, *args)
+        """Run ``work(*args)`` on the CPU pool (decode, composite, encode): never on the loop.
+        A stage boundary: nothing starts once the request's deadline passed (also checked when a
+        pool thread picks the work up, and by ``deadline.check()`` inside ``work``)."""
+        deadlines.check()
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, _checked, context, work, args)
 
     async def predict(self, batcher: MicroBatcher, request: MapRequest) -> np.ndarray:
         """The map of ``request`` through the batcher; 503 + Retry-After at once when full."""
@@ -161,26 +187,77 @@ class ServiceState:
         try:
             return await future
         except QueueFullError:
-            raise ServeError(503, "shutting_down", "the server is shutting down; retry on another instance",
-                             headers={"Retry-After": str(self.settings.retry_after_s)}) from None
+            raise self._shutting_down() from None
         except ValueError as exc:
             raise ServeError(422, "invalid_option", str(exc)) from None
+        except deadlines.DeadlineExceeded:
+            raise
         except RuntimeError as exc:
             logger.error("inference failed: %s", exc)
             raise ServeError(500, "inference_failed", "the network failed on this image; see the server log") from None
 
-    async def within_deadline(self, receive: Callable[[], Awaitable[dict]], work: Awaitable[T]) -> T:
-        """``work`` under the per-request deadline (504 past it), cancelled if the client leaves."""
+    async def within_deadline(
+        self, receive: Callable[[], Awaitable[dict]], work: Coroutine[Any, Any, T], units: int = NETWORK_UNITS
+    ) -> T:
+        """``work`` (a request of ``units`` of work, see :mod:`.admission`) under the per-request
+        deadline: 503 + Retry-After at once when it is not expected to finish in time, 504 past the
+        deadline, cancelled if the client leaves."""
+        if self.drain_until is not None:
+            work.close()
+            raise self._shutting_down()
+        ticket = self.ledger.admit(units, self.settings.timeout_s)
+        if ticket is None:
+            work.close()
+            self.metrics.count_full()
+            raise ServeError(
+                503, "busy", f"the server is busy (the work admitted would take about "
+                f"{self.ledger.expected_wait(units):.0f} s, above the {self.settings.timeout_s:g} s deadline); "
+                "retry after the Retry-After seconds",
+                headers={"Retry-After": retry_after(self.ledger.seconds_to_drain(), self.settings.retry_after_s)},
+            )
         started = time.monotonic()
-        task = asyncio.ensure_future(work)
-        watcher = asyncio.ensure_future(_until_disconnected(receive))
+        outcome = "other"
         try:
-            done, _ = await asyncio.wait({task, watcher}, timeout=self.settings.timeout_s,
+            result = await self._run_within_deadline(receive, work, started)
+            outcome = "answered"
+            return result
+        except ServeError as exc:
+            outcome = "timeout" if exc.status == 504 else "other"
+            raise
+        finally:
+            self.ledger.done(ticket, time.monotonic() - started, outcome)
+
+    async def _run_within_deadline(
+        self, receive: Callable[[], Awaitable[dict]], work: Coroutine[Any, Any, T], started: float
+    ) -> T:
+        deadline = deadlines.Deadline(self.settings.timeout_s)
+        token = deadlines.set_current(deadline)
+        try:
+            task = asyncio.ensure_future(work)  # the task runs in a copy of this context: it sees the deadline
+        finally:
+            deadlines.reset_current(token)
+        watcher = asyncio.ensure_future(_until_disconnected(receive))
+        assert self._draining is not None
+        drainer = asyncio.ensure_future(self._draining.wait())
+        try:
+            done, _ = await asyncio.wait({task, watcher, drainer}, timeout=self.settings.timeout_s,
                                          return_when=asyncio.FIRST_COMPLETED)
+            if drainer in done and task not in done and watcher not in done:
+                assert self.drain_until is not None
+                grace = min(self.drain_until - time.monotonic(), deadline.remaining())
+                done, _ = await asyncio.wait({task, watcher}, timeout=max(0.0, grace),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    deadline.abandon()
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    raise self._shutting_down()
         finally:
             watcher.cancel()
-        if task in done:
+            drainer.cancel()
+        if task in done and (task.cancelled() or not isinstance(task.exception(), deadlines.DeadlineExceeded)):
             return task.result()
+        deadline.abandon()  # stages already running in a thread stop at their next boundary
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         if watcher in done and not watcher.cancelled() and watcher.exception() is None:
@@ -208,6 +285,15 @@ def public_name(name: str) -> str:
         return name
     path = os.path.realpath(os.path.expanduser(name))
     return "local-" + hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def _checked(context: contextvars.Context, work: Callable[..., T], args: tuple) -> T:
+    """``work(*args)`` in the request's context, unless its deadline passed while it waited for a thread."""
+    def run() -> T:
+        deadlines.check()
+        return work(*args)
+
+    return context.run(run)
 
 
 async def _until_disconnected(receive: Callable[[], Awaitable[dict]]) -> None:

@@ -7,12 +7,16 @@ unspecified; the IPv4 address inside IPv4-mapped, 6to4, Teredo and NAT64
 IPv6 addresses is checked too), the fetch is refused before any
 connection. The connection then goes to the checked address itself (the
 ``Host`` header and TLS server name keep the name), so a second DNS answer
-cannot swap it. Size and time are capped. ``allow_networks`` exempts CIDRs
-(an internal image host the operator trusts).
+cannot swap it. Size and time are capped: the whole fetch (every lookup,
+redirect and byte) has one deadline, and it runs on the event loop (names are
+resolved on asyncio's default executor), never on the CPU pool, so a source that
+drips its bytes holds no thread. ``allow_networks`` exempts CIDRs (an internal
+image host the operator trusts).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
@@ -83,7 +87,7 @@ def _refused(url: str, why: str) -> ServeError:
     return ServeError(400, "invalid_image_url", f"image_url {url!r} is refused: {why}", "image_url")
 
 
-def _checked_address(url: httpx.URL, allow_networks: Sequence[str]) -> str:
+async def _checked_address(url: httpx.URL, allow_networks: Sequence[str]) -> str:
     if url.scheme not in ("http", "https"):
         raise _refused(str(url), "only http and https URLs are fetched")
     if not url.host:
@@ -94,7 +98,7 @@ def _checked_address(url: httpx.URL, allow_networks: Sequence[str]) -> str:
         addresses = [url.host]
     except ValueError:
         try:
-            addresses = resolve(url.host, port)
+            addresses = await asyncio.to_thread(resolve, url.host, port)
         except (OSError, UnicodeError):
             raise _refused(str(url), "its host name does not resolve") from None
     if not addresses:
@@ -106,7 +110,7 @@ def _checked_address(url: httpx.URL, allow_networks: Sequence[str]) -> str:
     return addresses[0]
 
 
-def fetch_url(
+async def fetch_url(
     url: str,
     *,
     timeout_s: float,
@@ -114,27 +118,40 @@ def fetch_url(
     max_redirects: int = 5,
     allow_networks: Sequence[str] = (),
 ) -> bytes:
-    """The body at ``url`` (ServeError 400 when refused, unreachable, not 2xx or above ``max_bytes``)."""
+    """The body at ``url`` (ServeError 400 when refused, unreachable, not 2xx, or not complete
+    within ``timeout_s`` in all; 413 above ``max_bytes``)."""
     try:
         current = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError):
         raise _refused(url, "it is not a valid URL") from None
-    with httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout_s) as client:
+    try:
+        return await asyncio.wait_for(_fetch(current, url, timeout_s, max_bytes, max_redirects, allow_networks),
+                                      timeout_s)
+    except asyncio.TimeoutError:
+        raise ServeError(400, "failed_to_download", f"image_url did not arrive within {timeout_s:g} s",
+                         "image_url") from None
+
+
+async def _fetch(current: httpx.URL, url: str, timeout_s: float, max_bytes: int, max_redirects: int,
+                 allow_networks: Sequence[str]) -> bytes:
+    async with httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=timeout_s) as client:
         for _ in range(max_redirects + 1):
-            address = _checked_address(current, allow_networks)
-            response_url, body, location = _get(client, current, address, max_bytes)
+            address = await _checked_address(current, allow_networks)
+            response_url, body, location = await _get(client, current, address, max_bytes)
             if location is None:
                 return body
             current = response_url.join(location)
     raise _refused(url, f"more than {max_redirects} redirects")
 
 
-def _get(client: httpx.Client, url: httpx.URL, address: str, max_bytes: int) -> tuple[httpx.URL, bytes, str | None]:
+async def _get(
+    client: httpx.AsyncClient, url: httpx.URL, address: str, max_bytes: int
+) -> tuple[httpx.URL, bytes, str | None]:
     pinned = url.copy_with(host=address)
     headers = {"Host": url.netloc.decode("ascii"), "Accept": "image/*"}
     extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
     try:
-        with client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
+        async with client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
             if response.is_redirect and response.headers.get("location"):
                 return url, b"", response.headers["location"]
             if response.status_code != 200:
@@ -144,7 +161,7 @@ def _get(client: httpx.Client, url: httpx.URL, address: str, max_bytes: int) -> 
             if declared.isdigit() and int(declared) > max_bytes:
                 raise _too_big(max_bytes)
             chunks, size = [], 0
-            for chunk in response.iter_bytes():
+            async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > max_bytes:
                     raise _too_big(max_bytes)

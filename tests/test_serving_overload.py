@@ -1,0 +1,174 @@
+"""The service under overload (issue 30 items 1-6): work stops at its deadline, admission by
+expected wait, slow clients, per-request caps, SIGTERM."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+pytest.importorskip("fastapi")
+
+from serving_helpers import BoxPredictor, photo, png_bytes, running  # noqa: E402
+
+from inspyrenet_lite.serving import ServeSettings, app as app_module, create_app  # noqa: E402
+from inspyrenet_lite.serving.slowclients import server_options  # noqa: E402
+
+
+def test_work_past_its_deadline_stops_at_the_next_stage_and_a_probe_gets_200(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_render, real_encode = app_module.render, app_module.encode
+    encoded: list[int] = []
+    render_done = threading.Event()
+
+    def slow_render(rgb, *args):
+        if rgb.width > 100:  # the big one: compositing outlives the deadline
+            time.sleep(1.0)
+            render_done.set()
+        return real_render(rgb, *args)
+
+    def counting_encode(image, *args):
+        encoded.append(image.width)
+        if image.width > 100:
+            time.sleep(2.0)  # a long encode would hold the only CPU thread for nobody
+        return real_encode(image, *args)
+
+    monkeypatch.setattr(app_module, "render", slow_render)
+    monkeypatch.setattr(app_module, "encode", counting_encode)
+    app = create_app(BoxPredictor(), ServeSettings(timeout_s=0.5, cpu_workers=1, max_batch_size=1))
+    with running(app) as base:
+        late = httpx.post(f"{base}/v1/remove", content=png_bytes(photo(400, 300)), timeout=10)
+        assert render_done.wait(5)
+        probe = httpx.post(f"{base}/v1/remove", content=png_bytes(photo(40, 30)), timeout=10)
+    assert late.status_code == 504
+    assert probe.status_code == 200
+    assert probe.elapsed.total_seconds() < 0.5
+    assert 400 not in encoded  # the 504'd request was not encoded after its deadline
+
+
+
+class SlowPredictor(BoxPredictor):
+    """Each forward takes ``seconds`` (a server far below the load it is given)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def predict_maps(self, items, batch_size=4, errors="raise"):
+        time.sleep(self.seconds)
+        return super().predict_maps(items, batch_size, errors)
+
+
+def test_above_capacity_requests_get_200_or_503_at_once_never_504() -> None:
+    app = create_app(SlowPredictor(0.2), ServeSettings(timeout_s=2.0, max_batch_size=1, max_wait_ms=0, queue_size=64))
+    data = png_bytes(photo(64, 48))
+    with running(app) as base:
+        assert httpx.post(f"{base}/v1/remove", content=data, timeout=10).status_code == 200  # one measurement
+        results: list[httpx.Response] = []
+        threads = [threading.Thread(target=lambda: results.append(
+            httpx.post(f"{base}/v1/remove", content=data, timeout=30))) for _ in range(24)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    statuses = sorted(response.status_code for response in results)
+    assert set(statuses) == {200, 503}, statuses
+    busy = [response for response in results if response.status_code == 503]
+    assert all(int(response.headers["retry-after"]) >= 1 for response in busy)
+    assert max(response.elapsed.total_seconds() for response in busy) < 1.0
+
+
+def test_a_dynamic_pass_above_the_servers_cap_is_refused_422_naming_it() -> None:
+    app = create_app(BoxPredictor(), ServeSettings(max_network_pixels=200_000))
+    data = png_bytes(photo(1200, 900))
+    with running(app) as base:
+        dynamic = httpx.post(f"{base}/v1/remove", params={"resize": "dynamic"}, content=data, timeout=30)
+        blended = httpx.post(f"{base}/v1/remove", params={"hr_blend": "0.5"}, content=data, timeout=30)
+        static = httpx.post(f"{base}/v1/remove", content=data, timeout=30)
+        small = httpx.post(f"{base}/v1/remove", params={"resize": "dynamic"}, content=png_bytes(photo(300, 200)),
+                           timeout=30)
+    assert dynamic.status_code == 422 and dynamic.json()["error"]["field"] == "resize"
+    assert "200000" in dynamic.json()["error"]["message"]
+    assert blended.status_code == 422 and blended.json()["error"]["field"] == "hr_blend"
+    assert static.status_code == 200 and small.status_code == 200
+
+
+def open_socket(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def test_slow_heads_are_closed_slow_bodies_get_408_and_health_answers_meanwhile() -> None:
+    settings = ServeSettings(head_timeout_s=1.0, body_timeout_s=1.0)
+    app = create_app(BoxPredictor(), settings)
+    with running(app, **server_options(settings)) as base:
+        heads = [open_socket(base) for _ in range(50)]
+        for sock in heads:
+            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        body = open_socket(base)
+        body.sendall(b"POST /v1/remove HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: 1000\r\n\r\n" + b"\x89PNG" * 4)  # the rest never comes
+        health = httpx.get(f"{base}/v1/health", timeout=5)
+        started = time.monotonic()
+        answer = body.recv(4096)
+        body_s = time.monotonic() - started
+        closed = [sock.recv(100) for sock in heads]  # b"": closed by the server
+        heads_s = time.monotonic() - started
+    assert health.status_code == 200
+    assert answer.startswith(b"HTTP/1.1 408") and body_s < 3
+    assert closed == [b""] * 50 and heads_s < 3
+
+
+@pytest.fixture
+def dripping_host():
+    """An HTTP server on 127.0.0.1 that sends its answer's body one byte every 0.2 s, for a minute."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", "300")
+            self.end_headers()
+            try:
+                for _ in range(300):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_dripping_image_urls_hold_no_cpu_thread_and_stop_at_one_total_deadline(dripping_host: int) -> None:
+    settings = ServeSettings(allow_image_url=True, url_allow_networks=("127.0.0.1/32",), url_timeout_s=2.0,
+                             cpu_workers=2)
+    with running(create_app(BoxPredictor(), settings)) as base:
+        drips: list[httpx.Response] = []
+        threads = [threading.Thread(target=lambda: drips.append(httpx.post(
+            f"{base}/v1.0/removebg", data={"image_url": f"http://127.0.0.1:{dripping_host}/a.png"}, timeout=30)))
+            for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)  # both fetches are dripping now
+        other = httpx.post(f"{base}/v1/remove", content=png_bytes(photo(40, 30)), timeout=30)
+        for thread in threads:
+            thread.join(30)
+    assert other.status_code == 200 and other.elapsed.total_seconds() < 1.0
+    assert [response.status_code for response in drips] == [400, 400]
+    assert all(response.elapsed.total_seconds() < 4.0 for response in drips)
+    assert "within 2 s" in drips[0].json()["errors"][0]["title"]
