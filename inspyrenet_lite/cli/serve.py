@@ -52,10 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=60.0, help="per-request deadline in seconds (504 past it)")
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (413 above)")
     parser.add_argument("--max-pixels", type=int, default=40_000_000, help="largest decoded image (413 above)")
-    parser.add_argument("--max-network-pixels", type=int, default=1_000_000,
+    parser.add_argument("--max-network-pixels", type=int, default=None,
                         help="largest network pass one request may ask for with resize=dynamic or hr_blend (the "
                         "image at its own size; memory grows with it); a request above it gets 422 naming the "
-                        "limit, it is never silently downscaled (default 1000000)")
+                        "limit, it is never silently downscaled (default 2500000: a 4:3 or 3:2 photo's pass)")
     parser.add_argument("--max-connections", type=int, default=1000,
                         help="most open connections (each holds a file descriptor: keep it below `ulimit -n`); "
                         "more get 503 (default 1000)")
@@ -100,14 +100,15 @@ def api_key_from_env(given: str | None = None) -> str | None:
 def _settings(args: argparse.Namespace) -> Any:
     from inspyrenet_lite.serving import ServeSettings
 
+    chosen = {"max_network_pixels": args.max_network_pixels} if args.max_network_pixels is not None else {}
     return ServeSettings(
+        **chosen,
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
         queue_size=args.queue_size,
         timeout_s=args.timeout,
         max_upload_bytes=max(1, int(args.max_upload_mb * 1024 * 1024)),
         max_pixels=args.max_pixels,
-        max_network_pixels=args.max_network_pixels,
         max_connections=args.max_connections,
         head_timeout_s=args.head_timeout,
         body_timeout_s=args.body_timeout,

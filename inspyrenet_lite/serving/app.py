@@ -97,12 +97,15 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["*"], expose_headers=["*"])
 
-    @app.api_route("/v1/health", methods=["GET", "HEAD"], tags=["service"])
+    # HEAD answers as GET does (load balancers probe with it), out of the schema: one operation per route there.
+    @app.head("/v1/health", include_in_schema=False)
+    @app.get("/v1/health", tags=["service"])
     async def health() -> dict[str, str]:
         """Alive (the process answers); says nothing about the model."""
         return {"status": "ok"}
 
-    @app.api_route("/v1/ready", methods=["GET", "HEAD"], tags=["service"])
+    @app.head("/v1/ready", include_in_schema=False)
+    @app.get("/v1/ready", tags=["service"])
     async def ready() -> JSONResponse:
         """200 once every model is loaded and warmed up, else 503."""
         if state.ready:

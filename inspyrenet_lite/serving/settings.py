@@ -9,7 +9,9 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 #: Largest decoded image accepted by default (pixels).
 DEFAULT_SERVE_MAX_PIXELS = 40_000_000
 #: Largest network pass a request may ask for (resize=dynamic, hr_blend) by default (pixels).
-DEFAULT_MAX_NETWORK_PIXELS = 1_000_000
+#: Fits the high-resolution pass of a 4:3 or 3:2 photo at the library's 1280-pixel short side (2.2-2.5 MP);
+#: a 2560x1280 dynamic pass (3.3 MP, about 3 GB on the full-size model) is refused.
+DEFAULT_MAX_NETWORK_PIXELS = 2_500_000
 
 
 @dataclass(frozen=True)
