@@ -55,27 +55,20 @@ def cached_remover(
         return remover
 
 
-def remove(
-    image: Any,
-    model: str | os.PathLike[str] | None = None,
-    *,
-    device: str | None = None,
-    precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32",
-    ckpt: str | os.PathLike[str] | None = None,
-    resize: Literal["static", "dynamic"] | None = None,
-    backend: Literal["torch", "onnxruntime", "auto"] = "torch",
-    **options: Any,
-) -> Any:
+#: The keyword arguments of :func:`remove` that choose the Remover (the others go to ``process``).
+REMOVER_SETTINGS = ("device", "precision", "ckpt", "resize", "backend")
+
+
+def remove(image: Any, model: str | os.PathLike[str] | None = None, **options: Any) -> Any:
     """Remove the background of ``image`` with a model kept for the next call.
 
-    ``model``, ``device``, ``precision``, ``ckpt``, ``resize`` and ``backend`` choose the
-    :class:`~inspyrenet_lite.Remover` (see there); ``options`` are :meth:`Remover.process`'s
-    (``type``, ``threshold``, ``hr_blend``, ``reverse``, ``batch_size``, ``errors``).
+    ``model`` and the settings of :data:`REMOVER_SETTINGS` (``device``, ``precision``, ``ckpt``,
+    ``resize``, ``backend``: see :func:`cached_remover`) choose the :class:`~inspyrenet_lite.Remover`;
+    the other ``options`` are :meth:`Remover.process`'s (``type``, ``threshold``, ``hr_blend``,
+    ``reverse``, ``batch_size``, ``errors``).
     """
-    remover = cached_remover(
-        model, device=device, precision=precision, ckpt=ckpt, resize=resize, backend=backend
-    )
-    return remover.process(image, **options)
+    settings = {key: options.pop(key) for key in REMOVER_SETTINGS if key in options}
+    return cached_remover(model, **settings).process(image, **options)
 
 
 def clear_cache() -> None:
