@@ -39,8 +39,10 @@ REDUCED_ATOL = 2.5e-4
 GREY_LEVEL = 1 / 255
 # Passes whose finest pyramid level is ill-conditioned (see test_parity.py): PyTorch's
 # own map moves more between 1 and 2 threads (res2net square 6.5e-4, swin_small_hr
-# 1.2e-2, measured) than ORT differs from it, so they are compared pixel-wise.
-ILL_CONDITIONED = {("res2net_small_lr", "square"), ("swin_small_hr", "square")}
+# 1.2e-2, measured) than ORT differs from it, so they are compared pixel-wise. The
+# Res2Net's non-square pass joins them on an AVX2-only CPU (ORT 3.0e-4 from PyTorch on
+# the generated fixtures; the authors' own code moves its d1 by 2e-2 between CPUs).
+ILL_CONDITIONED = {("res2net_small_lr", "square"), ("res2net_small_lr", "nonsquare"), ("swin_small_hr", "square")}
 
 
 class _CountingExport:

@@ -18,6 +18,7 @@ from .._atomic import atomic_write_text
 from .._download import file_digest
 from . import TorchBackend
 from .onnx_export import export_onnx, load_session, run_session
+from .onnx_quantize import needs_reduced_range
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +175,8 @@ class OrtBackend:
             self._checkpoint_digest = file_digest(self.checkpoint_path, "sha256")
         stem = self.checkpoint_path.name.split(".")[0]
         variant = "" if precision == "fp32" else f".{precision}-{quantizer_digest()}"
+        if precision == "int8" and needs_reduced_range():
+            variant += "-r7"  # 7-bit weights for a CPU without VNNI: another graph
         name = (
             f"{stem}.{self._checkpoint_digest[:16]}.{size[0]}x{size[1]}{variant}"
             f".lite{__version__}-{code_digest()}.torch{torch.__version__}.ort{onnxruntime.__version__}.onnx"

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..predictor import MapRequest, Predictor
-from . import deadline as deadlines
+import inspyrenet_lite.serving.deadline as deadlines  # the module, not the package (whose __init__ imports this one)
 
 logger = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from ..compositing import OutputSpec, alpha_to_uint8, composite, parse_colour
 from ..image_io import carry_metadata
 from ..predictor import MapRequest
 from .pipeline import decode, encode, parse_flag
-from . import deadline as deadlines
+import inspyrenet_lite.serving.deadline as deadlines  # the module, not the package (whose __init__ imports this one)
 from .admission import NETWORK_UNITS, image_units
 from .errors import ServeError
 from .state import ServiceState

@@ -18,7 +18,7 @@ import numpy as np
 from ..model_source import HUB_PREFIX
 from ..registry import MODELS
 from ..predictor import MapRequest
-from . import deadline as deadlines
+import inspyrenet_lite.serving.deadline as deadlines  # the module, not the package (whose __init__ imports this one)
 from .admission import NETWORK_UNITS, WorkLedger, retry_after
 from .batcher import MicroBatcher, QueueFullError
 from .errors import ServeError
