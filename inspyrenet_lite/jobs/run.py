@@ -106,11 +106,10 @@ def remover_identity(remover: Any) -> dict[str, str | None]:
 
 @functools.lru_cache(maxsize=16)
 def _digest(path: str, size: int, mtime_ns: int) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()[:16]
+    """``size`` and ``mtime_ns`` only key the cache: a file changed since is hashed again."""
+    from inspyrenet_lite._download import file_digest as sha
+
+    return sha(path, "sha256")[:16]
 
 
 def file_digest(path: str | os.PathLike[str]) -> str | None:
