@@ -361,10 +361,18 @@ def to_kind(result: Image.Image, kind: InputKind) -> Image.Image | np.ndarray | 
     if kind == "array":
         return np.asarray(result).copy()
     if kind == "bytes":
-        buf = io.BytesIO()
-        result.save(buf, format="PNG", **encode_options(result, "PNG"))
-        return buf.getvalue()
+        return encode_image(result, "PNG")
     return result
+
+
+def encode_image(img: Image.Image, fmt: str, quality: int | None = None) -> bytes:
+    """``img`` encoded in Pillow format ``fmt`` as :func:`save_image` writes it (flattened where the format
+    holds no alpha, the metadata the format carries, :func:`encode_options`)."""
+    fmt = fmt.upper()
+    img = for_format(img, fmt)
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **encode_options(img, fmt, quality))
+    return buffer.getvalue()
 
 
 #: Formats whose results are lossy unless asked otherwise (JPEG always is).

@@ -343,8 +343,6 @@ STREAM = "-"
 
 def _run_stream(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """One image from stdin, a file or an http(s) address to stdout (``-o -``) in ``--format``."""
-    import io
-
     if args.output != STREAM:
         parser.error("reading the image from stdin (-) writes its result to stdout: add -o -")
     if len(args.inputs) != 1:
@@ -358,20 +356,18 @@ def _run_stream(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     remover = _load_remover(args, max_pixels)
     if isinstance(remover, int):
         return remover
-    from inspyrenet_lite.image_io import encode_options, for_format
+    from inspyrenet_lite.image_io import encode_image
 
     try:
         result = remover.process(
             sys.stdin.buffer if source == STREAM else source,
             type=spec, threshold=args.threshold, hr_blend=args.hr_blend, reverse=args.reverse,
         )
-        result = for_format(result, fmt)
-        buffer = io.BytesIO()
-        result.save(buffer, format=fmt, **encode_options(result, fmt, args.quality))
+        data = encode_image(result, fmt, args.quality)
     except (ValueError, OSError) as exc:  # ImageLoadError is a ValueError: one line naming the input
         print(f"inspyrenet-lite: {exc}", file=sys.stderr)
         return 1
-    sys.stdout.buffer.write(buffer.getvalue())
+    sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
     return 0
 

@@ -24,7 +24,6 @@ so the bytes written are the same.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import io
 import logging
 import multiprocessing
 import os
@@ -38,7 +37,7 @@ from typing import Any
 
 from inspyrenet_lite.jobs.manifest import Manifest
 from inspyrenet_lite.jobs.plan import Job
-from inspyrenet_lite.image_io import for_format
+from inspyrenet_lite.image_io import encode_image
 from inspyrenet_lite.jobs.run import ImageOutput, JobRunner, Reporter, process_batch, remover_identity
 
 logger = logging.getLogger(__name__)
@@ -159,12 +158,7 @@ def _portable(exc: Exception) -> Exception:
 
 def encode(result: Any, output: ImageOutput) -> bytes:
     """``result`` (a PIL image) encoded as :func:`~inspyrenet_lite.image_io.save_image` writes it."""
-    from inspyrenet_lite.image_io import encode_options
-
-    result = for_format(result, output.format)
-    buffer = io.BytesIO()
-    result.save(buffer, format=output.format, **encode_options(result, output.format, output.quality))
-    return buffer.getvalue()
+    return encode_image(result, output.format, output.quality)
 
 
 def _work_images(sources: list[str], output: ImageOutput) -> list[bytes | Exception]:
