@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import http.server
 import io
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ from PIL import Image
 
 from inspyrenet_lite import Remover
 from inspyrenet_lite.image_io import ImageLoadError, fetch_url, load_image
+from serving_helpers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,12 +37,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.shutdown()
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_an_address_is_fetched_and_decoded(site):
     loaded = load_image(f"{site}/photo.png")
     assert loaded.kind == "url" and loaded.rgb.size == (40, 30)
@@ -57,7 +51,7 @@ def test_an_address_is_fetched_and_decoded(site):
     ],
 )
 def test_an_address_that_cannot_be_had_is_one_clear_error(site, address, message):
-    url = f"{site}{address}" if address else f"http://127.0.0.1:{closed_port()}/photo.png"
+    url = f"{site}{address}" if address else f"http://127.0.0.1:{free_port()}/photo.png"  # nobody listens there
     with pytest.raises(ImageLoadError, match=message):
         fetch_url(url, max_bytes=100_000)
 
