@@ -163,7 +163,7 @@ def _walk(folder: Path, exclude: str | None) -> list[tuple[Path, Path, str | Non
         visited.add(real)
         dirs[:] = sorted(
             d for d in dirs
-            if not d.startswith(".") and _resolved(root_path / d) not in (exclude, None, *visited)
+            if not d.startswith(".") and _resolved(root_path / d) not in (exclude, None)  # loops: `visited` above
         )
         if MANIFEST_NAME in files:
             results |= _recorded_results(root_path)
