@@ -28,10 +28,10 @@ from inspyrenet_lite import __version__
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20  # 1 MiB: large enough to be fast, small enough to stream 350 MiB
-_TIMEOUT_S = 60.0
+TIMEOUT_S = 60.0
 #: How long a first connection to a host may take before it counts as unreachable.
 PROBE_TIMEOUT_S = 5.0
-_USER_AGENT = f"inspyrenet-lite/{__version__} (+urllib)"
+USER_AGENT = f"inspyrenet-lite/{__version__} (+urllib)"
 
 
 class DownloadError(OSError):
@@ -84,7 +84,7 @@ def download_url(
     Raises :class:`DownloadError` with the reason otherwise; no file is left.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, **(headers or {})})
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
     # A unique name per download (concurrent runs never share one), opened
     # with the process umask so the finished file has normal permissions.
     tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.incomplete"
@@ -108,7 +108,7 @@ def _stream(request: urllib.request.Request, out, *, progress: bool, desc: str) 
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
     try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             with tqdm(

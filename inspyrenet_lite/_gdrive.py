@@ -23,7 +23,7 @@ import urllib.request
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urljoin
 
-from ._download import _TIMEOUT_S, _USER_AGENT, DownloadError
+from ._download import TIMEOUT_S, USER_AGENT, DownloadError
 
 ENV_GDRIVE_URL = "INSPYRENET_LITE_GDRIVE_URL"
 DEFAULT_GDRIVE_URL = "https://drive.google.com/uc"
@@ -65,9 +65,9 @@ def drive_download_request(file_id: str) -> tuple[str, dict[str, str]]:
     that offers no way to the file (quota exceeded, file not public...).
     """
     url = drive_url(file_id)
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             content_type = response.headers.get("Content-Type", "")
             if "text/html" not in content_type:
                 return url, {}  # a small file: served at once

@@ -30,7 +30,7 @@ from huggingface_hub.errors import (
 )
 
 from ._download import unreachable
-from .weights import WeightsUnavailableError, _offline
+from .weights import WeightsUnavailableError, hub_offline
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ def _cache_only(repo_id: str, kwargs: dict[str, Any]) -> bool:
     """Whether to load ``repo_id`` from the Hub cache only; raises at once where neither cache nor Hub can serve it."""
     cached = _is_cached(repo_id, kwargs)
     cache = kwargs.get("cache_dir") or hf_constants.HF_HUB_CACHE
-    if kwargs.get("local_files_only") or _offline():
+    if kwargs.get("local_files_only") or hub_offline():
         if cached:
             return True
-        why = "offline mode (HF_HUB_OFFLINE is set)" if _offline() else "local_files_only=True"
+        why = "offline mode (HF_HUB_OFFLINE is set)" if hub_offline() else "local_files_only=True"
         raise WeightsUnavailableError(
             f"cannot load the Hub model {repo_id!r}: {why} and it is not in the Hub cache ({cache}); "
             f"download it once with network (`hf download {repo_id}`), or unset HF_HUB_OFFLINE, "

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .constants import PRECISIONS, STRIDE  # noqa: F401  (STRIDE re-exported)
+from .constants import PRECISIONS, STRIDE
 
 RESIZES = ("static", "dynamic")
 ERRORS = ("raise", "skip")

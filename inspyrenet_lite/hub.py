@@ -33,7 +33,7 @@ from inspyrenet_lite import __version__
 
 from ._atomic import atomic_write_text
 from .modeling.inspyrenet import InSPyReNet as _Network
-from .serialization import (  # noqa: F401  (architecture_config & co. re-exported: the Hub API's names)
+from .serialization import (
     ARCH_FIELDS,
     ConfigError,
     architecture_config,

@@ -154,7 +154,7 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 source.load()
-                rgb = _to_rgb(name, source)
+                rgb = to_rgb(name, source)
         except ImageLoadError:
             raise
         except _DECODE_ERRORS as exc:
@@ -297,7 +297,7 @@ def _decode(name: str, stream: io.RawIOBase | io.BufferedIOBase, max_pixels: int
                 raise TooManyPixelsError(name, _too_many_pixels(exc, max_pixels)) from exc
             except _DECODE_ERRORS as exc:
                 raise ImageLoadError(name, f"it is truncated or corrupt ({exc}); re-export or re-download it") from exc
-            return _to_rgb(name, img)
+            return to_rgb(name, img)
 
 
 def _too_many_pixels(exc: Exception, max_pixels: int | None) -> str:
@@ -308,7 +308,7 @@ def _too_many_pixels(exc: Exception, max_pixels: int | None) -> str:
     )
 
 
-def _to_rgb(name: str, img: Image.Image) -> Image.Image:
+def to_rgb(name: str, img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB, scaling 16-bit data instead of clipping it."""
     mode = img.mode
     if mode == "RGB":
@@ -370,13 +370,20 @@ def encode_image(img: Image.Image, fmt: str, quality: int | None = None) -> byte
     holds no alpha, the metadata the format carries, :func:`encode_options`)."""
     fmt = fmt.upper()
     img = for_format(img, fmt)
+    options = encode_options(img, fmt, quality)
     buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **encode_options(img, fmt, quality))
+    try:
+        img.save(buffer, format=fmt, **options)
+    except (ValueError, OSError) as exc:  # metadata the encoder refuses: the image matters, not its EXIF
+        logger.info("encoding with the metadata failed (%s); the result goes without it", exc)
+        buffer = io.BytesIO()
+        img.save(buffer, format=fmt, **{k: v for k, v in options.items() if k not in _METADATA_KEYS})
     return buffer.getvalue()
 
 
-#: Formats whose results are lossy unless asked otherwise (JPEG always is).
-LOSSY_FORMATS = frozenset({"JPEG"})
+_METADATA_KEYS = ("exif", "icc_profile", "dpi")
+
+
 #: JPEG quality when none is given: high, since results are often edited further.
 DEFAULT_JPEG_QUALITY = 95
 _METADATA_FORMATS = {
@@ -463,11 +470,9 @@ def save_image(
     fmt = format or Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the image format of {str(path)!r} from its suffix; pass format=")
-    fmt = fmt.upper()
-    img = for_format(img, fmt)
-    options = encode_options(img, fmt, quality)
+    data = encode_image(img, fmt, quality)
     with atomic_open(path, on_replaced) as fh:
-        img.save(fh, format=fmt, **options)
+        fh.write(data)
     logger.debug("wrote %s", path)
     return path
 

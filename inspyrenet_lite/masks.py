@@ -57,9 +57,9 @@ def _to_uint8(img: Image.Image, path: str | os.PathLike) -> np.ndarray:
         if alpha.size and int(alpha.min()) < 255:
             return alpha.copy()
     if img.mode in _INTEGER_MODES or img.mode == "F":
-        from inspyrenet_lite.image_io import _to_rgb
+        from inspyrenet_lite.image_io import to_rgb
 
-        img = _to_rgb(str(path), img)  # the package's one 16-bit rule; grey in, equal channels out
+        img = to_rgb(str(path), img)  # the package's one 16-bit rule; grey in, equal channels out
     return np.asarray(img.convert("L"), dtype=np.uint8)
 
 

@@ -22,17 +22,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from . import pipeline
 from .checks import check_options
-from .compositing import OutputSpec, OutputType, apply_threshold_reverse, composite, parse_output_type
-from .constants import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (kept importable from here)
-from .image_io import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, allow_pixels, carry_metadata, load_image, to_kind
-from .predictor import MapRequest, Predictor, check_precision_on, inference_defaults, pick_device
-from .transforms import (  # noqa: F401  (public names of this module before the Predictor existed)
-    DEFAULT_HR_LONG_SIDE,
-    DEFAULT_HR_MAX_PIXELS,
-    DEFAULT_HR_SHORT_SIDE,
-    own_size,
-)
+from .compositing import OutputType, parse_output_type
+from .image_io import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, allow_pixels, to_kind
+from .options import OutputOptions
+from .predictor import Predictor, check_precision_on, inference_defaults, pick_device
+from .transforms import DEFAULT_HR_LONG_SIDE, DEFAULT_HR_MAX_PIXELS
 
 logger = logging.getLogger(__name__)
 
@@ -242,18 +238,22 @@ class Remover:
             batch_size=batch_size,
             errors=errors,
         )
-        spec = parse_output_type(type, max_pixels=self.max_pixels)
-        threshold, hr_blend, reverse = options["threshold"], options["hr_blend"], options["reverse"]
+        output = OutputOptions(
+            spec=parse_output_type(type, max_pixels=self.max_pixels),
+            threshold=options["threshold"],
+            reverse=options["reverse"],
+        )
+        hr_blend = options["hr_blend"]
         if isinstance(image, (list, tuple)):
-            return list(self._process_many(image, spec, threshold, hr_blend, reverse, batch_size, errors))
-        loaded = load_image(image, max_pixels=self.max_pixels)
+            return list(self._process_many(image, output, hr_blend, batch_size, errors))
+        loaded = pipeline.decode(image, max_pixels=self.max_pixels)
         pred = self._predict_loaded([loaded], hr_blend)[0]
-        return self._finish(loaded, pred, spec, threshold, reverse)
+        return self._finish(loaded, pred, output)
 
     def predict(self, image: ImageInput, hr_blend: float | None = None) -> np.ndarray:
         """The saliency map of one image: float32 HxW in [0, 1] at the image's size."""
         hr_blend = check_options(hr_blend=self.hr_blend if hr_blend is None else hr_blend)["hr_blend"]
-        loaded = load_image(image, max_pixels=self.max_pixels)
+        loaded = pipeline.decode(image, max_pixels=self.max_pixels)
         return self._predict_loaded([loaded], hr_blend)[0]
 
     def high_resolution_notice(self, size: tuple[int, int], hr_blend: float = 0.0) -> str | None:
@@ -266,12 +266,10 @@ class Remover:
     def _process_many(
         self,
         images: Sequence[ImageInput],
-        spec: OutputSpec,
-        threshold: float | None,
+        output: OutputOptions,
         hr_blend: float,
-        reverse: bool,
         batch_size: int,
-        errors: str,
+        errors: Literal["raise", "skip"],
     ) -> Iterator[Any]:
         skip = errors == "skip"
         # Decode one window of images at a time so memory stays bounded.
@@ -279,7 +277,7 @@ class Remover:
             window: list[LoadedImage | Exception] = []
             for img in images[start : start + batch_size]:
                 try:
-                    window.append(load_image(img, max_pixels=self.max_pixels))
+                    window.append(pipeline.decode(img, max_pixels=self.max_pixels))
                 except Exception as exc:
                     if not skip:
                         raise
@@ -295,9 +293,9 @@ class Remover:
                 if isinstance(pred, Exception):
                     yield pred
                 elif skip:
-                    yield self._try(lambda item=item, pred=pred: self._finish(item, pred, spec, threshold, reverse))
+                    yield self._try(lambda item=item, pred=pred: self._finish(item, pred, output))
                 else:
-                    yield self._finish(item, pred, spec, threshold, reverse)
+                    yield self._finish(item, pred, output)
 
     @staticmethod
     def _try(work: Any) -> Any:
@@ -307,18 +305,11 @@ class Remover:
         except Exception as exc:
             return exc
 
-    def _finish(
-        self, loaded: LoadedImage, pred: np.ndarray, spec: OutputSpec, threshold: float | None, reverse: bool
-    ) -> Any:
-        alpha = apply_threshold_reverse(pred, threshold, reverse)
-        # The input's colour profile, DPI and EXIF go with the result, for the file it is saved to.
-        result = carry_metadata(loaded.rgb, composite(loaded.rgb, alpha, spec))
-        return to_kind(result, loaded.kind)
+    @staticmethod
+    def _finish(loaded: LoadedImage, pred: np.ndarray, options: OutputOptions) -> Any:
+        return to_kind(pipeline.render(loaded.rgb, pred, options), loaded.kind)
 
     def _predict_loaded(
-        self, items: Sequence[LoadedImage], hr_blend: float, errors: str = "raise"
+        self, items: Sequence[LoadedImage], hr_blend: float, errors: Literal["raise", "skip"] = "raise"
     ) -> list[np.ndarray | Exception]:
-        """Maps (float32 HxW in [0, 1]) for decoded images, batched by network size
-        (``errors="skip"``: a failed item's exception in its place)."""
-        requests = [MapRequest(item.rgb, hr_blend=hr_blend, name=item.name) for item in items]
-        return self.predictor.predict_maps(requests, batch_size=max(1, len(requests)), errors=errors)
+        return pipeline.predict(self.predictor, items, hr_blend=hr_blend, errors=errors)

@@ -110,7 +110,7 @@ def resolve_checkpoint(mode: str, ckpt: str | os.PathLike[str] | None = None) ->
     attempts: list[tuple[str, str]] = []
     found = _from_hub_cache(info, attempts) or _from_own_cache(info, attempts)
     if found is None:
-        if _offline():
+        if hub_offline():
             attempts.append(("network (Hub and release URL)", "not tried: offline mode (HF_HUB_OFFLINE is set)"))
         else:
             found = _from_hub(info, attempts) or _from_release(info, attempts) or _from_drive(info, attempts)
@@ -149,8 +149,8 @@ def _user_file(value: str | os.PathLike[str], origin: str) -> Path:
     return path.resolve()
 
 
-def _offline() -> bool:
-    # The Hub reads HF_HUB_OFFLINE once at import; also honour it when set later.
+def hub_offline() -> bool:
+    """Whether the Hub is in offline mode (``HF_HUB_OFFLINE``, also when set after the Hub's import)."""
     env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
     return bool(hf_constants.HF_HUB_OFFLINE) or env in {"1", "ON", "YES", "TRUE"}
 

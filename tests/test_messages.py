@@ -116,7 +116,7 @@ def _tiny_swin(seed: int):
 
 def test_a_saved_model_state_dict_in_our_own_layout_loads(tmp_path: Path) -> None:
     from inspyrenet_lite.checkpoint import save_checkpoint
-    from inspyrenet_lite.hub import architecture_config, safetensors_metadata
+    from inspyrenet_lite.serialization import architecture_config, safetensors_metadata
 
     trained = _tiny_swin(0)
     fresh = _tiny_swin(1)

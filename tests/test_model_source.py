@@ -10,7 +10,7 @@ import torch
 
 from inspyrenet_lite import InSPyReNet, Remover
 from inspyrenet_lite.checkpoint import save_checkpoint
-from inspyrenet_lite.hub import safetensors_metadata, architecture_config
+from inspyrenet_lite.serialization import architecture_config, safetensors_metadata
 
 TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
 

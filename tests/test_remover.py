@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from inspyrenet_lite import ImageLoadError, Remover
-from inspyrenet_lite.remover import own_size, pick_device
+from inspyrenet_lite.predictor import pick_device
+from inspyrenet_lite.transforms import own_size
 
 
 def _digest(t: torch.Tensor) -> tuple:

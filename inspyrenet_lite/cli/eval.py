@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from inspyrenet_lite.cli.remove import _unit_float
+from inspyrenet_lite.cli import argtypes
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", action="append", default=[], metavar="DIR", help="saved maps to score (repeatable)")
     p.add_argument("--images", metavar="DIR", help="images to predict with --model")
     p.add_argument("--model", action="append", default=[], metavar="NAME", help="model to run on --images (repeatable)")
-    p.add_argument("--hr-blend", type=_unit_float, default=0.0, metavar="B", help="pyramid blending strength for --model")
+    p.add_argument("--hr-blend", type=argtypes.hr_blend, default=0.0, metavar="B", help="pyramid blending strength for --model")
     p.add_argument("--resize", choices=("static", "dynamic"), default="static", help="network input size for --model")
     p.add_argument("--ckpt", metavar="PATH", help="local checkpoint for --model")
     p.add_argument("--device", help="torch device for --model (default: cuda, mps, then cpu)")

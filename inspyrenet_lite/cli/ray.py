@@ -25,11 +25,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from inspyrenet_lite.cli import remove
+from inspyrenet_lite.cli import argtypes, remove
 from inspyrenet_lite.cli.model_args import add_model_arguments
 from inspyrenet_lite.constants import IMAGE_SUFFIXES
 from inspyrenet_lite.jobs.manifest import Manifest
 from inspyrenet_lite.jobs.plan import Job, collect_jobs, edited_output, new_output_name, probe_folder
+from inspyrenet_lite.options import FORMATS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,26 +42,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or glob patterns")
     parser.add_argument("-o", "--output", default=".", metavar="DIR", help="output folder (default: current folder)")
     parser.add_argument("-t", "--type", default="rgba", help="as the default command's --type (not a video)")
-    parser.add_argument("--threshold", type=remove._unit_float, default=None, help="hard mask threshold in [0, 1]")
+    parser.add_argument("--threshold", type=argtypes.threshold, default=None, help="hard mask threshold in [0, 1]")
     parser.add_argument("--reverse", action="store_true", help="keep the background instead of the object")
     add_model_arguments(parser)
     parser.add_argument(
-        "--hr-blend", type=remove._unit_float, default=None, metavar="BETA", help="as the default command's"
+        "--hr-blend", type=argtypes.hr_blend, default=None, metavar="BETA", help="as the default command's"
     )
     parser.add_argument("--resize", choices=("static", "dynamic"), default=None, help="network input size")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="inference precision")
     parser.add_argument("--ckpt", default=None, metavar="PATH", help="local checkpoint instead of the download")
     parser.add_argument("--device", default=None, help="each actor's torch device (default: its GPU if any, else cpu)")
-    parser.add_argument("--format", choices=sorted(remove.FORMATS), default="png", help="output format (default png)")
-    parser.add_argument("--quality", type=remove._quality, default=None, metavar="N", help="1-100 for jpg and webp")
     parser.add_argument(
-        "--max-pixels", type=remove._pixel_limit, default=None, metavar="N", help="as the default command's"
+        "--format", type=argtypes.output_format, default="png", metavar="{" + ",".join(FORMATS) + "}",
+        help="output format (default png)",
+    )
+    parser.add_argument("--quality", type=argtypes.quality, default=None, metavar="N", help="1-100 for jpg and webp")
+    parser.add_argument(
+        "--max-pixels", type=argtypes.pixel_limit, default=None, metavar="N", help="as the default command's"
     )
     parser.add_argument(
-        "--batch-size", type=remove._positive_int, default=8, metavar="N", help="images per actor call (default 8)"
+        "--batch-size", type=argtypes.positive_int, default=8, metavar="N", help="images per actor call (default 8)"
     )
     parser.add_argument(
-        "--actors", type=remove._positive_int, default=1, metavar="N", help="actors, one model each (default 1)"
+        "--actors", type=argtypes.positive_int, default=1, metavar="N", help="actors, one model each (default 1)"
     )
     parser.add_argument("--num-gpus", type=float, default=None, metavar="G", help="GPUs per actor (e.g. 1)")
     parser.add_argument("--address", default=None, help="join this Ray cluster (default: start a local instance)")
@@ -137,25 +141,23 @@ def _start_ray(address: str | None, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``inspyrenet-lite ray``; returns the exit status (as the default command's)."""
-    from inspyrenet_lite.compositing import parse_output_type
     from inspyrenet_lite.image_io import DEFAULT_MAX_PIXELS
-    from inspyrenet_lite.image_io import NO_ALPHA_FORMATS
     from inspyrenet_lite.jobs.run import ImageOutput
+    from inspyrenet_lite.options import OutputOptions
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    remove._setup_logging(args.verbose)
+    remove.setup_logging(args.verbose)
     if importlib.util.find_spec("ray") is None:
         print('inspyrenet-lite: ray needs the [ray] extra: pip install "inspyrenet-lite[ray]"', file=sys.stderr)
         return 2
-    fmt = remove.FORMATS[args.format]
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     try:
-        spec = parse_output_type(args.type, max_pixels=max_pixels)
+        options = OutputOptions.of(args.type, max_pixels=max_pixels, threshold=args.threshold, reverse=args.reverse,
+                                   format=args.format, quality=args.quality)
     except ValueError as exc:
         parser.error(str(exc))
-    if spec.has_alpha and fmt in NO_ALPHA_FORMATS:
-        parser.error(f"--format {args.format} cannot store transparency; use png or webp, or a --type such as white")
+    spec, fmt = options.spec, options.output_format.pillow
     if "://" in args.output:
         print(
             f"inspyrenet-lite: -o must be a local folder, not {args.output!r}: write the outputs locally, "
@@ -188,7 +190,7 @@ def _plan(parser: argparse.ArgumentParser, args: argparse.Namespace):
     uris = [text for text in args.inputs if "://" in text]
     local = [text for text in args.inputs if "://" not in text]
     if not uris:
-        planned = remove._plan(parser, args)
+        planned = remove.plan_jobs(parser, args)
         return planned if isinstance(planned, int) else (*planned, {})
     output_dir = Path(args.output)
     try:
@@ -322,11 +324,11 @@ def _run(args: argparse.Namespace, manifest, jobs, filesystems, output, construc
               f"inspyrenet-lite: cannot start or join Ray: {reason}", file=sys.stderr)
         return 2
     try:
-        with remove._signals_as_interrupts():
+        with remove.signals_as_interrupts():
             runner.run(jobs, filesystems)
     except KeyboardInterrupt as exc:
         print(f"inspyrenet-lite: interrupted: {runner.counts}", file=sys.stderr)
-        return 128 + exc.signum if isinstance(exc, remove._Stopped) else 130
+        return 128 + exc.signum if isinstance(exc, remove.Stopped) else 130
     except DiskFull as exc:
         print(f"inspyrenet-lite: stopped: no more files can be written ({exc}); {runner.counts}", file=sys.stderr)
         return 1

@@ -38,65 +38,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from inspyrenet_lite import __version__
+from inspyrenet_lite.cli import argtypes
 from inspyrenet_lite.cli import video as video_cli
 from inspyrenet_lite.cli.devices import device_problem
 from inspyrenet_lite.cli.model_args import add_model_arguments
 from inspyrenet_lite.constants import IMAGE_SUFFIXES, PRECISIONS
 from inspyrenet_lite.jobs.manifest import Manifest
 from inspyrenet_lite.jobs.plan import Job, collect_jobs, probe_folder, remove_leftovers
-from inspyrenet_lite.image_io import NO_ALPHA_FORMATS as _NO_ALPHA_FORMATS
-from inspyrenet_lite.registry import MODELS, decode_base_size
+from inspyrenet_lite.options import FORMATS
+from inspyrenet_lite.registry import MODELS
 
 __all__ = ["main", "build_parser", "collect_jobs", "Job", "IMAGE_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
 
-FORMATS = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG", "jpeg": "JPEG", "bmp": "BMP", "tiff": "TIFF"}
-_QUALITY_FORMATS = {"JPEG", "WEBP"}
 MODES = tuple(MODELS)
-
-
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
-def _int_at_least(minimum: int, what: str):
-    """An argparse type: an integer of at least ``minimum``, described as ``what`` in errors."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
-
-
-_positive_int = _int_at_least(1, "a positive integer")
-_pixel_limit = _int_at_least(0, "a pixel count (0 for no limit)")
-
-
-def _base_size(text: str) -> tuple[int, int]:
-    try:
-        return decode_base_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _quality(text: str) -> int:
-    value = _positive_int(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"expected an integer in 1..100, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,15 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="rgba (default), map, green, white, blur, overlay, a colour ('#rrggbb' or 'r,g,b') "
         "or the path of a background image",
     )
-    parser.add_argument("--threshold", type=_unit_float, default=None, help="hard mask: map values above it are kept")
+    parser.add_argument("--threshold", type=argtypes.threshold, default=None, help="hard mask: map values above it are kept")
     parser.add_argument("--reverse", action="store_true", help="keep the background instead of the object")
     add_model_arguments(parser)
     parser.add_argument(
-        "--base-size", type=_base_size, default=None, metavar="HxW", help="base size of a --ckpt that does not say it"
+        "--base-size", type=argtypes.base_size, default=None, metavar="HxW", help="base size of a --ckpt that does not say it"
     )
     parser.add_argument(
         "--hr-blend",
-        type=_unit_float,
+        type=argtypes.hr_blend,
         default=None,
         metavar="BETA",
         help="pyramid blending with a high-resolution pass, strength in [0, 1] (default: the model's; 0 = off)",
@@ -161,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=None,
         metavar="N",
         help="worker processes (per device of --devices; else on --device, default cpu), "
@@ -188,10 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ckpt", default=None, metavar="PATH", help="local checkpoint (.pth or .safetensors) instead of the download"
     )
-    parser.add_argument("--format", choices=sorted(FORMATS), default="png", help="output format (default png)")
+    parser.add_argument(
+        "--format", type=argtypes.output_format, default="png", metavar="{" + ",".join(FORMATS) + "}",
+        help="output format (default png)",
+    )
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=1,
         metavar="N",
         help="images per network pass: faster on a GPU (default 1)",
@@ -213,14 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--quality",
-        type=_quality,
+        type=argtypes.quality,
         default=None,
         metavar="N",
         help="1-100: jpg quality (default 95); makes webp lossy (default: lossless)",
     )
     parser.add_argument(
         "--max-pixels",
-        type=_pixel_limit,
+        type=argtypes.pixel_limit,
         default=None,
         metavar="N",
         help="refuse images with more pixels (default 100000000; 0: no limit, Pillow's own guard included)",
@@ -232,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Stopped(KeyboardInterrupt):
+class Stopped(KeyboardInterrupt):
     """SIGTERM or SIGHUP, handled as Ctrl-C is."""
 
     def __init__(self, signum: int) -> None:
@@ -241,13 +200,13 @@ class _Stopped(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _signals_as_interrupts() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into :class:`_Stopped` while the block runs (main thread only)."""
+def signals_as_interrupts() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Stopped` while the block runs (main thread only)."""
     names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
     previous = {}
 
     def stop(signum, frame):
-        raise _Stopped(signum)
+        raise Stopped(signum)
 
     try:
         for name in names:
@@ -285,14 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     if args.output == STREAM or STREAM in args.inputs:
         return _run_stream(parser, args)
     fmt, spec, max_pixels = _check_arguments(parser, args)
     with output_held(args.output) as status:
         if status:
             return status
-        planned = _plan(parser, args)
+        planned = plan_jobs(parser, args)
         if isinstance(planned, int):
             return planned
         manifest, jobs = planned
@@ -420,7 +379,7 @@ def _remover_factory(args: argparse.Namespace, max_pixels: int | None):
     )
 
 
-def _setup_logging(verbose: bool) -> None:
+def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # huggingface_hub prints through a handler of its own: without this, each of
     # its warnings would be printed twice (once bare, once by the handler above).
@@ -432,7 +391,9 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
     from inspyrenet_lite.compositing import parse_output_type
     from inspyrenet_lite.image_io import DEFAULT_MAX_PIXELS
 
-    fmt = FORMATS[args.format]
+    from inspyrenet_lite.compositing import OutputSpec
+    from inspyrenet_lite.options import OutputOptions
+
     # --max-pixels is the only pixel limit: 0 lifts it (image_io widens Pillow's guard to match).
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     spec = None  # a background video (--type clip.mp4) is read by the video pipeline
@@ -442,10 +403,12 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
         except ValueError as exc:
             parser.error(str(exc))
     video_cli.check_arguments(parser, args)
-    if spec is not None and spec.has_alpha and fmt in _NO_ALPHA_FORMATS:
-        parser.error(f"--format {args.format} cannot store transparency; use png or webp, or a --type such as white")
-    if args.quality is not None and fmt not in _QUALITY_FORMATS:
-        parser.error(f"--quality applies to jpg and webp; --format {args.format} is always lossless")
+    try:  # a background video gives results without alpha, as a map does
+        options = OutputOptions(spec=spec or OutputSpec("map"), threshold=args.threshold, reverse=args.reverse,
+                                format=args.format, quality=args.quality)
+    except ValueError as exc:
+        parser.error(str(exc))
+    fmt = options.output_format.pillow
     output_dir = Path(args.output)
     if output_dir.is_file():
         parser.error(f"-o {args.output!r} is a file, not a folder")
@@ -457,7 +420,7 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
     return fmt, spec, max_pixels
 
 
-def _plan(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Manifest, list[Job]] | int:
+def plan_jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Manifest, list[Job]] | int:
     """The output folder's manifest and the jobs, or an exit status when there is nothing to do."""
     output_dir = Path(args.output)
     try:
@@ -532,12 +495,12 @@ def _run(
         video = functools.partial(video_cli.run_one, args=args, spec=spec)
         runner = ParallelJobRunner(remover, devices, manifest, output, video=video, **common)
     try:
-        with _signals_as_interrupts():
+        with signals_as_interrupts():
             runner.run(jobs)
     except KeyboardInterrupt as exc:
         bar.close()
         print(f"inspyrenet-lite: interrupted: {runner.counts}", file=sys.stderr)
-        return 128 + exc.signum if isinstance(exc, _Stopped) else 130
+        return 128 + exc.signum if isinstance(exc, Stopped) else 130
     except WorkerError as exc:
         bar.close()
         print(f"inspyrenet-lite: stopped: {exc}; {runner.counts}", file=sys.stderr)

@@ -44,7 +44,7 @@ DEFAULT_BATCH_SIZE = 8
 COMPUTE_SINCE = (2, 51)
 
 
-def _version(text: str) -> tuple[int, ...]:
+def _version_numbers(text: str) -> tuple[int, ...]:
     parts = []
     for piece in text.split(".")[:2]:
         digits = "".join(ch for ch in piece if ch.isdigit())
@@ -64,7 +64,7 @@ def map_batches_options(
 
         ray_version = ray.__version__
     options: dict[str, Any] = {}
-    if _version(ray_version) >= COMPUTE_SINCE:
+    if _version_numbers(ray_version) >= COMPUTE_SINCE:
         from ray.data import ActorPoolStrategy
 
         options["compute"] = ActorPoolStrategy(size=actors)
@@ -205,12 +205,12 @@ class RayJobRunner:
 
         book = self.book
         todo = []
-        for job in (job for job in jobs if book._to_do(job)):
+        for job in (job for job in jobs if book.to_do(job)):
             problem = unreadable_by_ray(job.key)
             if problem is None:
                 todo.append(job)
             else:  # one failed line for it; Ray would stop the whole dataset on it
-                book._settle(job, ValueError(problem), None)
+                book.settle(job, ValueError(problem), None)
         book.manifest.folder.mkdir(parents=True, exist_ok=True)
         by_path = {job.key: job for job in todo}
         by_path.update({job.key.split("://", 1)[1]: job for job in todo if "://" in job.key})  # Ray drops the scheme
@@ -218,8 +218,8 @@ class RayJobRunner:
             return book.counts
         dataset = _read(todo, filesystems or {})  # OSError (no access, no such object) before anything is noted
         for job in todo:
-            book._note(job, "started")
-        book._in_flight = list(todo)
+            book.note(job, "started")
+        book.in_flight = list(todo)
         cpus = actor_cpus(self.actors, ray.cluster_resources().get("CPU", 1.0))
         mapped = dataset.map_batches(
             BackgroundRemover, fn_constructor_kwargs=self.constructor, batch_size=self.batch_size,
@@ -231,13 +231,13 @@ class RayJobRunner:
                     job = _job_for(by_path, str(path))
                     failure = RuntimeError(str(error)) if str(error) else None
                     write = None if failure else (lambda done, job=job, data=bytes(result): write_result(job, data, done))
-                    book._settle(job, failure, write)
+                    book.settle(job, failure, write)
                     book.reporter.advanced(1)
         except (KeyboardInterrupt, OSError):  # OSError: a read failed mid-way (network, access): redo them next time
-            book._interrupt_in_flight()
+            book.interrupt_in_flight()
             raise
         finally:
-            book._in_flight = []
+            book.in_flight = []
         return book.counts
 
 

@@ -245,7 +245,7 @@ class ParallelJobRunner(JobRunner):
             self._drive(pool, iter(units))
             finished = True
         except KeyboardInterrupt:
-            self._interrupt_in_flight()
+            self.interrupt_in_flight()
             raise
         except cf.process.BrokenProcessPool as exc:
             self._fail_in_flight("a worker process died (killed, perhaps for lack of memory)")
@@ -255,7 +255,7 @@ class ParallelJobRunner(JobRunner):
                 "imports again)"
             ) from exc
         finally:
-            self._in_flight = []
+            self.in_flight = []
             self._stop_pool(pool, wait=finished)
         return self.counts
 
@@ -319,14 +319,14 @@ class ParallelJobRunner(JobRunner):
                 self._collect(future)
 
     def _submit(self, pool: cf.ProcessPoolExecutor, kind: str, chunk: list[Job]) -> None:
-        todo = [job for job in chunk if self._to_do(job)]
+        todo = [job for job in chunk if self.to_do(job)]
         if not todo:
             if kind == "images":
                 self.reporter.advanced(len(chunk))
             return
-        self._in_flight.extend(todo)  # first: a stop while the lines below are written records them interrupted
+        self.in_flight.extend(todo)  # first: a stop while the lines below are written records them interrupted
         for job in todo:  # recorded before the work: a resume knows what killed a run
-            self._note(job, "started")
+            self.note(job, "started")
         if kind == "video":
             if self.worker_video is None:
                 future = pool.submit(_fail_video)
@@ -347,14 +347,14 @@ class ParallelJobRunner(JobRunner):
             self.reporter.advanced(size)
 
     def _finish(self, job: Job, error: Exception | None, data: bytes | None) -> None:
-        """Write a worker's encoded result and record it (the one-process rules: :meth:`JobRunner._settle`)."""
-        self._settle(job, error, None if data is None else lambda done: write_result(job, data, done))
+        """Write a worker's encoded result and record it (the one-process rules: :meth:`JobRunner.settle`)."""
+        self.settle(job, error, None if data is None else lambda done: write_result(job, data, done))
 
     def _fail_in_flight(self, reason: str) -> None:
-        for job in list(self._in_flight):
-            self._note(job, "failed", reason)
-            self._fail(job, reason)
-        self._in_flight = []
+        for job in list(self.in_flight):
+            self.note(job, "failed", reason)
+            self.fail(job, reason)
+        self.in_flight = []
 
 
 def write_result(job: Job, data: bytes, on_replaced: Callable[[], None] | None = None) -> None:

@@ -215,7 +215,7 @@ class JobRunner:
         self.video = video
         self.reporter = reporter or LogReporter()
         self.counts = RunCounts()
-        self._in_flight: list[Job] = []
+        self.in_flight: list[Job] = []
         self._options = output.fingerprint(model if model is not None else remover_identity(remover))
 
     def run(self, jobs: Sequence[Job]) -> RunCounts:
@@ -230,22 +230,22 @@ class JobRunner:
                 self._run_video(job)
             for start in range(0, len(images), self.batch_size):
                 chunk = images[start : start + self.batch_size]
-                self._run_images([job for job in chunk if self._to_do(job)])
+                self._run_images([job for job in chunk if self.to_do(job)])
                 self.reporter.advanced(len(chunk))
         except KeyboardInterrupt:
-            self._interrupt_in_flight()
+            self.interrupt_in_flight()
             raise
         finally:
-            self._in_flight = []
+            self.in_flight = []
         return self.counts
 
-    # -------------------------------------------------------------- internals
-    def _interrupt_in_flight(self) -> None:
+    # ------------------------------------------ the ledger (what every executor uses)
+    def interrupt_in_flight(self) -> None:
         """Record the jobs in flight ``interrupted`` (not tried to the end: a resume must not take them for crashes)."""
-        for job in self._in_flight:
-            self._note(job, "interrupted")
+        for job in self.in_flight:
+            self.note(job, "interrupted")
 
-    def _note(self, job: Job, status: str, error: str | None = None) -> None:
+    def note(self, job: Job, status: str, error: str | None = None) -> None:
         """Record ``job``'s ``status``: with ``done``, the output file as written (size, mtime); otherwise
         what the record knew of an earlier output of the same input (it may still be there)."""
         assert job.output_name is not None and job.output is not None
@@ -264,16 +264,17 @@ class JobRunner:
             Record(job.output_name, job.key, job.size, job.mtime_ns, status, error, self._options, out_size, out_mtime_ns)
         )
 
-    def _fail(self, job: Job, error: BaseException | str) -> None:
+    def fail(self, job: Job, error: BaseException | str) -> None:
+        """Count ``job`` failed and report it (its record is :meth:`note`'s)."""
         self.counts.failed += 1
         if isinstance(error, BaseException):
             logger.debug("failure on %s", job.source, exc_info=error)
         self.reporter.failed(job, error)
 
-    def _to_do(self, job: Job) -> bool:
+    def to_do(self, job: Job) -> bool:
         """Whether ``job`` is to be processed now (else it was counted)."""
         if job.error is not None:
-            self._fail(job, job.error)
+            self.fail(job, job.error)
             return False
         if job.skip is not None:
             self.counts.skipped += 1
@@ -291,7 +292,7 @@ class JobRunner:
             self.counts.skipped += 1
             return False
         if record.status == "started" and not self.retry_failed:
-            self._fail(
+            self.fail(
                 job,
                 "an earlier run stopped while processing it (killed, perhaps for lack of memory); "
                 "skipped: --retry-failed tries it again, --max-pixels or a smaller image may help",
@@ -300,39 +301,39 @@ class JobRunner:
         return True
 
     def _run_video(self, job: Job) -> None:
-        if not self._to_do(job):
+        if not self.to_do(job):
             return
-        self._in_flight = [job]
-        self._note(job, "started")
+        self.in_flight = [job]
+        self.note(job, "started")
         try:
             if self.video is None:
                 raise ValueError("video inputs are not handled by this run")
             self.video(job)
         except Exception as exc:  # one bad video must not stop the others
             with deferred_interrupts():
-                self._note(job, "failed", str(exc))
-                self._fail(job, exc)
-                self._in_flight = []
+                self.note(job, "failed", str(exc))
+                self.fail(job, exc)
+                self.in_flight = []
         else:
             with deferred_interrupts():
-                self._note(job, "done")
+                self.note(job, "done")
                 self.counts.done += 1
-                self._in_flight = []
+                self.in_flight = []
 
     def _run_images(self, todo: list[Job]) -> None:
         if not todo:
             return
-        self._in_flight = list(todo)
+        self.in_flight = list(todo)
         for job in todo:  # recorded before the work: a resume knows what killed a run
-            self._note(job, "started")
+            self.note(job, "started")
         results = process_batch(self.remover, [str(job.source) for job in todo], self.output)
         for job, result in zip(todo, results, strict=True):
             if isinstance(result, Exception):
-                self._settle(job, result, None)
+                self.settle(job, result, None)
             else:
-                self._settle(job, None, lambda done, job=job, result=result: self._save(job, result, done))
+                self.settle(job, None, lambda done, job=job, result=result: self._save(job, result, done))
 
-    def _settle(self, job: Job, error: Exception | None, write: Callable[[Callable[[], None]], None] | None) -> None:
+    def settle(self, job: Job, error: Exception | None, write: Callable[[Callable[[], None]], None] | None) -> None:
         """Write one job's result and record ``done``, or record ``failed`` (``error``, or what writing raised).
 
         ``write(record_done)`` puts the file in place and calls ``record_done`` right after the rename,
@@ -341,9 +342,9 @@ class JobRunner:
         video). A full disk marks the jobs still in flight ``interrupted`` and raises :class:`DiskFull`."""
 
         def record_done() -> None:
-            self._note(job, "done")
+            self.note(job, "done")
             self.counts.done += 1
-            self._in_flight.remove(job)
+            self.in_flight.remove(job)
 
         try:
             if error is not None:
@@ -355,12 +356,12 @@ class JobRunner:
                     record_done()
         except Exception as exc:  # one bad file must not stop the others
             with deferred_interrupts():
-                self._note(job, "failed", str(exc))
-                self._fail(job, exc)
-                if job in self._in_flight:
-                    self._in_flight.remove(job)
+                self.note(job, "failed", str(exc))
+                self.fail(job, exc)
+                if job in self.in_flight:
+                    self.in_flight.remove(job)
             if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRNOS:
-                self._interrupt_in_flight()
+                self.interrupt_in_flight()
                 raise DiskFull(exc) from exc
 
     def _save(self, job: Job, result: Any, on_replaced: Callable[[], None]) -> None:
