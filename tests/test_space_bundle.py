@@ -261,9 +261,9 @@ def test_the_bundle_installs_like_the_builder_does_and_serves_its_page(
     )
     assert probe.returncode == 0, probe.stderr
     module_file, dist_root, version, prefix = json.loads(probe.stdout)
-    assert Path(module_file) == bundle / PACKAGE / "__init__.py"
-    assert Path(dist_root) == bundle and version == VERSION
-    assert Path(prefix) == venv
+    assert Path(module_file).resolve() == (bundle / PACKAGE / "__init__.py").resolve()
+    assert Path(dist_root).resolve() == bundle.resolve() and version == VERSION
+    assert Path(prefix).resolve() == venv.resolve()
 
     assert not list(bundle.rglob("__pycache__")), "the folder is fresh before the app starts"
     port = free_port()
