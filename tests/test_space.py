@@ -384,19 +384,6 @@ def test_space_front_matter_matches_the_pinned_gradio():
     assert (SPACE / fields["app_file"]).is_file()
 
 
-def test_space_requirements_install_this_version_of_the_library():
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    name, version = pyproject["project"]["name"], pyproject["project"]["version"]
-    lines = [
-        line.split("#")[0].strip()
-        for line in (SPACE / "requirements.txt").read_text().splitlines()
-    ]
-    requirements = [line for line in lines if line]
-    assert f"{name}=={version}" in requirements
-    # The Space's sdk_version provides gradio; a second pin would fight it.
-    assert not any(re.match(r"gradio\b", line) for line in requirements)
-
-
 def test_example_photos_are_shipped_with_their_licence_note():
     app = _load_app_module()
     photos = app.example_photos()
