@@ -218,6 +218,21 @@ def test_every_removebg_choice_is_accepted_and_nothing_outside(keyed_server: str
     assert httpx.post(f"{keyed_server}/v1.0/removebg", json={**source, **ignored}, headers=headers).status_code == 200
 
 
+def test_an_empty_file_part_is_a_file_left_out(keyed_server: str) -> None:
+    """What a form sends for a file input left empty (browsers, Swagger UI): an empty part."""
+    headers = {"X-Api-Key": KEY}
+    data = png_bytes(photo(32, 24))
+    empty = ("blob", b"", "image/*")
+    remove = httpx.post(f"{keyed_server}/v1/remove", headers=headers, data={"type": "white"},
+                        files={"image": ("p.png", data, "image/png"), "background": empty})
+    removebg = httpx.post(f"{keyed_server}/v1.0/removebg", headers=headers, data={"bg_color": "fff"},
+                          files={"image_file": ("p.png", data, "image/png"), "bg_image_file": empty})
+    assert remove.status_code == 200, remove.text  # not "type and a background image conflict"
+    assert removebg.status_code == 200, removebg.text  # not "bg_color and bg_image_file conflict"
+    white = Image.open(io.BytesIO(remove.content)).convert("RGB").getpixel((0, 0))
+    assert white == (255, 255, 255)
+
+
 # ------------------------------------------------------------------ the pages, offline
 @pytest.fixture(scope="module")
 def browser():
@@ -254,22 +269,44 @@ def _offline_page(browser, blocked: list[str]):
     return page
 
 
-def test_swagger_ui_works_offline(browser, keyed_server: str) -> None:
+def _try_it_out(page, path: str, photo_file: Path) -> str:
+    """Swagger UI's "Try it out" on ``path``: the photo in the form's first file field, every other
+    field as the page fills it; the status it shows."""
+    operation = page.locator(f'.opblock:has(.opblock-summary-path[data-path="{path}"])')
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    operation.locator("input[type=file]").first.set_input_files(str(photo_file))
+    operation.get_by_role("button", name="Execute").click()
+    status = operation.locator(".live-responses-table .response-col_status").nth(1)
+    status.wait_for(timeout=30_000)
+    return status.inner_text().strip()
+
+
+def test_swagger_ui_works_offline(browser, keyed_server: str, tmp_path: Path) -> None:
+    """The page loads, shows /v1/remove with its choices, takes the key (Authorize) and runs
+    both APIs from their forms as a visitor would."""
+    photo_file = tmp_path / "photo.png"
+    photo(40, 30).save(photo_file)
     blocked: list[str] = []
     page = _offline_page(browser, blocked)
     try:
         page.goto(f"{keyed_server}/docs")
-        operation = page.locator('.opblock-summary-path[data-path="/v1/remove"]')
-        operation.wait_for(state="visible", timeout=30_000)
-        operation.click()  # opens it: the form built from the schema, with its choices
-        page.get_by_role("button", name="Try it out").first.click()
-        choices = page.locator('tr[data-param-name="format"] select option').all_inner_texts()
+        page.locator('.opblock-summary-path[data-path="/v1/remove"]').wait_for(state="visible", timeout=30_000)
+        page.get_by_role("button", name="Authorize").first.click()
+        page.locator(".auth-container input").fill(KEY)
+        page.locator(".auth-container button.authorize").click()
+        page.locator(".modal-ux button.btn-done").click()
+        statuses = {path: _try_it_out(page, path, photo_file) for path in ("/v1/remove", "/v1.0/removebg")}
+        remove = page.locator('.opblock:has(.opblock-summary-path[data-path="/v1/remove"])')
+        choices = remove.locator('tr[data-param-name="format"] select option').all_inner_texts()
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "serving-docs.png"), full_page=False)
+        remove.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "serving-docs.png"))
     finally:
         page.close()
     assert blocked == []
     assert {"png", "webp", "jpg"} <= set(choices)
+    assert statuses == {"/v1/remove": "200", "/v1.0/removebg": "200"}
 
 
 def test_redoc_works_offline(browser, keyed_server: str) -> None:

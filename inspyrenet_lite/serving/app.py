@@ -270,6 +270,8 @@ async def read_upload(
                 files[key] = await _read_part(key, value)
             else:
                 fields[key] = value
+        if extra_file in files and not files[extra_file]:  # a form's file input left empty: not sent
+            del files[extra_file]
         if file_field not in files:
             raise ServeError(400, "missing_image", f"no multipart field {file_field!r}: send the image as "
                              f"-F {file_field}=@photo.jpg, or as the raw request body", file_field)

@@ -15,6 +15,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
+#: A form field's example: empty. Swagger UI's "Try it out" fills every field of a form from its
+#: example, else with a made-up value (a threshold of 1, "string" as a URL); the handlers read an
+#: empty field as one left out.
+BLANK: dict[str, Any] = {"examples": [""]}
 
 
 class ErrorDetail(BaseModel):
@@ -121,13 +125,14 @@ def remove_operation(choices: RemoveChoices) -> tuple[dict[str, Any], dict[int |
         "model": {"type": "string", "enum": list(c.models), "default": c.models[0],
                   "description": "which of the served models (GET /v1/models)"},
     }
+    no_default = ("type", "threshold", "hr_blend", "resize", "quality")
     multipart = {
         "type": "object",
         "required": ["image"],
         "properties": {
             "image": {**BINARY, "description": "the image (PNG, JPEG, WebP, ...)"},
             "background": {**BINARY, "description": "an image to put behind the foreground (instead of type)"},
-            **options,
+            **{name: {**schema, **BLANK} if name in no_default else schema for name, schema in options.items()},
         },
     }
     parameters = [
@@ -182,8 +187,8 @@ def removebg_operation(choices: RemoveBgChoices) -> tuple[dict[str, Any], dict[i
     """(``openapi_extra``, ``responses``) of remove.bg's ``POST /v1.0/removebg`` (and ``/api/removebg``)."""
     c = choices
     fields: dict[str, dict[str, Any]] = {
-        "image_file_b64": {"type": "string", "description": "the image, base64-encoded (a data: URL too)"},
-        "image_url": {"type": "string", "format": "uri",
+        "image_file_b64": {"type": "string", "description": "the image, base64-encoded (a data: URL too)", **BLANK},
+        "image_url": {"type": "string", "format": "uri", **BLANK,
                       "description": "the image's URL (refused unless the server runs with --allow-image-url)"},
         "size": {"type": "string", "enum": list(c.sizes), "default": c.sizes[0],
                  "description": "the result's largest size, as remove.bg defines it (the image is scaled down to it)"},
@@ -195,14 +200,16 @@ def removebg_operation(choices: RemoveBgChoices) -> tuple[dict[str, Any], dict[i
             "anyOf": [{"type": "string", "pattern": c.bg_color_pattern},
                       {"type": "string", "enum": list(c.colour_names)}],
             "description": "a background colour: hex rgb, rrggbb or rrggbbaa (# optional), or a name",
+            **BLANK,
         },
         "crop": {"type": "boolean", "default": False, "description": "crop to the foreground"},
-        "crop_margin": {"type": "string",
+        "crop_margin": {"type": "string", **BLANK,
                         "description": f"margin around the crop: 1, 2 or 4 values such as 30px or 10% "
                         f"(at most {c.margin_max[0]}px or {c.margin_max[1]:g}%)"},
         "model": {"type": "string", "enum": list(c.models), "default": c.models[0],
                   "description": "which of the served models (not remove.bg's)"},
-        **{name: {"type": "string", "description": "remove.bg's; accepted and ignored here"} for name in c.ignored},
+        **{name: {"type": "string", "description": "remove.bg's; accepted and ignored here", **BLANK}
+           for name in c.ignored},
     }
     one_of = "give exactly one of image_file, image_file_b64, image_url"
     form = {"type": "object", "properties": {

@@ -251,7 +251,9 @@ async def _read_fields(request: Request, state: ServiceState) -> tuple[dict[str,
         form = await request.form(max_part_size=state.settings.max_upload_bytes)
         for key, value in form.multi_items():
             if isinstance(value, UploadFile) and key in FILE_FIELDS:
-                files[key] = await value.read()
+                data = await value.read()
+                if data:  # empty: a form's file input left empty (as browsers and Swagger UI send it)
+                    files[key] = data
             elif isinstance(value, UploadFile) and key in TEXT_FIELDS:  # `-F image_file_b64=@photo.b64`
                 fields[key] = _part_text(key, await value.read())
             elif isinstance(value, UploadFile):  # an unknown field: ignored, as remove.bg ignores them
