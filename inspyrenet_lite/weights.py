@@ -124,11 +124,12 @@ def resolve_checkpoint(mode: str, ckpt: str | os.PathLike[str] | None = None) ->
         else:
             found = _from_hub(info, attempts) or _from_release(info, attempts) or _from_drive(info, attempts)
     if found is None:
+        path = f"/path/to/{info.filename}"
         raise WeightsUnavailableError(
-            _unavailable_message(mode, info, attempts, f"Remover(model={mode!r}, ckpt='/path/to/{info.filename}')"),
+            _unavailable_message(mode, info, attempts, f"Remover(model={mode!r}, ckpt='{path}')"),
             mode=mode,
             attempts=attempts,
-            cli_message=_unavailable_message(mode, info, attempts, f"add --ckpt /path/to/{info.filename} to the command"),
+            cli_message=_unavailable_message(mode, info, attempts, f"add --ckpt {path} to the command"),
         )
     logger.info("Using %s weights from %s", mode, found)
     return found

@@ -92,7 +92,8 @@ def test_each_entry_point_names_its_own_way_to_a_local_checkpoint(tmp_path: Path
 
     photo = tmp_path / "photo.png"
     Image.new("RGB", (8, 8)).save(photo)
-    code = _EACH_ENTRY_POINT.replace("sys.argv[1]", repr(str(photo))).replace("sys.argv[2]", repr(str(tmp_path / "out")))
+    out = tmp_path / "out"
+    code = _EACH_ENTRY_POINT.replace("sys.argv[1]", repr(str(photo))).replace("sys.argv[2]", repr(str(out)))
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "INSPYRENET_LITE_CACHE": str(tmp_path / "own")}
     proc = run_python(code, env, timeout=120)
     assert proc.returncode == 0, proc.stderr

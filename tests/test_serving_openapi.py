@@ -320,3 +320,21 @@ def test_redoc_works_offline(browser, keyed_server: str) -> None:
     finally:
         page.close()
     assert blocked == []
+
+
+def test_without_fastapi_offline_the_pages_fall_back_to_the_cdn_and_say_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fastapi.testclient import TestClient
+
+    import inspyrenet_lite.serving.docs as docs
+
+    monkeypatch.setattr(docs, "assets_folder", lambda: None)
+    with caplog.at_level("WARNING", logger=docs.__name__):
+        app = create_app(BoxPredictor(), ServeSettings())
+    client = TestClient(app)  # no lifespan: the pages need no model
+    swagger, redoc = client.get("/docs"), client.get("/redoc")
+    assert "fastapi-offline is not installed" in caplog.text
+    assert swagger.status_code == 200 and "cdn.jsdelivr.net" in swagger.text
+    assert redoc.status_code == 200 and "cdn.jsdelivr.net" in redoc.text
+    assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 404
