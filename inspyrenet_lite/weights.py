@@ -69,13 +69,22 @@ SHA256_RECORDS = "sha256.json"
 class WeightsUnavailableError(RuntimeError):
     """No usable checkpoint could be found or downloaded.
 
-    ``attempts`` lists ``(source, why it failed)`` for every source tried.
+    ``attempts`` lists ``(source, why it failed)`` for every source tried; ``cli_message`` is the
+    message as the command line words it (its way out is ``--ckpt PATH``, the Python API's ``ckpt=``).
     """
 
-    def __init__(self, message: str, *, mode: str | None = None, attempts: list[tuple[str, str]] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        mode: str | None = None,
+        attempts: list[tuple[str, str]] | None = None,
+        cli_message: str | None = None,
+    ):
         super().__init__(message)
         self.mode = mode
         self.attempts = list(attempts or [])
+        self.cli_message = cli_message or message
 
 
 def cache_dir() -> Path:
@@ -115,7 +124,13 @@ def resolve_checkpoint(mode: str, ckpt: str | os.PathLike[str] | None = None) ->
         else:
             found = _from_hub(info, attempts) or _from_release(info, attempts) or _from_drive(info, attempts)
     if found is None:
-        raise WeightsUnavailableError(_unavailable_message(mode, info, attempts), mode=mode, attempts=attempts)
+        path = f"/path/to/{info.filename}"
+        raise WeightsUnavailableError(
+            _unavailable_message(mode, info, attempts, f"Remover(model={mode!r}, ckpt='{path}')"),
+            mode=mode,
+            attempts=attempts,
+            cli_message=_unavailable_message(mode, info, attempts, f"add --ckpt {path} to the command"),
+        )
     logger.info("Using %s weights from %s", mode, found)
     return found
 
@@ -386,7 +401,9 @@ def _describe(exc: BaseException) -> str:
     return text[:400]
 
 
-def _unavailable_message(mode: str, info: ModelEntry, attempts: list[tuple[str, str]]) -> str:
+def _unavailable_message(mode: str, info: ModelEntry, attempts: list[tuple[str, str]], pass_path: str) -> str:
+    """Why no checkpoint for ``mode`` could be had and how to supply one; ``pass_path`` is how the
+    caller's entry point takes a local file (``Remover(..., ckpt=...)`` or the CLI's ``--ckpt``)."""
     checksum = f"md5 {info.md5}" if info.md5 else "no published checksum"
     tried = "\n".join(f"  - {source}: {why}" for source, why in attempts)
     urls = "".join(f"  {url}\n" for url in (info.hub_url, info.release_url, info.gdrive_url) if url)
@@ -401,7 +418,7 @@ def _unavailable_message(mode: str, info: ModelEntry, attempts: list[tuple[str, 
         "To supply the file by hand, download it on a machine with access from\n"
         f"{urls}"
         "then pass its path:\n"
-        f"  Remover(model={mode!r}, ckpt='/path/to/{info.filename}')\n"
+        f"  {pass_path}\n"
         f"  or set {ENV_CKPT}=/path/to/{info.filename} (CLI and apps)\n"
         + hub_hint
         + "and run with HF_HUB_OFFLINE=1."

@@ -70,3 +70,37 @@ def test_the_cli_prints_a_hub_warning_once(tmp_path: Path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("Retrying in 1s") == 1, proc.stderr
     assert "no weights" in proc.stderr
+
+
+_EACH_ENTRY_POINT = """
+import sys
+from inspyrenet_lite.cli import main
+from inspyrenet_lite import Remover, WeightsUnavailableError
+
+print("exit", main([sys.argv[1], "-o", sys.argv[2]]))
+try:
+    Remover(device="cpu")
+except WeightsUnavailableError as exc:
+    print(exc)
+"""
+
+
+def test_each_entry_point_names_its_own_way_to_a_local_checkpoint(tmp_path: Path):
+    """Offline without cached weights: the CLI's error names --ckpt (and the variable), the Python
+    API's names ckpt=; neither tells users of one about the other's spelling."""
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8)).save(photo)
+    out = tmp_path / "out"
+    code = _EACH_ENTRY_POINT.replace("sys.argv[1]", repr(str(photo))).replace("sys.argv[2]", repr(str(out)))
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "INSPYRENET_LITE_CACHE": str(tmp_path / "own")}
+    proc = run_python(code, env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    cli_error, api_error = proc.stderr, proc.stdout
+    assert "exit 2" in api_error
+    assert "cannot load the model" in cli_error and "offline mode" in cli_error
+    assert "--ckpt /path/to/" in cli_error and "INSPYRENET_LITE_CKPT=/path/to/" in cli_error
+    assert "ckpt='" not in cli_error and "Remover(" not in cli_error
+    assert "Remover(model='fast', ckpt='/path/to/" in api_error and "INSPYRENET_LITE_CKPT=/path/to/" in api_error
+    assert "--ckpt" not in api_error

@@ -447,6 +447,7 @@ def _load_remover(args: argparse.Namespace, max_pixels: int | None):
         print(f"inspyrenet-lite: {problem}", file=sys.stderr)
         return 2
     from inspyrenet_lite.remover import Remover
+    from inspyrenet_lite.weights import WeightsUnavailableError
 
     try:
         remover = Remover(
@@ -461,6 +462,9 @@ def _load_remover(args: argparse.Namespace, max_pixels: int | None):
             backend=args.backend,
             compile=args.compile,
         )
+    except WeightsUnavailableError as exc:  # its way out on the command line is --ckpt, not Remover(ckpt=)
+        print(f"inspyrenet-lite: cannot load the model: {exc.cli_message}", file=sys.stderr)
+        return 2
     except (RuntimeError, ValueError, OSError) as exc:
         print(f"inspyrenet-lite: cannot load the model: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
+from ..compositing import BASIC_TYPES, NAMED_COLOURS
 from ..predictor import MapRequest
 from ..transforms import DEFAULT_HR_SHORT_SIDE, own_size
 from .admission import NETWORK_UNITS, image_units
@@ -40,15 +41,19 @@ from .pipeline import (
     parse_unit,
     render,
 )
+from .docs import OAUTH2_REDIRECT_PATH, REDOC_PATH, SWAGGER_PATH, add_docs_pages
 from .errors import ServeError
+from .openapi import API_KEY_HEADER, RemoveChoices, key_dependencies, remove_operation
 from .settings import ServeSettings
 from .slowclients import slow_client_log
 from .state import ModelSource, ServiceState
 
 logger = logging.getLogger(__name__)
 
-#: Routes open without the API key (probes and scraping).
-OPEN_PATHS = frozenset({"/v1/health", "/v1/ready", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+#: Routes open without the API key (probes, scraping and the API's description). The docs pages'
+#: assets (under docs.ASSETS_PATH) are no service path: the guard lets them through as well.
+OPEN_PATHS = frozenset({"/v1/health", "/v1/ready", "/metrics", "/openapi.json", SWAGGER_PATH, OAUTH2_REDIRECT_PATH,
+                        REDOC_PATH})
 #: Paths whose errors use remove.bg's shape.
 REMOVEBG_PATHS = frozenset({"/v1.0/removebg", "/api/removebg", "/v1.0/account"})
 #: A refused upload is still read (and dropped) up to this many times the limit, so that clients
@@ -57,6 +62,16 @@ _DRAIN_FACTOR = 4
 _IMAGE_MEDIA = ("image/", "application/octet-stream")
 #: The status counted for a request whose client left before its answer (nginx's convention).
 CLIENT_CLOSED = 499
+#: ``type`` and ``format`` of /v1/remove when left out.
+DEFAULT_TYPE, DEFAULT_FORMAT = "rgba", "png"
+#: ``resize`` of /v1/remove.
+RESIZE_CHOICES = ("static", "dynamic")
+#: ``quality`` of /v1/remove (the encoders' range).
+QUALITY_RANGE = (1, 100)
+#: ``threshold`` and ``hr_blend`` (``pipeline.parse_unit``'s range).
+UNIT_RANGE = (0.0, 1.0)
+#: A colour as ``type``: ``#rrggbb`` (``compositing.parse_colour`` reads more forms; this is the documented one).
+COLOUR_PATTERN = "^#?[0-9a-fA-F]{6}$"
 
 
 def create_app(model: ModelSource, settings: ServeSettings | None = None) -> FastAPI:
@@ -77,10 +92,28 @@ def create_app(model: ModelSource, settings: ServeSettings | None = None) -> Fas
 
     # version: the API's, never the library's (no response says which library version runs).
     app = FastAPI(title="inspyrenet-lite", summary="Background removal with InSPyReNet", version="v1",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.serving = state
+    add_docs_pages(app)  # served from this server: they must work without internet
     add_routes(app, state)
     return app
+
+
+def remove_choices(state: ServiceState) -> RemoveChoices:
+    """What /v1/remove accepts, from the tables its option parsing checks against (for its schema)."""
+    return RemoveChoices(
+        types=(*BASIC_TYPES, *NAMED_COLOURS),
+        default_type=DEFAULT_TYPE,
+        colour_pattern=COLOUR_PATTERN,
+        formats=tuple(FORMATS),
+        default_format=DEFAULT_FORMAT,
+        media_types=tuple(dict.fromkeys(media for _, media in FORMATS.values())),
+        resize=RESIZE_CHOICES,
+        unit=UNIT_RANGE,
+        quality=QUALITY_RANGE,
+        models=tuple(state.sources),
+        api_key=state.settings.api_key is not None,
+    )
 
 
 def add_routes(app: FastAPI, state: ServiceState) -> None:
@@ -88,6 +121,7 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
     from .removebg import add_removebg_routes
 
     settings = state.settings
+    keyed = key_dependencies(settings.api_key is not None)
     app.add_exception_handler(ServeError, _serve_error_handler)
     app.add_exception_handler(HTTPException, _http_error_handler)
     app.add_middleware(_Guard, state=state)
@@ -113,7 +147,7 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
         status = "failed" if state.failed else "loading"
         return JSONResponse({"status": status}, status_code=503, headers={"Retry-After": "5"})
 
-    @app.get("/v1/models", tags=["service"])
+    @app.get("/v1/models", tags=["service"], dependencies=keyed)
     async def models() -> dict[str, Any]:
         """The models served (the first is the default of ``model``)."""
         return {"default": state.default_model, "models": [_describe(name, state) for name in state.sources]}
@@ -123,7 +157,10 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
         """Prometheus text format."""
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.post("/v1/remove", tags=["remove"], response_class=Response)
+    remove_extra, remove_responses = remove_operation(remove_choices(state))
+
+    @app.post("/v1/remove", tags=["remove"], response_class=Response, openapi_extra=remove_extra,
+              responses=remove_responses, dependencies=keyed)
     async def remove(request: Request) -> Response:
         """Remove the background of the image sent as multipart field ``image`` or as the raw body.
 
@@ -181,8 +218,8 @@ class RemoveOptions:
         if has_background and (fields.get("type") or "").strip():
             raise ServeError(422, "invalid_option", "type and a background image conflict: the background image "
                              "replaces the background; leave type out or the background image", "type")
-        spec = parse_type(fields.get("type", "rgba") or "rgba")
-        fmt = parse_choice("format", fields.get("format"), tuple(FORMATS)) or "png"
+        spec = parse_type(fields.get("type") or DEFAULT_TYPE)
+        fmt = parse_choice("format", fields.get("format"), tuple(FORMATS)) or DEFAULT_FORMAT
         if fmt in ("jpg", "jpeg") and spec.has_alpha and not has_background:
             raise ServeError(422, "invalid_option", "format=jpg cannot hold transparency: use png or webp, or a "
                              "type without alpha (map, a colour, blur, overlay)", "format")
@@ -192,8 +229,8 @@ class RemoveOptions:
             threshold=parse_unit("threshold", fields.get("threshold")),
             hr_blend=parse_unit("hr_blend", fields.get("hr_blend")),
             reverse=parse_flag("reverse", fields.get("reverse")),
-            resize=parse_choice("resize", fields.get("resize"), ("static", "dynamic")),
-            quality=parse_int("quality", fields.get("quality"), 1, 100),
+            resize=parse_choice("resize", fields.get("resize"), RESIZE_CHOICES),
+            quality=parse_int("quality", fields.get("quality"), *QUALITY_RANGE),
             model=(fields.get("model") or None),
         )
 
@@ -233,6 +270,8 @@ async def read_upload(
                 files[key] = await _read_part(key, value)
             else:
                 fields[key] = value
+        if extra_file in files and not files[extra_file]:  # a form's file input left empty: not sent
+            del files[extra_file]
         if file_field not in files:
             raise ServeError(400, "missing_image", f"no multipart field {file_field!r}: send the image as "
                              f"-F {file_field}=@photo.jpg, or as the raw request body", file_field)
@@ -396,7 +435,7 @@ class _Guard:
     def _refuse(self, scope: dict, path: str) -> ServeError | None:
         headers = dict(scope.get("headers") or [])
         if self.key is not None and path not in OPEN_PATHS and scope.get("method") != "OPTIONS":
-            given = headers.get(b"x-api-key", b"")
+            given = headers.get(API_KEY_HEADER.lower().encode(), b"")
             if not hmac.compare_digest(given, self.key):
                 if path in REMOVEBG_PATHS:
                     return ServeError(403, "auth_failed", "API key missing or invalid (header X-Api-Key)")

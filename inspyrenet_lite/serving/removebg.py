@@ -33,16 +33,18 @@ from fastapi.responses import JSONResponse, Response
 from PIL import Image
 from starlette.datastructures import UploadFile
 
-from ..compositing import OutputSpec, alpha_to_uint8, composite, parse_colour
+from ..compositing import NAMED_COLOURS, OutputSpec, alpha_to_uint8, composite, parse_colour
 from ..image_io import carry_metadata
 from ..predictor import MapRequest
-from .pipeline import decode, encode, parse_flag
+from .pipeline import FORMATS as IMAGE_FORMATS, decode, encode, parse_flag
 import inspyrenet_lite.serving.deadline as deadlines  # the module, not the package (whose __init__ imports this one)
 from .admission import NETWORK_UNITS, image_units
 from .errors import ServeError
+from .openapi import RemoveBgChoices, key_dependencies, removebg_operation
 from .state import ServiceState
 
 #: size -> most megapixels of the result (remove.bg's definitions); the input is scaled down to it.
+#: In SIZES, FORMATS and CHANNELS the first is the default (remove.bg's).
 SIZES = {
     "preview": 250_000,
     "small": 250_000,
@@ -54,15 +56,23 @@ SIZES = {
     "auto": 25_000_000,
 }
 FORMATS = ("auto", "png", "jpg", "zip")
+ZIP_MEDIA = "application/zip"
+#: The Content-Types of the results (format auto gives png or jpg).
+MEDIA_TYPES = (IMAGE_FORMATS["png"][1], IMAGE_FORMATS["jpg"][1], ZIP_MEDIA)
 CHANNELS = ("rgba", "alpha")
 #: The fields that are files; a file part of a text field is read as that field's text.
 FILE_FIELDS = ("image_file", "bg_image_file")
 TEXT_FIELDS = ("image_file_b64", "image_url", "size", "type", "type_level", "format", "roi", "crop", "crop_margin",
                "scale", "position", "channels", "add_shadow", "semitransparency", "bg_color", "bg_image_url",
                "shadow_type", "shadow_opacity", "model")
-_BG_HEX_RE = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
+#: The text fields that are read (the other TEXT_FIELDS are remove.bg's, accepted and ignored).
+READ_FIELDS = ("image_file_b64", "image_url", "size", "format", "channels", "bg_color", "crop", "crop_margin", "model")
+#: bg_color as hex: rgb, rgba, rrggbb or rrggbbaa, ``#`` optional (a colour name is accepted too).
+BG_COLOR_PATTERN = r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$"
+_BG_HEX_RE = re.compile(BG_COLOR_PATTERN)
 _MARGIN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(px|%)?\s*$")
-_MAX_MARGIN_PX, _MAX_MARGIN_PCT = 500, 50.0
+#: crop_margin's largest value in pixels and in percent.
+MAX_MARGIN_PX, MAX_MARGIN_PCT = 500, 50.0
 #: Credits reported by /v1.0/account: a self-hosted service does not count them.
 UNLIMITED_CREDITS = 1_000_000
 
@@ -84,14 +94,14 @@ class RemoveBgOptions:
 
     @classmethod
     def parse(cls, fields: dict[str, str]) -> RemoveBgOptions:
-        size = (fields.get("size") or "preview").strip().lower()
+        size = (fields.get("size") or next(iter(SIZES))).strip().lower()
         if size not in SIZES:
             raise _bad("size", f"size must be one of {', '.join(SIZES)}, got {fields.get('size')!r}")
-        fmt = (fields.get("format") or "auto").strip().lower()
+        fmt = (fields.get("format") or FORMATS[0]).strip().lower()
         fmt = "jpg" if fmt == "jpeg" else fmt
         if fmt not in FORMATS:
             raise _bad("format", f"format must be one of {', '.join(FORMATS)}, got {fields.get('format')!r}")
-        channels = (fields.get("channels") or "rgba").strip().lower()
+        channels = (fields.get("channels") or CHANNELS[0]).strip().lower()
         if channels not in CHANNELS:
             raise _bad("channels", f"channels must be rgba or alpha, got {fields.get('channels')!r}")
         return cls(size, fmt, channels, _parse_bg_color(fields.get("bg_color")),
@@ -132,9 +142,9 @@ def _parse_margin(text: str | None) -> tuple[tuple[float, bool], ...]:
         if match is None:
             raise _bad("crop_margin", f"crop_margin values are like 30px or 10%, got {part!r}")
         value, percent = float(match.group(1)), match.group(2) == "%"
-        if value > (_MAX_MARGIN_PCT if percent else _MAX_MARGIN_PX):
+        if value > (MAX_MARGIN_PCT if percent else MAX_MARGIN_PX):
             raise _bad("crop_margin",
-                       f"crop_margin is at most {_MAX_MARGIN_PX}px or {_MAX_MARGIN_PCT:g}%, got {part!r}")
+                       f"crop_margin is at most {MAX_MARGIN_PX}px or {MAX_MARGIN_PCT:g}%, got {part!r}")
         values.append((value, percent))
     if len(values) == 1:
         values *= 4
@@ -143,8 +153,25 @@ def _parse_margin(text: str | None) -> tuple[tuple[float, bool], ...]:
     return tuple(values)
 
 
+def removebg_choices(state: ServiceState) -> RemoveBgChoices:
+    """What the removebg routes accept, from the tables :class:`RemoveBgOptions` checks against (for the schema)."""
+    return RemoveBgChoices(
+        sizes=tuple(SIZES),
+        formats=FORMATS,
+        media_types=MEDIA_TYPES,
+        channels=CHANNELS,
+        colour_names=tuple(NAMED_COLOURS),
+        bg_color_pattern=BG_COLOR_PATTERN,
+        margin_max=(MAX_MARGIN_PX, MAX_MARGIN_PCT),
+        ignored=tuple(name for name in TEXT_FIELDS if name not in READ_FIELDS),
+        models=tuple(state.sources),
+        api_key=state.settings.api_key is not None,
+    )
+
+
 def add_removebg_routes(app: FastAPI, state: ServiceState) -> None:
     """The remove.bg-compatible routes on ``app``."""
+    keyed = key_dependencies(state.settings.api_key is not None)
 
     async def removebg(request: Request) -> Response:
         """remove.bg's ``POST /v1.0/removebg`` (see the module docstring)."""
@@ -184,9 +211,11 @@ def add_removebg_routes(app: FastAPI, state: ServiceState) -> None:
             "api": {"free_calls": UNLIMITED_CREDITS, "sizes": "all"},
         }}})
 
+    extra, responses = removebg_operation(removebg_choices(state))
     for path in ("/v1.0/removebg", "/api/removebg"):
-        app.add_api_route(path, removebg, methods=["POST"], tags=["remove.bg"], response_class=Response)
-    app.add_api_route("/v1.0/account", account, methods=["GET"], tags=["remove.bg"])
+        app.add_api_route(path, removebg, methods=["POST"], tags=["remove.bg"], response_class=Response,
+                          openapi_extra=extra, responses=responses, dependencies=keyed)
+    app.add_api_route("/v1.0/account", account, methods=["GET"], tags=["remove.bg"], dependencies=keyed)
 
 
 def _wants_json(accept: str) -> bool:
@@ -222,7 +251,9 @@ async def _read_fields(request: Request, state: ServiceState) -> tuple[dict[str,
         form = await request.form(max_part_size=state.settings.max_upload_bytes)
         for key, value in form.multi_items():
             if isinstance(value, UploadFile) and key in FILE_FIELDS:
-                files[key] = await value.read()
+                data = await value.read()
+                if data:  # empty: a form's file input left empty (as browsers and Swagger UI send it)
+                    files[key] = data
             elif isinstance(value, UploadFile) and key in TEXT_FIELDS:  # `-F image_file_b64=@photo.b64`
                 fields[key] = _part_text(key, await value.read())
             elif isinstance(value, UploadFile):  # an unknown field: ignored, as remove.bg ignores them
@@ -364,7 +395,7 @@ def _encode(
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("color.jpg", encode(colour, "jpg").body)
             archive.writestr("alpha.png", encode(alpha, "png").body)
-        return buffer.getvalue(), "application/zip"
+        return buffer.getvalue(), ZIP_MEDIA
     if spec.kind == "colour" and options.bg_color is not None and options.bg_color[3] < 255:
         image = carry_metadata(rgb, _over_translucent(rgb, pred, options.bg_color))
     else:
