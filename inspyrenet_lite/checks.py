@@ -19,6 +19,8 @@ import numpy as np
 from .constants import PRECISIONS, STRIDE
 
 RESIZES = ("static", "dynamic")
+#: The range of threshold, hr_blend and the other strengths.
+UNIT_RANGE = (0.0, 1.0)
 ERRORS = ("raise", "skip")
 
 
@@ -33,8 +35,9 @@ def _number(name: str, value: Any) -> float:
 
 def _unit(name: str, value: Any) -> float:
     result = _number(name, value)
-    if not 0.0 <= result <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    low, high = UNIT_RANGE
+    if not low <= result <= high:
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
     return result
 
 

@@ -46,8 +46,12 @@ class Remover:
 
     Args:
         model: a registry name (``inspyrenet-lite models`` lists them; default
-            ``"fast"``), a Hub repo ``"owner/name"`` or a folder saved with
-            ``InSPyReNet.save_pretrained``. ``mode=`` is an alias.
+            ``"fast"``), a Hub repo ``"owner/name"`` (or ``"hf-hub:owner/name"``),
+            a folder saved with ``InSPyReNet.save_pretrained``, a checkpoint
+            file, or a :class:`~inspyrenet_lite.predictor.Predictor` already
+            built (``Remover(predictor)``: the Remover adds decoding and
+            rendering around it; the loading options then belong to the
+            predictor). ``mode=`` is an alias.
         device: a torch device; ``None`` picks cuda, then mps, then cpu. One that cannot
             run here (e.g. ``"cuda"`` without CUDA) raises ValueError naming the devices here.
         ckpt: a local checkpoint (``.pth`` or ``.safetensors``, authors' key
@@ -98,7 +102,7 @@ class Remover:
 
     def __init__(
         self,
-        model: str | os.PathLike[str] | None = None,
+        model: str | os.PathLike[str] | Predictor | None = None,
         device: str | torch.device | None = None,
         ckpt: str | os.PathLike | None = None,
         resize: Literal["static", "dynamic"] | None = None,
@@ -114,44 +118,42 @@ class Remover:
         backend: Literal["torch", "onnxruntime", "auto"] = "torch",
         compile: bool = False,
     ) -> None:
+        max_pixels = check_options(max_pixels=max_pixels)["max_pixels"]
+        if isinstance(model, Predictor):
+            given = {name: value for name, value in (
+                ("device", device), ("ckpt", ckpt), ("resize", resize), ("mode", mode), ("hr_blend", hr_blend),
+                ("base_size", base_size), ("hr_short_side", hr_short_side),
+            ) if value is not None}
+            given.update({name: value for name, value, default in (
+                ("precision", precision, "fp32"), ("backend", backend, "torch"), ("compile", compile, False),
+                ("hr_long_side", hr_long_side, DEFAULT_HR_LONG_SIDE),
+                ("hr_max_pixels", hr_max_pixels, DEFAULT_HR_MAX_PIXELS),
+            ) if value != default})
+            if given:
+                raise ValueError(
+                    f"Remover(predictor) takes the predictor's settings; {', '.join(given)} belong to "
+                    "Predictor.from_pretrained(...) (or Remover.from_pretrained(...))"
+                )
+            self._adopt(model, max_pixels)
+            return
         from . import model_source
 
         name = model_source.pick_name(model, mode)
-        entry = model_source.MODELS.get(name)
-        defaults = inference_defaults(entry)
+        defaults = inference_defaults(model_source.MODELS.get(name))
+        # Every option is checked before anything is loaded or downloaded.
         options = check_options(
             resize=resize if resize is not None else defaults["resize"],
             precision=precision,
-            max_pixels=max_pixels,
             hr_short_side=hr_short_side if hr_short_side is not None else defaults["hr_short_side"],
             hr_long_side=hr_long_side,
             hr_max_pixels=hr_max_pixels,
             hr_blend=hr_blend if hr_blend is not None else defaults["hr_blend"],
         )
         check_precision_on(device, precision)
-        device = pick_device(device)
-        self.mode = name
-        self.entry = entry
-        self.max_pixels: int | None = options["max_pixels"]
-        # Pillow's process-wide guard is widened here if max_pixels is above it (never narrowed, never
-        # toggled per decode: see image_io.allow_pixels).
-        allow_pixels(self.max_pixels)
-
-        loaded = model_source.load(name, ckpt=ckpt, base_size=base_size, device=device)
-        self.predictor = Predictor(
-            loaded.model,
-            device=device,
-            precision=precision,
-            backend=backend,
-            resize=options["resize"],
-            hr_blend=options["hr_blend"],
-            hr_short_side=options["hr_short_side"],
-            hr_long_side=options["hr_long_side"],
-            hr_max_pixels=options["hr_max_pixels"],
-            weights_file=loaded.weights_file,
-            name=name,
-            compile=compile,
+        predictor = Predictor.from_pretrained(
+            name, ckpt=ckpt, base_size=base_size, device=device, backend=backend, compile=compile, **options
         )
+        self._adopt(predictor, max_pixels)
         if resize == "dynamic" and max(self.base_size) <= _SMALL_BASE and defaults["resize"] != "dynamic":
             warnings.warn(
                 f"resize='dynamic' runs {name!r} (trained at {self.base_size[1]}x{self.base_size[0]}) at the "
@@ -160,7 +162,24 @@ class Remover:
                 UserWarning,
                 stacklevel=2,
             )
-        logger.info("Remover ready: model=%s device=%s source=%s", name, device, loaded.source)
+        logger.info("Remover ready: model=%s device=%s", name, self.device)
+
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike[str] | None = None, **options: Any) -> Remover:
+        """Load ``model`` (registry name, Hub repo, folder or checkpoint file) with the package's one
+        loader; the options are the constructor's. The same as ``Remover(model, **options)``."""
+        return cls(model, **options)
+
+    def _adopt(self, predictor: Predictor, max_pixels: int | None) -> None:
+        from .registry import MODELS
+
+        self.predictor = predictor
+        self.mode = predictor.name
+        self.entry = MODELS.get(predictor.name)
+        self.max_pixels: int | None = max_pixels
+        # Pillow's process-wide guard is widened here if max_pixels is above it (never narrowed, never
+        # toggled per decode: see image_io.allow_pixels).
+        allow_pixels(max_pixels)
 
     # The Predictor's settings, readable (and for the per-call defaults, settable) here.
     model = property(lambda self: self.predictor.model)

@@ -297,3 +297,27 @@ def test_device_none_picks_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     assert pick_device(None).type == "cpu"
     assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_a_remover_wraps_a_predictor_it_is_given(tiny_folder) -> None:
+    """Remover(predictor): decoding and rendering around a model already built (SAM's SamPredictor(sam))."""
+    from inspyrenet_lite import Predictor, Remover
+
+    predictor = Predictor.from_pretrained(str(tiny_folder), device="cpu")
+    wrapped = Remover(predictor)
+    loaded = Remover.from_pretrained(str(tiny_folder), device="cpu")
+    assert wrapped.predictor is predictor
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    assert np.array_equal(np.asarray(wrapped.process(image)), np.asarray(loaded.process(image)))
+    with pytest.raises(ValueError, match="device belong to Predictor.from_pretrained"):
+        Remover(predictor, device="cpu")
+
+
+def test_the_package_exports_the_names_users_start_from() -> None:
+    import inspyrenet_lite
+    from inspyrenet_lite import model_source, predictor
+
+    assert inspyrenet_lite.load_model is model_source.load
+    assert inspyrenet_lite.Predictor is predictor.Predictor and inspyrenet_lite.MapRequest is predictor.MapRequest
+    for name in inspyrenet_lite.__all__:
+        assert getattr(inspyrenet_lite, name) is not None

@@ -71,8 +71,8 @@ def test_an_internal_error_answers_json_500_and_keeps_the_connection(monkeypatch
             raise KeyError("an unexpected failure")
         return real(*args)
 
-    real = app_module.render
-    monkeypatch.setattr(app_module, "render", fail_once)
+    real = app_module.road.render
+    monkeypatch.setattr(app_module.road, "render", fail_once)
     data = png_bytes(photo(40, 30))
     ports = []
 

@@ -8,6 +8,7 @@ Routes: ``POST /v1/remove``, ``GET /v1/health``, ``GET /v1/ready``,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import hmac
 import logging
@@ -24,7 +25,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
+from .. import pipeline as road
+from ..checks import RESIZES, UNIT_RANGE
 from ..compositing import BASIC_TYPES, NAMED_COLOURS
+from ..options import QUALITY_RANGE, OutputOptions
 from ..predictor import MapRequest
 from ..transforms import DEFAULT_HR_SHORT_SIDE, own_size
 from .admission import NETWORK_UNITS, image_units
@@ -39,10 +43,9 @@ from .pipeline import (
     parse_int,
     parse_type,
     parse_unit,
-    render,
 )
 from .docs import OAUTH2_REDIRECT_PATH, REDOC_PATH, SWAGGER_PATH, add_docs_pages
-from .errors import ServeError
+from .errors import ServeError, bad_option
 from .openapi import API_KEY_HEADER, RemoveChoices, key_dependencies, remove_operation
 from .settings import ServeSettings
 from .slowclients import slow_client_log
@@ -65,11 +68,7 @@ CLIENT_CLOSED = 499
 #: ``type`` and ``format`` of /v1/remove when left out.
 DEFAULT_TYPE, DEFAULT_FORMAT = "rgba", "png"
 #: ``resize`` of /v1/remove.
-RESIZE_CHOICES = ("static", "dynamic")
-#: ``quality`` of /v1/remove (the encoders' range).
-QUALITY_RANGE = (1, 100)
-#: ``threshold`` and ``hr_blend`` (``pipeline.parse_unit``'s range).
-UNIT_RANGE = (0.0, 1.0)
+RESIZE_CHOICES = RESIZES
 #: A colour as ``type``: ``#rrggbb`` (``compositing.parse_colour`` reads more forms; this is the documented one).
 COLOUR_PATTERN = "^#?[0-9a-fA-F]{6}$"
 
@@ -107,7 +106,7 @@ def remove_choices(state: ServiceState) -> RemoveChoices:
         colour_pattern=COLOUR_PATTERN,
         formats=tuple(FORMATS),
         default_format=DEFAULT_FORMAT,
-        media_types=tuple(dict.fromkeys(media for _, media in FORMATS.values())),
+        media_types=tuple(dict.fromkeys(fmt.media_type for fmt in FORMATS.values())),
         resize=RESIZE_CHOICES,
         unit=UNIT_RANGE,
         quality=QUALITY_RANGE,
@@ -177,14 +176,14 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
         async def work() -> Rendered:
             rgb = await state.cpu(decode, data, settings.max_pixels, "image")
             _check_network_pass(rgb.size, options, batcher.predictor, settings.max_network_pixels)
-            spec = options.spec
+            output = options.output
             if background is not None:
                 bg = await state.cpu(decode, background, settings.max_pixels, "background")
-                spec = OutputSpec("image", background=bg)
+                output = dataclasses.replace(output, spec=OutputSpec("image", background=bg))
             pred = await state.predict(batcher, MapRequest(rgb, resize=options.resize, hr_blend=options.hr_blend))
-            image = await state.cpu(render, rgb, pred, spec, options.threshold, options.reverse)
+            image = await state.cpu(road.render, rgb, pred, output)
             del rgb, pred  # a stage boundary: nothing left holds the full-size arrays but the image
-            return await state.cpu(encode, image, options.format, options.quality)
+            return await state.cpu(encode, image, output.format, output.quality)
 
         units = image_units(data, settings.max_pixels)
         if background is not None:
@@ -218,19 +217,23 @@ class RemoveOptions:
         if has_background and (fields.get("type") or "").strip():
             raise ServeError(422, "invalid_option", "type and a background image conflict: the background image "
                              "replaces the background; leave type out or the background image", "type")
-        spec = parse_type(fields.get("type") or DEFAULT_TYPE)
-        fmt = parse_choice("format", fields.get("format"), tuple(FORMATS)) or DEFAULT_FORMAT
-        if fmt in ("jpg", "jpeg") and spec.has_alpha and not has_background:
-            raise ServeError(422, "invalid_option", "format=jpg cannot hold transparency: use png or webp, or a "
-                             "type without alpha (map, a colour, blur, overlay)", "format")
+        # With a background image the result has none of the type's alpha (the image replaces it).
+        spec = OutputSpec("image") if has_background else parse_type(fields.get("type") or DEFAULT_TYPE)
+        try:
+            output = OutputOptions(
+                spec=spec,
+                threshold=parse_unit("threshold", fields.get("threshold")),
+                reverse=parse_flag("reverse", fields.get("reverse")),
+                format=parse_choice("format", fields.get("format"), tuple(FORMATS)) or DEFAULT_FORMAT,
+                quality=parse_int("quality", fields.get("quality"), *QUALITY_RANGE),
+            )
+        except ValueError as exc:  # the library's words; the field is the one the message starts with
+            field = str(exc).split(" ", 1)[0]
+            raise bad_option(field if field in cls.FIELDS else "format", str(exc)) from None
         return cls(
-            spec=spec,
-            format=fmt,
-            threshold=parse_unit("threshold", fields.get("threshold")),
+            output=output,
             hr_blend=parse_unit("hr_blend", fields.get("hr_blend")),
-            reverse=parse_flag("reverse", fields.get("reverse")),
             resize=parse_choice("resize", fields.get("resize"), RESIZE_CHOICES),
-            quality=parse_int("quality", fields.get("quality"), *QUALITY_RANGE),
             model=(fields.get("model") or None),
         )
 

@@ -36,6 +36,8 @@ from starlette.datastructures import UploadFile
 from ..compositing import NAMED_COLOURS, OutputSpec, alpha_to_uint8, composite, parse_colour
 from ..image_io import carry_metadata
 from ..predictor import MapRequest
+from .. import pipeline as road
+from ..options import OutputOptions
 from .pipeline import FORMATS as IMAGE_FORMATS, decode, encode, parse_flag
 import inspyrenet_lite.serving.deadline as deadlines  # the module, not the package (whose __init__ imports this one)
 from .admission import NETWORK_UNITS, image_units
@@ -58,7 +60,7 @@ SIZES = {
 FORMATS = ("auto", "png", "jpg", "zip")
 ZIP_MEDIA = "application/zip"
 #: The Content-Types of the results (format auto gives png or jpg).
-MEDIA_TYPES = (IMAGE_FORMATS["png"][1], IMAGE_FORMATS["jpg"][1], ZIP_MEDIA)
+MEDIA_TYPES = (IMAGE_FORMATS["png"].media_type, IMAGE_FORMATS["jpg"].media_type, ZIP_MEDIA)
 CHANNELS = ("rgba", "alpha")
 #: The fields that are files; a file part of a text field is read as that field's text.
 FILE_FIELDS = ("image_file", "bg_image_file")
@@ -399,12 +401,12 @@ def _encode(
     if spec.kind == "colour" and options.bg_color is not None and options.bg_color[3] < 255:
         image = carry_metadata(rgb, _over_translucent(rgb, pred, options.bg_color))
     else:
-        image = carry_metadata(rgb, composite(rgb, pred, spec))
+        image = road.render(rgb, pred, OutputOptions(spec=spec))
     fmt = options.format
     if fmt == "auto":
         fmt = "png" if image.mode in ("RGBA", "L") else "jpg"
     if fmt == "jpg" and image.mode == "RGBA":
-        image = carry_metadata(rgb, composite(rgb, pred, OutputSpec("colour", colour=(255, 255, 255))))
+        image = road.render(rgb, pred, OutputOptions(spec=OutputSpec("colour", colour=(255, 255, 255))))
     deadlines.check()  # a stage boundary between compositing and encoding
     rendered = encode(image, fmt)
     return rendered.body, rendered.media_type
