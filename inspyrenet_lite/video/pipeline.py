@@ -23,7 +23,9 @@ from PIL import Image
 
 from inspyrenet_lite._atomic import atomic_write
 from inspyrenet_lite.checks import check_options
-from inspyrenet_lite.compositing import OutputSpec, apply_threshold_reverse, composite, parse_output_type
+from inspyrenet_lite import pipeline as road
+from inspyrenet_lite.compositing import OutputSpec, parse_output_type
+from inspyrenet_lite.options import OutputOptions
 
 from .formats import DEFAULT_CRF, OUTPUT_FORMATS, crf_not_applicable, is_video, same_file
 from .io import Frame, VideoInfo, VideoReader, atomic_folder, foreign_entries, open_writer
@@ -488,6 +490,6 @@ class _Run:
             raise
 
     def _composite(self, frame: Frame, saliency: np.ndarray) -> np.ndarray:
-        alpha = apply_threshold_reverse(saliency, self.threshold, self.reverse)
         spec = self.background.next_spec() if self.background is not None else self.spec
-        return np.asarray(composite(Image.fromarray(frame.rgb), alpha, spec))
+        options = OutputOptions(spec=spec, threshold=self.threshold, reverse=self.reverse)
+        return np.asarray(road.render(Image.fromarray(frame.rgb), saliency, options))
