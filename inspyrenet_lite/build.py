@@ -41,7 +41,7 @@ def from_config(
     return _assemble.from_config(config, state_dict, device=device, cls=InSPyReNet)  # type: ignore[return-value]
 
 
-def load_model(
+def model_from_state_dict(
     name: str, state_dict: Mapping[str, torch.Tensor], device: torch.device | str = "cpu", **overrides: Any
 ) -> InSPyReNet:
     """Build the named model straight from an authors'-layout state dict (see :func:`from_config`)."""

@@ -1,7 +1,7 @@
 """The one table of named models: what each is, where its weights live, how the authors run it.
 
 Every entry point (``weights.resolve_checkpoint``, ``build_model``,
-``load_model``, ``Remover``, the CLI and the Space) reads :data:`MODELS`.
+``model_from_state_dict``, ``Remover``, the CLI and the Space) reads :data:`MODELS`.
 Rows come from the authors' model zoo (``TRAINING.md`` section 4 and
 ``INSPYRENET.md`` section 4 in the project's reference notes).
 """

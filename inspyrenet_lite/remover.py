@@ -27,7 +27,7 @@ from .checks import check_options
 from .compositing import OutputType, parse_output_type
 from .image_io import DEFAULT_MAX_PIXELS, ImageInput, LoadedImage, allow_pixels, to_kind
 from .options import OutputOptions
-from .predictor import Predictor, check_precision_on, inference_defaults, pick_device
+from .predictor import Predictor, check_precision_on, inference_defaults
 from .transforms import DEFAULT_HR_LONG_SIDE, DEFAULT_HR_MAX_PIXELS
 
 logger = logging.getLogger(__name__)

@@ -110,12 +110,12 @@ def test_missing_and_unknown_checkpoint_files(tmp_path):
 
 
 def test_load_model_builds_straight_from_a_state_dict(full_model):
-    from inspyrenet_lite.build import load_model
+    from inspyrenet_lite.build import model_from_state_dict
 
     model, _ = full_model
     sd = model.reference_state_dict()
     name = "fast" if model.backbone_name == "swinb" else "res2net50"
-    loaded = load_model(name, sd)
+    loaded = model_from_state_dict(name, sd)
     assert not loaded.training
     out = loaded.reference_state_dict()
     assert out.keys() == sd.keys()

@@ -371,14 +371,3 @@ def write_result(job: Job, data: bytes, on_replaced: Callable[[], None] | None =
 def _fail_video() -> Exception:
     return ValueError("video inputs are not handled by this run")
 
-
-def run_jobs_parallel(
-    factory: Callable[[str], Any],
-    devices: Sequence[str],
-    manifest: Manifest,
-    output: ImageOutput,
-    jobs: Sequence[Job],
-    **options: Any,
-) -> Any:
-    """Shortcut: ``ParallelJobRunner(factory, devices, manifest, output, **options).run(jobs)``."""
-    return ParallelJobRunner(factory, devices, manifest, output, **options).run(jobs)
