@@ -22,9 +22,11 @@ from inspyrenet_lite.cli.model_args import add_model_arguments
 
 
 def _multiple_of_32(text: str) -> int:
+    from inspyrenet_lite.constants import STRIDE
+
     value = int(text)
-    if value < 32 or value % 32:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive multiple of 32")
+    if value < STRIDE or value % STRIDE:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive multiple of {STRIDE}")
     return value
 
 

@@ -94,12 +94,13 @@ def _run(args: argparse.Namespace) -> int:
 
     from inspyrenet_lite.training import PairDataset, TrainConfig, Trainer, find_samples, split_holdout
     from inspyrenet_lite.training.outdir import check_out_dir
+    from inspyrenet_lite.predictor import pick_device
     from inspyrenet_lite.training.start import export_model, load_start
 
     protect = [args.init] if not args.init.startswith(FRESH_PREFIX) and os.path.exists(args.init) else []
     check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, protect=protect)  # before any slow work
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # launched by torchrun
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(pick_device(args.device))
     if distributed:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         if device == "cuda":

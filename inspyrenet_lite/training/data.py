@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..constants import STRIDE
 from ..masks import read_mask
 from .augment import augment_pair, to_tensors
 from ..constants import IMAGE_SUFFIXES  # noqa: F401  (also importable from here)
@@ -165,8 +166,8 @@ class PairDataset(Dataset):
     """
 
     def __init__(self, samples: list[Sample], size: int, augment: bool = True, seed: int = 0) -> None:
-        if size <= 0 or size % 32:
-            raise ValueError(f"training size must be a positive multiple of 32, got {size}")
+        if size <= 0 or size % STRIDE:
+            raise ValueError(f"training size must be a positive multiple of {STRIDE}, got {size}")
         self.samples = list(samples)
         self.size = size
         self.augment = augment
