@@ -4,9 +4,13 @@ expected wait, slow clients, per-request caps, SIGTERM."""
 from __future__ import annotations
 
 import http.server
+import json
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,7 +18,9 @@ import pytest
 pytest.importorskip("fastapi")
 
 from serving_helpers import BoxPredictor, photo, png_bytes, running  # noqa: E402
+from training_helpers import torch_threads  # noqa: E402
 
+from inspyrenet_lite.predictor import Predictor  # noqa: E402
 from inspyrenet_lite.serving import ServeSettings, app as app_module, create_app  # noqa: E402
 from inspyrenet_lite.serving.slowclients import server_options  # noqa: E402
 
@@ -81,6 +87,67 @@ def test_above_capacity_requests_get_200_or_503_at_once_never_504() -> None:
     busy = [response for response in results if response.status_code == 503]
     assert all(int(response.headers["retry-after"]) >= 1 for response in busy)
     assert max(response.elapsed.total_seconds() for response in busy) < 1.0
+
+
+class SlowBackend:
+    """A backend whose every pass (warm-up included) takes ``seconds`` more: a slow device."""
+
+    def __init__(self, backend, seconds: float) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.seconds = seconds
+
+    def predict(self, *args, **kwargs):
+        time.sleep(self.seconds)
+        return self.backend.predict(*args, **kwargs)
+
+    def warmup(self, sizes) -> None:
+        for size in sizes:
+            time.sleep(self.seconds)
+            self.backend.warmup([size])
+
+
+#: Clients of a burst, in their own process: in the server's process their threads would take the
+#: interpreter lock from it and add their own time to every answer.
+_BURST = """
+import json, sys, threading, httpx
+base, clients, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+data = open(path, "rb").read()
+answers = []
+def send():
+    response = httpx.post(base + "/v1/remove", content=data, timeout=60)
+    answers.append([response.status_code, response.headers.get("retry-after")])
+threads = [threading.Thread(target=send) for _ in range(clients)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(answers))
+"""
+
+
+def burst(base: str, image: Path, clients: int) -> list[tuple[int, str | None]]:
+    """(status, Retry-After) of ``clients`` requests of the file ``image`` sent at once."""
+    done = subprocess.run([sys.executable, "-c", _BURST, base, str(clients), str(image)],
+                          capture_output=True, text=True, timeout=120, check=True)
+    return [(status, retry) for status, retry in json.loads(done.stdout)]
+
+
+def test_a_burst_right_after_ready_gets_200_or_503_never_504(tiny_folder: Path, tmp_path: Path) -> None:
+    # A real (small, random-weight) model on a device where a pass takes 1 s. Nothing was answered
+    # yet: only the warm-up's timing can tell admission that 16 queued requests take 16 s, not the
+    # 0.5 s the prior guesses. One torch thread keeps the small network's own time steady.
+    predictor = Predictor.from_pretrained(str(tiny_folder), device="cpu")
+    predictor.backend = SlowBackend(predictor.backend, 1.0)
+    settings = ServeSettings(timeout_s=5.0, max_batch_size=1, max_wait_ms=0, queue_size=16)
+    image = tmp_path / "photo.png"
+    image.write_bytes(png_bytes(photo(64, 48)))
+    with torch_threads(1), running(create_app(predictor, settings)) as base:
+        answers = burst(base, image, 3 * settings.queue_size)
+    statuses = sorted(status for status, _ in answers)
+    assert len(statuses) == 48 and 504 not in statuses, {code: statuses.count(code) for code in set(statuses)}
+    assert set(statuses) == {200, 503}, statuses
+    assert all(retry is not None and int(retry) >= 1 for status, retry in answers if status == 503)
 
 
 def test_a_dynamic_pass_above_the_servers_cap_is_refused_422_naming_it() -> None:
