@@ -3,6 +3,7 @@ expected wait, slow clients, per-request caps, SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import socket
@@ -20,8 +21,10 @@ pytest.importorskip("fastapi")
 from serving_helpers import BoxPredictor, photo, png_bytes, running  # noqa: E402
 from training_helpers import torch_threads  # noqa: E402
 
-from inspyrenet_lite.predictor import Predictor  # noqa: E402
+from inspyrenet_lite.predictor import MapRequest, Predictor  # noqa: E402
 from inspyrenet_lite.serving import ServeSettings, app as app_module, create_app  # noqa: E402
+from inspyrenet_lite.serving import deadline as deadlines  # noqa: E402
+from inspyrenet_lite.serving.batcher import MicroBatcher  # noqa: E402
 from inspyrenet_lite.serving.slowclients import server_options  # noqa: E402
 
 
@@ -56,6 +59,73 @@ def test_work_past_its_deadline_stops_at_the_next_stage_and_a_probe_gets_200(
     assert probe.elapsed.total_seconds() < 0.5
     assert 400 not in encoded  # the 504'd request was not encoded after its deadline
 
+
+
+class SizeRecorder(BoxPredictor):
+    """A BoxPredictor that records the size of every image that reached the network."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        super().__init__(gate)
+        self.sizes: list[tuple[int, int]] = []
+
+    def predict_maps(self, items, batch_size=4, errors="raise"):
+        items = list(items)
+        self.sizes.extend(item.image.size for item in items)
+        return super().predict_maps(items, batch_size, errors)
+
+
+def test_a_request_whose_deadline_passed_in_the_queue_never_reaches_the_network() -> None:
+    gate = threading.Event()
+    predictor = SizeRecorder(gate)
+    app = create_app(predictor, ServeSettings(timeout_s=0.5, max_batch_size=1, max_wait_ms=0, queue_size=4))
+    answers: dict[str, httpx.Response] = {}
+
+    def send(name: str, width: int) -> threading.Thread:
+        thread = threading.Thread(target=lambda: answers.update({name: httpx.post(
+            f"{base}/v1/remove", content=png_bytes(photo(width, 30)), timeout=10)}))
+        thread.start()
+        return thread
+
+    with running(app) as base:
+        running_one = send("running", 40)  # holds the only replica until the gate opens
+        assert predictor.entered.wait(10)
+        queued = send("queued", 50)  # waits behind it past its own deadline
+        running_one.join(10)
+        queued.join(10)
+        gate.set()
+        probe = httpx.post(f"{base}/v1/remove", content=png_bytes(photo(60, 30)), timeout=10)
+    assert answers["running"].status_code == 504 and answers["queued"].status_code == 504
+    assert probe.status_code == 200
+    assert predictor.sizes == [(40, 30), (60, 30)]  # the queued 504 cost no forward
+
+
+def test_the_batcher_answers_an_expired_entry_without_a_forward() -> None:
+    # Its waiter did not give up (the future is not cancelled): the batcher itself checks the deadline.
+    gate = threading.Event()
+    predictor = SizeRecorder(gate)
+
+    async def scenario() -> tuple[object, object]:
+        batcher = MicroBatcher(predictor, max_batch_size=1, max_wait_ms=0, queue_size=4)
+        batcher.start()
+        try:
+            first = batcher.submit(MapRequest(photo(40, 30)))
+            while not predictor.entered.is_set():
+                await asyncio.sleep(0.01)
+            token = deadlines.set_current(deadlines.Deadline(0.1))
+            try:
+                late = batcher.submit(MapRequest(photo(50, 30)))
+            finally:
+                deadlines.reset_current(token)
+            await asyncio.sleep(0.3)  # its deadline passes while the replica is busy
+            gate.set()
+            return await asyncio.gather(first, late, return_exceptions=True)
+        finally:
+            await batcher.stop()
+
+    first, late = asyncio.run(scenario())
+    assert first.shape == (30, 40)
+    assert isinstance(late, deadlines.DeadlineExceeded)
+    assert predictor.sizes == [(40, 30)]
 
 
 class SlowPredictor(BoxPredictor):
