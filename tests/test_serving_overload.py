@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import io
 import json
+import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -15,10 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 pytest.importorskip("fastapi")
 
-from serving_helpers import BoxPredictor, photo, png_bytes, running  # noqa: E402
+from serving_helpers import BoxPredictor, free_port, photo, png_bytes, running  # noqa: E402
 from training_helpers import torch_threads  # noqa: E402
 
 from inspyrenet_lite.predictor import MapRequest, Predictor  # noqa: E402
@@ -26,6 +31,8 @@ from inspyrenet_lite.serving import ServeSettings, app as app_module, create_app
 from inspyrenet_lite.serving import deadline as deadlines  # noqa: E402
 from inspyrenet_lite.serving.batcher import MicroBatcher  # noqa: E402
 from inspyrenet_lite.serving.slowclients import server_options  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_work_past_its_deadline_stops_at_the_next_stage_and_a_probe_gets_200(
@@ -309,3 +316,70 @@ def test_dripping_image_urls_hold_no_cpu_thread_and_stop_at_one_total_deadline(d
     assert [response.status_code for response in drips] == [400, 400]
     assert all(response.elapsed.total_seconds() < 4.0 for response in drips)
     assert "within 2 s" in drips[0].json()["errors"][0]["title"]
+
+
+@pytest.mark.slow  # two worker processes each start Python, torch and the model
+def test_sigterm_drains_every_worker_of_serve_workers_2(tiny_folder: Path, tmp_path: Path) -> None:
+    # The real command with two worker processes: the request in flight when the supervisor gets
+    # SIGTERM is answered 200, new connections are refused, and everything exits 0 within the limit.
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+           "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "INSPYRENET_LITE_CACHE": str(tmp_path / "own")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inspyrenet_lite", "serve", "--port", str(port), "--model", str(tiny_folder),
+         "--device", "cpu", "--workers", "2", "--max-wait-ms", "2000", "--max-batch-size", "8",
+         "--graceful-timeout", "10"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        started = time.monotonic()
+        while sum("inspyrenet_lite.serving.state: ready" in line for line in list(lines)) < 2:  # both workers
+            assert process.poll() is None, "".join(lines)
+            assert time.monotonic() - started < 240, "".join(lines)
+            time.sleep(0.1)
+        answer: dict[str, httpx.Response] = {}
+        sender = threading.Thread(target=lambda: answer.update(
+            r=httpx.post(f"{base}/v1/remove", content=png_bytes(photo(60, 40)), timeout=60)))
+        sender.start()
+        while not re.search(r'^inspyrenet_queue_depth\{model="[^"]*"\} 1$', httpx.get(f"{base}/metrics").text,
+                            re.MULTILINE):  # the metrics of whichever worker answers: until it is the busy one
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        time.sleep(1.0)  # the supervisor looks at its signals twice a second
+        try:  # refused, or 503 from a worker that had not closed its listener yet; never held or reset
+            late: httpx.Response | None = httpx.post(f"{base}/v1/remove", content=png_bytes(photo(60, 40)), timeout=5)
+        except httpx.ConnectError:
+            late = None
+        sender.join(60)
+        code = process.wait(60)
+        exited_s = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert answer["r"].status_code == 200, answer["r"].text
+    assert Image.open(io.BytesIO(answer["r"].content)).size == (60, 40)
+    assert late is None or late.status_code == 503, late.text
+    assert code == 0 and exited_s < 10, (code, exited_s)
+
+
+def test_a_workers_stop_signal_drains_its_service_before_it_stops_the_server() -> None:
+    # What each --workers process does to the handlers uvicorn's server installed (a request past
+    # the limit is then answered 503, not cut off as a 500).
+    from inspyrenet_lite.cli.serve import drain_on_stop
+
+    calls: list[str] = []
+    saved = {stop: signal.getsignal(stop) for stop in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for stop in saved:
+            signal.signal(stop, lambda signum, frame: calls.append(f"server stops on {signum}"))
+        drain_on_stop(type("State", (), {"drain": staticmethod(lambda grace: calls.append(f"drain {grace:g}"))}), 7.0)
+        signal.raise_signal(signal.SIGTERM)
+    finally:
+        for stop, handler in saved.items():
+            signal.signal(stop, handler)
+    assert calls == ["drain 7", f"server stops on {int(signal.SIGTERM)}"]
