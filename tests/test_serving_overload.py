@@ -29,6 +29,7 @@ from training_helpers import torch_threads  # noqa: E402
 from inspyrenet_lite.predictor import MapRequest, Predictor  # noqa: E402
 from inspyrenet_lite.serving import ServeSettings, app as app_module, create_app  # noqa: E402
 from inspyrenet_lite.serving import deadline as deadlines  # noqa: E402
+from inspyrenet_lite.serving.admission import NETWORK_UNITS, WorkLedger  # noqa: E402
 from inspyrenet_lite.serving.batcher import MicroBatcher  # noqa: E402
 from inspyrenet_lite.serving.slowclients import server_options  # noqa: E402
 
@@ -383,3 +384,18 @@ def test_a_workers_stop_signal_drains_its_service_before_it_stops_the_server() -
         for stop, handler in saved.items():
             signal.signal(stop, handler)
     assert calls == ["drain 7", f"server stops on {int(signal.SIGTERM)}"]
+
+
+def test_the_ledger_weighs_by_the_slowest_warm_up_until_an_answer_replaces_it() -> None:
+    ledger = WorkLedger()
+    ledger.seed(0.5)  # one model's warm pass: half a second per network pass
+    ledger.seed(2.0)  # a slower one: a request may go to either
+    ledger.seed(1.0)
+    assert ledger.expected_wait(NETWORK_UNITS) == pytest.approx(2.0)
+    first = ledger.admit(NETWORK_UNITS, deadline_s=1.0)  # nothing ahead: always admitted
+    assert first is not None
+    assert ledger.admit(NETWORK_UNITS, deadline_s=4.0) is None  # 4 s expected, above 0.8 x 4 s
+    ledger.done(first, 0.25, "answered")  # the first answer measures the whole request
+    assert ledger.expected_wait(NETWORK_UNITS) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="seconds > 0"):
+        ledger.seed(0.0)

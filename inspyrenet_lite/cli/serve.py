@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --ray: between MIN and MAX replicas, scaled by ongoing requests")
     ray.add_argument("--replica-cpus", type=float, default=1.0, metavar="C", help="with --ray: CPUs per replica (1)")
     ray.add_argument("--replica-gpus", type=float, default=0.0, metavar="G", help="with --ray: GPUs per replica (0)")
-    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up forward before /v1/ready")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="skip the warm-up before /v1/ready (two forwards; the second, timed, is what "
+                        "admission weighs the first requests by: without it, a fixed guess)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser
 
