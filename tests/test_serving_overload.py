@@ -319,18 +319,35 @@ def test_dripping_image_urls_hold_no_cpu_thread_and_stop_at_one_total_deadline(d
     assert "within 2 s" in drips[0].json()["errors"][0]["title"]
 
 
+def serve_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "inspyrenet_lite", "serve", *args]
+
+
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    """This checkout on the path; nothing may be downloaded (caches in ``tmp_path``, the Hub offline)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+            "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "INSPYRENET_LITE_CACHE": str(tmp_path / "own")}
+
+
+def test_serve_workers_2_with_a_model_that_cannot_load_exits_1_saying_why(tmp_path: Path) -> None:
+    # uvicorn restarts a worker that dies; one that cannot load its model must stop the server instead.
+    done = subprocess.run(serve_command("--port", str(free_port()), "--model", str(tmp_path / "missing"),
+                                        "--device", "cpu", "--workers", "2"),
+                          env=offline_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "cannot load the model" in done.stderr and "does not exist" in done.stderr
+    assert "a worker could not start" in done.stderr
+
+
 @pytest.mark.slow  # two worker processes each start Python, torch and the model
 def test_sigterm_drains_every_worker_of_serve_workers_2(tiny_folder: Path, tmp_path: Path) -> None:
     # The real command with two worker processes: the request in flight when the supervisor gets
     # SIGTERM is answered 200, new connections are refused, and everything exits 0 within the limit.
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-           "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "INSPYRENET_LITE_CACHE": str(tmp_path / "own")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "inspyrenet_lite", "serve", "--port", str(port), "--model", str(tiny_folder),
-         "--device", "cpu", "--workers", "2", "--max-wait-ms", "2000", "--max-batch-size", "8",
-         "--graceful-timeout", "10"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        serve_command("--port", str(port), "--model", str(tiny_folder), "--device", "cpu", "--workers", "2",
+                      "--max-wait-ms", "2000", "--max-batch-size", "8", "--graceful-timeout", "10"),
+        env=offline_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()

@@ -27,6 +27,8 @@ from inspyrenet_lite.constants import PRECISIONS
 
 API_KEY_ENV = "INSPYRENET_LITE_API_KEY"
 _CONFIG_ENV = "INSPYRENET_LITE_SERVE_CONFIG"  # how --workers > 1 hands the options to each worker
+#: Exit status of a worker that could not start: uvicorn's supervisor stops on it (any other is restarted).
+_STARTUP_FAILURE = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +182,12 @@ def _app_from_env() -> Any:
 
     args = build_parser().parse_args(json.loads(os.environ[_CONFIG_ENV]))
     _configure_logging(args.log_level)  # a worker is a new interpreter: main() did not run in it
-    app = create_app(_load(args), _settings(args))
+    try:
+        model = _load(args)
+    except Exception as exc:  # one line, as with one process; uvicorn then stops instead of restarting workers
+        logging.getLogger(__name__).error("cannot load the model: %s", exc)
+        sys.exit(_STARTUP_FAILURE)
+    app = create_app(model, _settings(args))
     drain_on_stop(app.state.serving, args.graceful_timeout)
     return app
 
@@ -203,10 +210,11 @@ def drain_on_stop(state: Any, grace_s: float) -> None:
         signal.signal(stop, drain_then_stop)
 
 
-def _serve_workers(config: Any) -> None:
+def _serve_workers(config: Any) -> bool:
     """Run ``config.workers`` worker processes under uvicorn's supervisor, which on SIGTERM/SIGINT
     signals each worker (they drain) and waits for them. The supervisor also stops listening then:
-    its copy of the socket would otherwise keep new connections waiting, unanswered, until it exits."""
+    its copy of the socket would otherwise keep new connections waiting, unanswered, until it exits.
+    False when a worker could not start (it logged why)."""
     from uvicorn.supervisors import Multiprocess
 
     class Supervisor(Multiprocess):
@@ -224,7 +232,9 @@ def _serve_workers(config: Any) -> None:
         from uvicorn import Server
 
         options["target"] = Server(config).run
-    Supervisor(config, **options).run()
+    supervisor = Supervisor(config, **options)
+    supervisor.run()
+    return all(process.exitcode != _STARTUP_FAILURE for process in supervisor.processes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -258,8 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               "timeout_graceful_shutdown": max(1, int(args.graceful_timeout)), **server_options(settings)}
     if args.workers > 1:
         os.environ[_CONFIG_ENV] = json.dumps(list(argv if argv is not None else sys.argv[2:]))
-        _serve_workers(uvicorn.Config("inspyrenet_lite.cli.serve:_app_from_env", factory=True,
-                                      workers=args.workers, **common))
+        started = _serve_workers(uvicorn.Config("inspyrenet_lite.cli.serve:_app_from_env", factory=True,
+                                                workers=args.workers, **common))
+        if not started:
+            print("inspyrenet-lite serve: error: a worker could not start (its error is above)", file=sys.stderr)
+            return 1
         return 0
     try:
         if devices is None:
