@@ -1,22 +1,24 @@
 """``inspyrenet-lite serve``: the HTTP service (needs the ``[serve]`` extra).
 
 Loads the model once (once per device with ``--devices``: replicas in this
-one process), then serves :func:`inspyrenet_lite.serving.create_app` with
-uvicorn on 127.0.0.1:8000 by default. SIGTERM (or Ctrl-C) stops
-accepting, answers the requests in flight (those not done within
-``--graceful-timeout`` get 503) and exits 0 within that limit.
+one process; once per process with ``--workers``), then serves
+:func:`inspyrenet_lite.serving.create_app` with uvicorn on 127.0.0.1:8000 by
+default. SIGTERM (or Ctrl-C) stops accepting, answers the requests in flight
+(those not done within ``--graceful-timeout`` get 503) and exits 0 within that
+limit, with one process or several.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from inspyrenet_lite.cli import serve_ray
@@ -25,6 +27,8 @@ from inspyrenet_lite.constants import PRECISIONS
 
 API_KEY_ENV = "INSPYRENET_LITE_API_KEY"
 _CONFIG_ENV = "INSPYRENET_LITE_SERVE_CONFIG"  # how --workers > 1 hands the options to each worker
+#: Exit status of a worker that could not start: uvicorn's supervisor stops on it (any other is restarted).
+_STARTUP_FAILURE = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --ray: between MIN and MAX replicas, scaled by ongoing requests")
     ray.add_argument("--replica-cpus", type=float, default=1.0, metavar="C", help="with --ray: CPUs per replica (1)")
     ray.add_argument("--replica-gpus", type=float, default=0.0, metavar="G", help="with --ray: GPUs per replica (0)")
-    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up forward before /v1/ready")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="skip the warm-up before /v1/ready (two forwards; the second, timed, is what "
+                        "admission weighs the first requests by: without it, a fixed guess)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser
 
@@ -165,17 +171,75 @@ def _share_cpu_cores(devices: list[str]) -> None:
             "folders the default command's --workers", cpu_replicas, threads)
 
 
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def _app_from_env() -> Any:
-    """The app of one ``--workers`` process (uvicorn factory): options from the environment."""
+    """The app of one ``--workers`` process (uvicorn factory): options from the environment.
+    SIGTERM and SIGINT drain it as they drain one process (see :func:`drain_on_stop`)."""
     from inspyrenet_lite.serving import create_app
 
     args = build_parser().parse_args(json.loads(os.environ[_CONFIG_ENV]))
-    return create_app(_load(args), _settings(args))
+    _configure_logging(args.log_level)  # a worker is a new interpreter: main() did not run in it
+    try:
+        model = _load(args)
+    except Exception as exc:  # one line, as with one process; uvicorn then stops instead of restarting workers
+        logging.getLogger(__name__).error("cannot load the model: %s", exc)
+        sys.exit(_STARTUP_FAILURE)
+    app = create_app(model, _settings(args))
+    drain_on_stop(app.state.serving, args.graceful_timeout)
+    return app
+
+
+def drain_on_stop(state: Any, grace_s: float) -> None:
+    """Make this worker's stop signals drain ``state`` first, then stop uvicorn's server as before.
+
+    uvicorn calls the app factory inside its server's signal capture, so the handlers found here
+    are that server's; without this a worker stopped accepting and cut what was still running at
+    the graceful limit instead of answering it 503 a second before."""
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        stop_server = signal.getsignal(stop)
+        if not callable(stop_server):  # not a server's handler: a default action would end the process anyway
+            continue
+
+        def drain_then_stop(signum: int, frame: Any, stop_server: Callable[[int, Any], Any] = stop_server) -> None:
+            state.drain(grace_s)
+            stop_server(signum, frame)
+
+        signal.signal(stop, drain_then_stop)
+
+
+def _serve_workers(config: Any) -> bool:
+    """Run ``config.workers`` worker processes under uvicorn's supervisor, which on SIGTERM/SIGINT
+    signals each worker (they drain) and waits for them. The supervisor also stops listening then:
+    its copy of the socket would otherwise keep new connections waiting, unanswered, until it exits.
+    False when a worker could not start (it logged why)."""
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def handle_term(self) -> None:
+            sock.close()  # the workers close theirs as they begin to drain: then new connections are refused
+            super().handle_term()
+
+        def handle_int(self) -> None:
+            sock.close()
+            super().handle_int()
+
+    sock = config.bind_socket()
+    options: dict[str, Any] = {"sockets": [sock]}
+    if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn before the supervisor made its own servers
+        from uvicorn import Server
+
+        options["target"] = Server(config).run
+    supervisor = Supervisor(config, **options)
+    supervisor.run()
+    return all(process.exitcode != _STARTUP_FAILURE for process in supervisor.processes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.log_level)
     try:
         import uvicorn
 
@@ -204,7 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               "timeout_graceful_shutdown": max(1, int(args.graceful_timeout)), **server_options(settings)}
     if args.workers > 1:
         os.environ[_CONFIG_ENV] = json.dumps(list(argv if argv is not None else sys.argv[2:]))
-        uvicorn.run("inspyrenet_lite.cli.serve:_app_from_env", factory=True, workers=args.workers, **common)
+        started = _serve_workers(uvicorn.Config("inspyrenet_lite.cli.serve:_app_from_env", factory=True,
+                                                workers=args.workers, **common))
+        if not started:
+            print("inspyrenet-lite serve: error: a worker could not start (its error is above)", file=sys.stderr)
+            return 1
         return 0
     try:
         if devices is None:

@@ -4,12 +4,15 @@ Every request is weighed on arrival (before its upload is decoded) in work units
 its image's pixels plus a fixed amount for the network pass. The ledger holds the
 units of every request admitted and not yet answered, and a running estimate of
 seconds per unit measured from answered requests (their time from admission to
-answer over the units that were ahead of them plus their own; before the first
-measurement, a prior). A request whose expected wait (seconds per unit x units
-ahead and its own) exceeds its deadline is refused at once (503 + Retry-After)
-rather than admitted to time out: decode, the queue, the network and compositing
-are all in that wait. A request that finds nothing ahead is always admitted (it
-is also what measures a slow server).
+answer over the units that were ahead of them plus their own). Before the first
+answer the estimate is the warm-up's: the service times a forward pass at the
+base size before it reports ready and seeds the ledger with it (``seed``), so a
+burst right after a cold start is admitted or refused by a measured time; only
+without a warm-up is it a fixed prior. A request whose expected wait (seconds
+per unit x units ahead and its own) exceeds its deadline is refused at once
+(503 + Retry-After) rather than admitted to time out: decode, the queue, the
+network and compositing are all in that wait. A request that finds nothing ahead
+is always admitted (it is also what measures a slow server).
 """
 
 from __future__ import annotations
@@ -45,8 +48,22 @@ class WorkLedger:
     def __init__(self, prior_seconds_per_unit: float = PRIOR_SECONDS_PER_UNIT) -> None:
         self.seconds_per_unit = prior_seconds_per_unit
         self.measured = False
+        self.seeded = False
         self.units = 0
         self.requests = 0
+
+    def seed(self, seconds: float, units: int = NETWORK_UNITS) -> None:
+        """A warm-up pass of ``units`` took ``seconds``: the estimate until the first answer.
+
+        A seed never lowers an estimate that was seeded or measured already (several models:
+        the slowest counts, a request may go to any). The first answered request still
+        replaces the seed, as it does the prior: it measures the whole request (decode,
+        network, compositing, encode), the warm-up only the network."""
+        if not (seconds > 0 and units > 0):
+            raise ValueError(f"a warm-up seed needs seconds > 0 and units > 0, got {seconds!r} and {units!r}")
+        sample = seconds / units
+        self.seconds_per_unit = max(self.seconds_per_unit, sample) if self.seeded or self.measured else sample
+        self.seeded = True
 
     def expected_wait(self, units: int) -> float:
         """Seconds until a request of ``units`` arriving now would be answered."""

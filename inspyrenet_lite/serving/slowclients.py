@@ -3,7 +3,7 @@
 uvicorn closes idle keep-alive connections (``timeout_keep_alive``) and caps
 connections (``limit_concurrency``: 503 above it) but has no deadline on the
 request head: a client sending one byte a minute holds a socket (and a file
-descriptor) forever. :func:`guarded_h11` is uvicorn's h11 protocol with one: a
+descriptor) forever. :class:`GuardedH11Protocol` is uvicorn's h11 protocol with one: a
 connection that has not sent a complete request head within ``head_timeout_s``
 of opening (or of its previous answer) is closed. h11 itself refuses a head
 above 16 KiB (400). The body's deadline is the app's (408, see ``app._Guard``).
@@ -13,8 +13,10 @@ Each cause is logged once a minute with a count, never once per socket.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -46,47 +48,54 @@ class CauseLog:
 slow_client_log = CauseLog()
 
 
-def guarded_h11(head_timeout_s: float) -> type[H11Protocol]:
-    """uvicorn's h11 protocol class with a deadline of ``head_timeout_s`` on each request head."""
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline of ``head_timeout_s`` on each request head."""
 
-    class GuardedH11Protocol(H11Protocol):
-        _head_timer: asyncio.TimerHandle | None = None
-        _armed_cycle: Any = None
+    _head_timer: asyncio.TimerHandle | None = None
+    _armed_cycle: Any = None
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
+    def __init__(self, *args: Any, head_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.head_timeout_s = head_timeout_s
 
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.cycle is not self._armed_cycle:  # a complete head arrived: a request began
-                self._disarm()
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
 
-        def on_response_complete(self) -> None:
-            self._arm()  # the next head has its own deadline (armed before pipelined requests start)
-            super().on_response_complete()
-
-        def connection_lost(self, exc: Exception | None) -> None:
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is not self._armed_cycle:  # a complete head arrived: a request began
             self._disarm()
-            super().connection_lost(exc)
 
-        def _arm(self) -> None:
-            self._disarm()
-            self._armed_cycle = self.cycle
-            self._head_timer = self.loop.call_later(head_timeout_s, self._head_timed_out)
+    def on_response_complete(self) -> None:
+        self._arm()  # the next head has its own deadline (armed before pipelined requests start)
+        super().on_response_complete()
 
-        def _disarm(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
-        def _head_timed_out(self) -> None:
+    def _arm(self) -> None:
+        self._disarm()
+        self._armed_cycle = self.cycle
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
             self._head_timer = None
-            if self.cycle is self._armed_cycle and not self.transport.is_closing():
-                slow_client_log(f"closed connections that sent no complete request head within {head_timeout_s:g} s")
-                self.transport.close()
 
-    return GuardedH11Protocol
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.cycle is self._armed_cycle and not self.transport.is_closing():
+            slow_client_log(f"closed connections that sent no complete request head within {self.head_timeout_s:g} s")
+            self.transport.close()
+
+
+def guarded_h11(head_timeout_s: float) -> Callable[..., H11Protocol]:
+    """uvicorn's ``http`` option: :class:`GuardedH11Protocol` with ``head_timeout_s``. A partial of a
+    module-level class, not a class made here: ``serve --workers`` pickles it into each worker process."""
+    return functools.partial(GuardedH11Protocol, head_timeout_s=head_timeout_s)
 
 
 def server_options(settings: ServeSettings) -> dict[str, Any]:
