@@ -356,7 +356,11 @@ async def fetch_photo(url: str | None) -> str:
         path = await url_input.fetch_to_file(url, RESULT_DIR)
     except url_input.UrlRefused as err:
         raise gr.Error(str(err), title="Address refused", print_exception=False) from None
-    load_photo(str(path), what="image at that address")  # a clear error now rather than a broken preview
+    try:
+        load_photo(str(path), what="image at that address")  # a clear error now rather than a broken preview
+    except gr.Error:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise
     return str(path)
 
 

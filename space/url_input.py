@@ -16,7 +16,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from PIL import Image
 
@@ -62,7 +62,7 @@ def allowed_networks() -> tuple[str, ...]:
 
 def file_stem(url: str) -> str:
     """A safe file stem from the address's last path segment (``image`` when it has none)."""
-    name = Path(urlsplit(url).path).stem
+    name = Path(unquote(urlsplit(url).path)).stem
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:64]
     return stem or "image"
 
