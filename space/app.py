@@ -32,6 +32,9 @@ from typing import Any
 
 # Offline by default: no usage analytics, no update check, no share link.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# The sample photos' cached results live in a fresh folder per start (Gradio's default, ./.gradio in the
+# working folder, would serve results of an earlier run's model or checkpoint after a restart).
+os.environ.setdefault("GRADIO_EXAMPLES_CACHE", tempfile.mkdtemp(prefix="inspyrenet-space-examples-"))
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
@@ -502,7 +505,7 @@ def build_image_tab(menu: model_menu.ModelMenu) -> None:
     if url is not None and fetch is not None:
         gr.on(
             [url.submit, fetch.click], fetch_photo, inputs=url, outputs=image, api_visibility="private",
-            show_progress_on=url,  # a refused address marks the address field, not the photo
+            show_progress_on=fetch,  # a refused address marks the button: the photo and the typed address stay
         ).success(
             remove_background,
             inputs=inputs,
