@@ -204,6 +204,7 @@ def test_a_visitor_uses_both_tabs_and_downloads_the_cutout_and_the_mask(
         # The Video tab runs with the model chosen above.
         page.get_by_role("tab", name="Video").click()
         page.locator("#video input[type=file]").set_input_files(str(clip))
+        expect(page.locator("#video video")).to_have_count(1, timeout=60_000)  # uploaded: the player shows it
         page.locator("#video_run").click()
         video_status = page.locator("#video_status")
         expect(video_status).to_contain_text("4 frames, swinb model", timeout=RESULT_TIMEOUT_MS)
