@@ -144,6 +144,7 @@ def _line_count(element) -> int:
     return element.evaluate("e => e.getClientRects().length")
 
 
+@pytest.mark.slow  # about 1.5 min: six photos and a 4-frame video through a full-size network
 def test_a_visitor_uses_both_tabs_and_downloads_the_cutout_and_the_mask(
     browser: Browser, space_server: SpaceServer, photo: Path, image_host: str, clip: Path, tmp_path: Path
 ):
