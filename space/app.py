@@ -43,20 +43,9 @@ from PIL import Image  # noqa: E402
 from inspyrenet_lite import WeightsUnavailableError  # noqa: E402
 from inspyrenet_lite.cached import cached_remover  # noqa: E402
 from inspyrenet_lite.checks import check_options as check_library_options  # noqa: E402
-from inspyrenet_lite.compositing import (  # noqa: E402
-    OutputSpec,
-    apply_threshold_reverse,
-    composite,
-    parse_colour,
-    parse_output_type,
-)
-from inspyrenet_lite.image_io import (  # noqa: E402
-    ImageLoadError,
-    TooManyPixelsError,
-    carry_metadata,
-    load_image,
-    save_image,
-)
+from inspyrenet_lite.compositing import OutputSpec, parse_colour, parse_output_type  # noqa: E402
+from inspyrenet_lite.image_io import ImageLoadError, TooManyPixelsError, load_image, save_image  # noqa: E402
+from inspyrenet_lite.pipeline import OutputOptions, render  # noqa: E402
 from inspyrenet_lite.registry import MODELS  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # space/*.py, also when imported by path
@@ -304,12 +293,11 @@ def remove_background(
         gr.Warning(notice)
     progress(0.5, desc="Removing the background")
     started = time.perf_counter()
-    # One prediction makes both files: the chosen output and the mask.
-    alpha = apply_threshold_reverse(
-        remover.predict(photo, hr_blend=float(hr_blend)), float(threshold) if threshold > 0 else None, False
-    )
-    result = carry_metadata(photo, composite(photo, alpha, spec))
-    mask = composite(photo, alpha, OutputSpec("map"))
+    # One prediction makes both files: the chosen output and the mask, by the library's render step.
+    pred = remover.predict(photo, hr_blend=float(hr_blend))
+    hard = float(threshold) if threshold > 0 else None
+    result = render(photo, pred, OutputOptions(spec, threshold=hard))
+    mask = render(photo, pred, OutputOptions(OutputSpec("map"), threshold=hard))
     seconds = time.perf_counter() - started
     logger.info(
         "%dx%d model=%s threshold=%.2f hr_blend=%.2f output=%s: %.1f s",
