@@ -1,7 +1,8 @@
 """The Space's video tab: a short clip in, the clip without its background out.
 
-Kept apart from the photo UI of app.py; ``build(get_remover)`` adds the tab
-inside the app's ``gr.Blocks``. The click is also the API endpoint
+Kept apart from the photo UI of app.py; ``build(get_remover, model)`` adds the
+tab inside the app's ``gr.Blocks``, reading the model in force from the page's
+shared model menu (``model``, a component holding its name). The click is also the API endpoint
 ``/remove_video_background``. Limits keep one request from holding the
 single inference slot for long: at most ``MAX_VIDEO_SECONDS`` of video,
 ``MAX_VIDEO_FRAMES`` frames and ``MAX_VIDEO_PIXELS`` per frame (and the
@@ -114,27 +115,33 @@ def remove_video_background(
     seconds = time.perf_counter() - started
     logger.info("video %dx%d, %d frames, %s: %.1f s", info.width, info.height, result.frames, output, seconds)
     status = (
-        f"{info.width}×{info.height}, {result.frames} frames, {mode} mode, stability "
+        f"{info.width}×{info.height}, {result.frames} frames, {mode} model, stability "
         f"{'on' if stability else 'off'}: {result.fps:.2f} frames/s"
         + (", sound kept" if result.audio else "")
     )
     return str(dst), status
 
 
-def build(get_remover: Callable[[str], Any], modes: tuple[str, ...]) -> None:
-    """Add the video tab to the enclosing ``gr.Blocks``."""
-    with gr.Tab("Video"):
+def build(get_remover: Callable[[str], Any], model: gr.components.Component) -> None:
+    """Add the video tab to the enclosing ``gr.Blocks``; ``model`` holds the name of the model in force."""
+    with gr.Tab("Video", id="video", elem_id="video_tab"):
         gr.Markdown(
             f"Up to {MAX_VIDEO_SECONDS} s of video, frames up to 1920×1080. The transparent output is a "
-            "WebM with an alpha channel (Chrome, Firefox and Edge play it); sound is kept."
+            "WebM with an alpha channel (Chrome, Firefox and Edge play it); sound is kept. "
+            "The model is the one chosen above."
         )
         with gr.Row():
             with gr.Column():
                 video = gr.Video(label="Video", sources=["upload"], elem_id="video")
-                mode = gr.Radio(list(modes), value="fast", label="Mode", elem_id="video_mode")
-                output = gr.Radio(list(VIDEO_OUTPUTS), value="rgba", label="Output", elem_id="video_output")
+                output = gr.Radio(
+                    list(VIDEO_OUTPUTS), value="rgba", label="Output",
+                    info="Transparent plays in browsers; the others are MP4 for any player or editor.",
+                    elem_id="video_output",
+                )
                 stability = gr.Checkbox(
-                    value=True, label="Temporal stability (no flicker on still parts)", elem_id="video_stability"
+                    value=True, label="Temporal stability",
+                    info="Keeps the mask steady where the picture is still (no flicker).",
+                    elem_id="video_stability",
                 )
                 run = gr.Button("Remove video background", variant="primary", elem_id="video_run")
             with gr.Column():
@@ -146,7 +153,7 @@ def build(get_remover: Callable[[str], Any], modes: tuple[str, ...]) -> None:
 
         run.click(
             handler,
-            inputs=[video, mode, output, stability],
+            inputs=[video, model, output, stability],
             outputs=[result, status],
             api_name="remove_video_background",
             concurrency_id="inference",

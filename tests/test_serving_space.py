@@ -30,7 +30,7 @@ def load_space():
 def test_the_space_serves_v1_remove_and_its_page(monkeypatch: pytest.MonkeyPatch) -> None:
     space = load_space()
     model = BoxPredictor()
-    monkeypatch.setattr(space, "_removers", {"fast": model})  # the Space's own model cache, shared
+    monkeypatch.setattr(space, "get_remover", lambda name: model)  # the Space's model, shared with its page
     with running(space.build_app()) as base:
         response = httpx.post(f"{base}/v1/remove", content=png_bytes(photo(80, 60)), timeout=30)
         removebg = httpx.post(f"{base}/v1.0/removebg", files={"image_file": ("a.png", png_bytes(photo(80, 60)))})
@@ -44,7 +44,7 @@ def test_the_space_serves_v1_remove_and_its_page(monkeypatch: pytest.MonkeyPatch
 def test_the_space_applies_the_api_key_of_serve(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INSPYRENET_LITE_API_KEY", "s3cret")
     space = load_space()
-    monkeypatch.setattr(space, "_removers", {"fast": BoxPredictor()})
+    monkeypatch.setattr(space, "get_remover", lambda name: BoxPredictor())
     data = png_bytes(photo(40, 30))
     with running(space.build_app()) as base:
         missing = httpx.post(f"{base}/v1/remove", content=data, timeout=30)

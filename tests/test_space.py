@@ -77,6 +77,8 @@ def _offline_env(work_dir: Path, ckpt: Path, port: int) -> dict[str, str]:
         GRADIO_SHARE="False",
         GRADIO_SSR_MODE="False",
         GRADIO_TEMP_DIR=str(work_dir / "gradio"),
+        # The browser test's image server listens on loopback, which the URL field refuses otherwise.
+        INSPYRENET_SPACE_URL_ALLOW_NETWORKS="127.0.0.1/32",
         HF_HUB_OFFLINE="1",
         HF_HUB_DISABLE_TELEMETRY="1",
         TMPDIR=str(work_dir),
@@ -160,8 +162,8 @@ def client(space_server: SpaceServer) -> Client:
     return space_server.client()
 
 
-def _call(client: Client, photo: Path, **options) -> tuple[str, tuple[str, str], str]:
-    """(result PNG, (before, after) previews, status line) of one API call."""
+def _call(client: Client, photo: Path, **options) -> tuple[str, str, tuple[str, str], str]:
+    """(result PNG, mask PNG, (before, after) previews, status line) of one API call."""
     job = client.submit(handle_file(str(photo)), api_name=API, **options)
     return job.result(timeout=CALL_TIMEOUT_S)
 
@@ -185,7 +187,7 @@ def _assert_background_shows_where_masked_out(out: np.ndarray, mask: np.ndarray,
 
 # ---------------------------------------------------------------- API calls
 @pytest.fixture(scope="module")
-def one_call(client: Client, small_photo: Path) -> tuple[str, tuple[str, str], str]:
+def one_call(client: Client, small_photo: Path) -> tuple[str, str, tuple[str, str], str]:
     """One call with every option at its default."""
     return _call(client, small_photo)
 
@@ -204,17 +206,19 @@ def four_calls_at_once(client: Client, small_photo: Path) -> list[Image.Image]:
     return [Image.open(result[0]) for result in results]
 
 
-def test_one_call_returns_an_rgba_png_at_the_input_size(one_call, small_photo: Path):
-    result_path, (before, after), status = one_call
-    result = Image.open(result_path)
-    assert result.format == "PNG"
+def test_one_call_returns_an_rgba_png_and_its_mask_at_the_input_size(one_call, small_photo: Path):
+    result_path, mask_path, (before, after), status = one_call
+    result, mask = Image.open(result_path), Image.open(mask_path)
+    assert result.format == mask.format == "PNG"
     assert result.mode == "RGBA"
-    assert result.size == Image.open(small_photo).size
+    assert mask.mode == "L"
+    assert result.size == mask.size == Image.open(small_photo).size
     assert Image.open(before).size == Image.open(after).size == result.size
     alpha = np.asarray(result.getchannel("A"))
     assert alpha.min() < 64 and alpha.max() > 192, "some pixels should be kept and others dropped"
     assert len(np.unique(alpha)) > 16, "threshold 0 should give a soft mask"
-    assert status.startswith("227×151 px, fast mode, threshold 0.00, HR blending 0.00")
+    np.testing.assert_array_equal(np.asarray(mask), alpha)  # the mask download is the cut-out's alpha
+    assert status.startswith("227×151 px, fast model, threshold 0.00, HR blending 0.00")
 
 
 def test_four_calls_at_once_all_succeed_without_mixing_results(
@@ -243,7 +247,7 @@ def test_a_non_image_upload_is_refused_and_the_server_keeps_serving(
     # The next call is served; it also checks a custom background image.
     backdrop = tmp_path / "blue.png"
     Image.new("RGB", (64, 48), (0, 0, 255)).save(backdrop)
-    result_path, _, _ = _call(client, small_photo, output="background", background=handle_file(str(backdrop)))
+    result_path, _, _, _ = _call(client, small_photo, output="background", background=handle_file(str(backdrop)))
     result = np.asarray(Image.open(result_path))
     mask = np.asarray(four_calls_at_once[2])
     assert result.shape == mask.shape + (3,)
@@ -301,22 +305,29 @@ def _load_app_module() -> ModuleType:
     return _app_module[0]
 
 
-def test_models_load_lazily_once_per_mode_and_are_shared(monkeypatch: pytest.MonkeyPatch):
+def test_models_come_from_the_librarys_shared_cache(monkeypatch: pytest.MonkeyPatch):
+    """The Space and ``inspyrenet_lite.remove()`` share one Remover per model, built on first use."""
+    import inspyrenet_lite.remover
+    from inspyrenet_lite.cached import cached_remover, clear_cache
+
     app = _load_app_module()
     built: list[str] = []
 
     class CountingRemover:
-        def __init__(self, mode: str) -> None:
-            built.append(mode)
+        def __init__(self, model: str, **settings) -> None:
+            built.append(model)
 
-    monkeypatch.setattr(app, "Remover", CountingRemover)
-    monkeypatch.setattr(app, "_removers", {})
-    assert built == []
-    first = app.get_remover("fast")
-    assert app.get_remover("fast") is first
-    assert built == ["fast"]
-    app.get_remover("base")
-    assert built == ["fast", "base"]
+    monkeypatch.setattr(inspyrenet_lite.remover, "Remover", CountingRemover)
+    clear_cache()
+    try:
+        first = app.get_remover("fast")
+        assert app.get_remover("fast") is first
+        assert cached_remover("fast") is first, "remove() would load a second copy"
+        assert built == ["fast"]
+        app.get_remover("base")
+        assert built == ["fast", "base"]
+    finally:
+        clear_cache()
 
 
 def test_missing_weights_are_reported_instead_of_hanging(
@@ -325,19 +336,46 @@ def test_missing_weights_are_reported_instead_of_hanging(
     import gradio as gr
     import huggingface_hub.constants
 
+    from inspyrenet_lite.cached import clear_cache
+
     app = _load_app_module()
     monkeypatch.delenv("INSPYRENET_LITE_CKPT", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("INSPYRENET_LITE_CACHE", str(tmp_path / "weights"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(app, "_removers", {})
+    clear_cache()
     started = time.monotonic()
-    with pytest.raises(gr.Error) as raised:
-        app.remove_background(str(small_photo), mode="fast")
-    assert "could not be fetched" in raised.value.message
-    assert "fast" in raised.value.message
+    for _ in range(2):  # a failed load is not remembered as a model: the second try fails the same way
+        with pytest.raises(gr.Error) as raised:
+            app.remove_background(str(small_photo), mode="fast", progress=lambda *a, **k: None)
+        assert "could not be fetched" in raised.value.message
+        assert "fast" in raised.value.message
     assert time.monotonic() - started < 60, "an offline failure must not wait on the network"
-    assert app._removers == {}, "a failed load must not be remembered as a model"
+
+
+def test_the_model_menu_offers_every_registry_model_once_with_fast_and_base_first():
+    from inspyrenet_lite.registry import MODELS
+
+    menu = _load_app_module().model_menu
+    common = [name for _, name in menu.COMMON_MODELS]
+    more = [name for _, name in menu.more_choices()]
+    assert common == ["fast", "base"]
+    assert sorted(common + more) == sorted(MODELS)
+
+
+def test_the_preview_shows_a_checkerboard_where_the_result_is_transparent():
+    app = _load_app_module()
+    square = app.CHECKER_SQUARE
+    image = np.zeros((3 * square, 3 * square, 4), np.uint8)  # fully transparent...
+    image[:square, :square] = (200, 0, 0, 255)  # ...but for an opaque red top-left square
+    shown = np.asarray(app.on_checkerboard(Image.fromarray(image, "RGBA")))
+    assert shown.shape == (3 * square, 3 * square, 3)
+    assert (shown[:square, :square] == (200, 0, 0)).all()
+    light, dark = shown[0, 2 * square], shown[0, square]  # neighbouring squares differ
+    assert light.tolist() == [255] * 3 and dark.tolist() == [217] * 3
+    assert (shown[square:2 * square, square:2 * square] == light).all()  # the diagonal repeats
+    opaque = Image.new("RGB", (8, 8), (1, 2, 3))
+    assert app.on_checkerboard(opaque) is opaque
 
 
 @pytest.mark.parametrize(

@@ -92,5 +92,83 @@ def test_oversized_uploads_say_too_many_pixels_and_log_one_line(space_server, tm
 def test_a_panorama_gets_the_base_pass_and_the_visitor_is_told(space_server, tmp_path: Path):
     strip = tmp_path / "strip.png"
     Image.new("RGB", (3000, 100), (200, 120, 40)).save(strip)  # a 3008x96 pass: over the 2560 long side
-    _, _, status = _call(space_server.client(), strip, hr_blend=1.0)
+    _, _, _, status = _call(space_server.client(), strip, hr_blend=1.0)
     assert "hr_long_side" in status and "base-size pass" in status
+
+
+# ------------------------------------------------------------ the image URL field
+def _fetch(app, url: str):
+    import asyncio
+
+    return asyncio.run(app.fetch_photo(url))
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:9/photo.png", "loopback"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://10.0.0.1/photo.png", "private"),
+        ("file:///etc/passwd", "only http and https"),
+    ],
+)
+def test_the_url_field_refuses_addresses_the_server_must_not_reach(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, why: str
+):
+    import gradio as gr
+
+    app = _load_app_module()
+    monkeypatch.delenv("INSPYRENET_SPACE_URL_ALLOW_NETWORKS", raising=False)
+    monkeypatch.setattr(app, "RESULT_DIR", tmp_path / "results")
+    with pytest.raises(gr.Error, match=why) as raised:
+        _fetch(app, url)
+    assert "upload the file" in raised.value.message
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("*.*"))
+
+
+def test_the_url_field_fetches_a_photo_from_an_allowed_host(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, small_photo: Path
+):
+    import functools
+    import http.server
+    import threading
+
+    import gradio as gr
+
+    app = _load_app_module()
+    monkeypatch.setenv("INSPYRENET_SPACE_URL_ALLOW_NETWORKS", "127.0.0.1/32")
+    monkeypatch.setattr(app, "RESULT_DIR", tmp_path / "results")
+    (tmp_path / "www").mkdir()
+    Image.open(small_photo).save(tmp_path / "www" / "cat photo.jpg", quality=95)
+    (tmp_path / "www" / "words.png").write_text("not pixels")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        path = Path(_fetch(app, f"{base}/cat%20photo.jpg"))
+        with pytest.raises(gr.Error, match="could not be read as an image"):
+            _fetch(app, f"{base}/words.png")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert path.name == "cat-photo.jpg"
+    assert [p.name for p in (tmp_path / "results").rglob("*.*")] == [path.name], "the refused file is not kept"
+    with Image.open(path) as fetched, Image.open(tmp_path / "www" / "cat photo.jpg") as served:
+        assert fetched.format == "JPEG"
+        np.testing.assert_array_equal(np.asarray(fetched), np.asarray(served))
+
+
+def test_the_url_field_is_switched_off_by_its_environment_variable(monkeypatch: pytest.MonkeyPatch):
+    app = _load_app_module()
+
+    def element_ids() -> set[str]:
+        return {block.elem_id for block in app.build_demo().blocks.values() if block.elem_id}
+
+    monkeypatch.setenv("INSPYRENET_SPACE_IMAGE_URL", "0")
+    assert "image_url" not in element_ids() and "photo" in element_ids()
+    monkeypatch.setenv("INSPYRENET_SPACE_IMAGE_URL", "1")
+    assert {"image_url", "fetch_url"} <= element_ids()
+    monkeypatch.setenv("INSPYRENET_SPACE_IMAGE_URL", "maybe")
+    with pytest.raises(ValueError, match="INSPYRENET_SPACE_IMAGE_URL='maybe'.*1 \\(on\\) or 0 \\(off\\)"):
+        app.build_demo()
