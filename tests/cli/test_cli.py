@@ -18,7 +18,7 @@ from PIL import Image
 from inspyrenet_lite.cli import collect_jobs, main
 from inspyrenet_lite.jobs.manifest import MANIFEST_NAME
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _photo(path: Path, size: tuple[int, int], colour=(200, 60, 40)) -> Path:

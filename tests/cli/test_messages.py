@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_hub import same_outputs
+from model_helpers import same_outputs
 
 from inspyrenet_lite.remover import Remover
 
@@ -163,11 +163,10 @@ except Exception as exc:
 
 @pytest.mark.parametrize("offline", [False, True])
 def test_push_to_hub_without_the_hub_is_one_connection_error_saying_what_to_do(offline: bool) -> None:
-    from fake_hub import run_python
-    from test_hub import _closed_endpoint
+    from fake_hub import closed_endpoint, run_python
 
-    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
-    env = {**_closed_endpoint(), "PYTHONPATH": path, **({"HF_HUB_OFFLINE": "1"} if offline else {})}
+    path = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))
+    env = {**closed_endpoint(), "PYTHONPATH": path, **({"HF_HUB_OFFLINE": "1"} if offline else {})}
     proc = run_python(_PUSH, env)
     assert proc.returncode == 0, proc.stderr
     kind, message = proc.stdout.strip().splitlines()[-2:]

@@ -246,7 +246,7 @@ def test_eval_cli_says_on_stderr_that_pred_and_gt_are_the_same_folder(folders):
     import sys
 
     gt_dir, _, _ = folders
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     same = str(gt_dir.parent / "." / gt_dir.name)  # another spelling of the same folder
     proc = subprocess.run([sys.executable, "-m", "inspyrenet_lite", "eval", "--pred", same, "--gt", str(gt_dir),
                            "-q", "--no-mba"], capture_output=True, text=True, env=env, timeout=120)

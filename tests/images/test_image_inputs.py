@@ -19,7 +19,7 @@ from inspyrenet_lite import Remover
 from inspyrenet_lite.image_io import ImageLoadError, fetch_url, load_image
 from serving_helpers import free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from inspyrenet_lite.jobs.lock import FolderBusy, FolderLock
 from inspyrenet_lite.jobs.manifest import MANIFEST_NAME
 from inspyrenet_lite.jobs.run import file_digest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MAP = ImageOutput(parse_output_type("map"))
 
 

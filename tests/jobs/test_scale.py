@@ -26,7 +26,7 @@ from inspyrenet_lite.compositing import parse_output_type
 from inspyrenet_lite.jobs import ImageOutput, Manifest, collect_jobs
 from inspyrenet_lite.jobs.parallel import ParallelJobRunner, RemoverFactory, cpu_threads_per_worker, parse_devices
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

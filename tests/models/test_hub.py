@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_hub import FakeHub, run_python
+from fake_hub import FakeHub, closed_endpoint, run_python
+from model_helpers import same_outputs
 from safetensors import safe_open
 
 from inspyrenet_lite import InSPyReNet
@@ -30,12 +31,6 @@ def tiny(backbone: str, base_size: tuple[int, int]) -> InSPyReNet:
     else:
         args = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
     return InSPyReNet(backbone, depth=8, base_size=base_size, backbone_args=args).eval()
-
-
-def same_outputs(a: InSPyReNet, b: InSPyReNet) -> bool:
-    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        return torch.equal(a.predict(x), b.predict(x))
 
 
 @pytest.mark.parametrize(("backbone", "base_size"), [("res2net50", (64, 96)), ("swinb", (64, 64))])
@@ -177,19 +172,11 @@ print(json.dumps({{**out, "seconds": time.monotonic() - started}}))
 """
 
 
-def _closed_endpoint() -> dict[str, str]:
-    """HF_ENDPOINT of a server that has stopped: its port on 127.0.0.1 refuses connections."""
-    hub = FakeHub().start()
-    env = hub.env()
-    hub.stop()
-    return env
-
-
 def test_an_unreachable_hub_repo_fails_in_seconds_with_what_to_do(tmp_path: Path) -> None:
     from PIL import Image
 
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
-    env = {**_closed_endpoint(), "HF_HOME": str(tmp_path / "hf")}
+    env = {**closed_endpoint(), "HF_HOME": str(tmp_path / "hf")}
     args = [str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"), "--model", REPO]
     code = (
         "import sys, time\nimport inspyrenet_lite.remover\nfrom inspyrenet_lite.cli import main\n"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_helpers import same_outputs
 
 from inspyrenet_lite import InSPyReNet, Remover
 from inspyrenet_lite.checkpoint import save_checkpoint
@@ -18,12 +19,6 @@ TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1],
 def tiny_swin(base_size=(64, 64)) -> InSPyReNet:
     torch.manual_seed(0)
     return InSPyReNet("swinb", depth=8, base_size=base_size, backbone_args=TINY_SWIN).eval()
-
-
-def same_outputs(a: InSPyReNet, b: InSPyReNet) -> bool:
-    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        return torch.equal(a.predict(x), b.predict(x))
 
 
 def test_full_size_res2net50_file_is_detected_by_its_keys(tmp_path: Path) -> None:

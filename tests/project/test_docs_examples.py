@@ -31,7 +31,7 @@ from PIL import Image
 from serving_helpers import photo
 from training_helpers import one_thread, soft_blob
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 LANGUAGES = {"python": "python", "bash": "shell", "shell": "shell", "sh": "shell"}
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip\b(.*?)-->")

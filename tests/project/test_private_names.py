@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted([*(ROOT / "inspyrenet_lite").rglob("*.py"), *(ROOT / "space").glob("*.py"), *(ROOT / "bench").glob("*.py")])
 
 

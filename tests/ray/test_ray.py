@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ray_helpers import in_loopback_namespace
+
 from inspyrenet_lite import Remover
 from inspyrenet_lite.integrations.ray import BackgroundRemover, actor_cpus, map_batches_options
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +47,6 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (folder / "notes.jpg").write_text("not an image at all")
     return folder
-
-
-def in_loopback_namespace(argv: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
-    """Run ``argv`` in a network namespace with only loopback (fails, not skips, where that cannot be made)."""
-    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
-        pytest.fail("the Ray tests need root, unshare and ip (iproute2) to keep Ray on loopback")
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), RAY_USAGE_STATS_ENABLED="0")
-    command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 STORES = """

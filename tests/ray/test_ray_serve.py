@@ -2,7 +2,7 @@
 under load, and joining a token-authentication cluster (``serve --ray`` and ``ray``).
 
 Ray stays on loopback: each cluster test runs its body in a loopback-only network namespace
-(:func:`test_ray.in_loopback_namespace`).
+(:func:`ray_helpers.in_loopback_namespace`).
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving_helpers import photo, png_bytes, running  # noqa: E402
-from test_ray import in_loopback_namespace  # noqa: E402
+from ray_helpers import in_loopback_namespace
+from serving_helpers import photo, png_bytes, running
 
-from inspyrenet_lite.cli import ray as ray_cli  # noqa: E402
-from inspyrenet_lite.cli import serve as serve_cli  # noqa: E402
-from inspyrenet_lite.integrations.ray_serve import ServeLimits, parse_autoscale  # noqa: E402
-from inspyrenet_lite.serving import ServeSettings, create_app  # noqa: E402
+from inspyrenet_lite.cli import ray as ray_cli
+from inspyrenet_lite.cli import serve as serve_cli
+from inspyrenet_lite.integrations.ray_serve import ServeLimits, parse_autoscale
+from inspyrenet_lite.serving import ServeSettings, create_app
 
 #: What every cluster script shares: free ports, a `ray start` node, the service's ready wait, the
 #: replicas of this cluster (marked by an environment variable: /proc is the machine's, not the namespace's).

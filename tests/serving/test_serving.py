@@ -343,7 +343,7 @@ def test_a_client_that_disconnects_frees_its_slot_and_is_not_computed() -> None:
 
 
 def test_nothing_below_the_serving_room_imports_it() -> None:
-    from test_import_graph import MODULES, NAME, imports_of
+    from source_helpers import MODULES, NAME, imports_of
 
     offenders = {
         name: sorted(m for m in imports_of(path, top_level_only=False) if m.startswith(f"{NAME}.serving"))

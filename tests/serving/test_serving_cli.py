@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import io
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,45 +17,12 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 
-from serving_helpers import free_port, photo, png_bytes  # noqa: E402
-
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "inspyrenet_lite", "serve", *args]
-
-
-def environment(tmp_path: Path) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    # Nothing may be downloaded: point every cache at an empty folder and the Hub nowhere.
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), INSPYRENET_LITE_CACHE=str(tmp_path / "own"))
-    return env
-
-
-def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(command("--port", str(port), *args), env=environment(tmp_path),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited early: {process.stdout.read()}")
-        try:
-            if httpx.get(f"{base}/v1/ready", timeout=2).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError("serve did not become ready")
+from serving_helpers import photo, png_bytes, serve_command, serve_environment, start_serve  # noqa: E402
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path: Path, tiny_folder: Path) -> None:
     # A long batching wait keeps the request in flight when SIGTERM arrives.
-    process, base = start(tmp_path, "--model", str(tiny_folder), "--device", "cpu", "--max-wait-ms", "2000",
+    process, base = start_serve(tmp_path, "--model", str(tiny_folder), "--device", "cpu", "--max-wait-ms", "2000",
                           "--max-batch-size", "8")
     try:
         result: dict[str, httpx.Response] = {}
@@ -81,10 +46,10 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path: Path, tiny
 
 
 def test_bad_arguments_and_unloadable_model_give_one_line_errors(tmp_path: Path) -> None:
-    bad = subprocess.run(command("--max-batch-size", "0"), env=environment(tmp_path), capture_output=True, text=True,
+    bad = subprocess.run(serve_command("--max-batch-size", "0"), env=serve_environment(tmp_path), capture_output=True, text=True,
                          timeout=120)
-    missing = subprocess.run(command("--model", str(tmp_path / "no-such-model"), "--device", "cpu"),
-                             env=environment(tmp_path), capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(serve_command("--model", str(tmp_path / "no-such-model"), "--device", "cpu"),
+                             env=serve_environment(tmp_path), capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "max_batch_size must be" in bad.stderr
     assert missing.returncode == 1 and "cannot load the model" in missing.stderr
     for run in (bad, missing):
@@ -95,7 +60,7 @@ def test_bad_arguments_and_unloadable_model_give_one_line_errors(tmp_path: Path)
 def test_serve_full_size_random_checkpoint_matches_remover(tmp_path: Path, random_checkpoint: Path, remover) -> None:
     image = photo(160, 120, 3)
     data = png_bytes(image)
-    process, base = start(tmp_path, "--model", "fast", "--ckpt", str(random_checkpoint), "--device", "cpu",
+    process, base = start_serve(tmp_path, "--model", "fast", "--ckpt", str(random_checkpoint), "--device", "cpu",
                           "--max-wait-ms", "0")
     try:
         responses = {}
@@ -122,7 +87,7 @@ def test_serve_full_size_random_checkpoint_matches_remover(tmp_path: Path, rando
 def test_sigterm_under_load_exits_within_the_graceful_limit_every_request_200_or_503(
     tmp_path: Path, tiny_folder: Path
 ) -> None:
-    process, base = start(tmp_path, "--model", str(tiny_folder), "--device", "cpu", "--cpu-workers", "1",
+    process, base = start_serve(tmp_path, "--model", str(tiny_folder), "--device", "cpu", "--cpu-workers", "1",
                           "--max-batch-size", "1", "--graceful-timeout", "3")
     data = png_bytes(photo(2000, 1500))
     answers: list[object] = []

@@ -17,8 +17,7 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 
-from serving_helpers import BoxPredictor, photo, png_bytes, running  # noqa: E402
-from test_serving_cli import command, environment, start  # noqa: E402
+from serving_helpers import BoxPredictor, photo, png_bytes, running, serve_command, serve_environment, start_serve  # noqa: E402
 
 from inspyrenet_lite import Remover  # noqa: E402
 from inspyrenet_lite.predictor import Predictor  # noqa: E402
@@ -112,7 +111,7 @@ def test_ready_waits_for_every_replica() -> None:
 def test_serve_devices_cpu_cpu_runs_two_replicas(tmp_path: Path, tiny_folder: Path) -> None:
     images = [photo(70 + 8 * i, 50 + 4 * i, seed=10 + i) for i in range(6)]
     kinds = ["map", "rgba", "green"] * 2
-    process, base = start(tmp_path, "--model", str(tiny_folder), "--devices", "cpu,cpu", "--max-batch-size", "2",
+    process, base = start_serve(tmp_path, "--model", str(tiny_folder), "--devices", "cpu,cpu", "--max-batch-size", "2",
                           "--max-wait-ms", "20")
     try:
         responses = asyncio.run(post_all(base, images, kinds))
@@ -136,7 +135,7 @@ def test_serve_devices_cpu_cpu_runs_two_replicas(tmp_path: Path, tiny_folder: Pa
     ],
 )
 def test_bad_devices_exit_2_with_one_line(tmp_path: Path, flags: list[str], message: str) -> None:
-    run = subprocess.run(command(*flags), env=environment(tmp_path), capture_output=True, text=True, timeout=120)
+    run = subprocess.run(serve_command(*flags), env=serve_environment(tmp_path), capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run.stderr
     assert message in run.stderr
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1

@@ -30,7 +30,7 @@ from inspyrenet_lite.serving import ServeSettings, create_app  # noqa: E402
 from inspyrenet_lite.serving.app import RemoveOptions  # noqa: E402
 
 KEY = "open-sesame"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]

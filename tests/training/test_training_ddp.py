@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 
 from inspyrenet_lite.training import TrainConfig, Trainer
 
-TESTS = str(Path(__file__).parent)
+TESTS = str(Path(__file__).resolve().parents[1])  # the helper modules (training_helpers)
 
 
 def _data() -> TensorDataset:

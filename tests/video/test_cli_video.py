@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from test_video import GreyRemover, MemoRemover
+from video_helpers import GreyRemover, MemoRemover
 from video_clips import make_clip, truncated_copy
 
 import inspyrenet_lite.remover
