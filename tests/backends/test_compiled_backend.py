@@ -82,7 +82,7 @@ def test_a_last_partial_batch_runs_in_the_compiled_graph_padded_and_keeps_its_ma
     maps = predictor.predict_maps(photos, batch_size=2)
     assert [shape[0] for shape in calls] == [2, 2, 2]
     for got, want in zip(maps, alone, strict=True):
-        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)  # batched rounding, as tests/test_network.py
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)  # batched rounding, as tests/network/test_network.py
 
 
 def test_past_torchs_recompile_limit_new_shapes_run_eagerly_with_one_log_line(monkeypatch, caplog):
@@ -116,7 +116,7 @@ def test_compile_is_a_flag_and_does_not_apply_to_onnxruntime(tiny_folder):
 
 @pytest.mark.slow
 def test_compiled_network_matches_the_authors_outputs():
-    """The compiled graph against the parity fixture of the authors' code, as tests/test_parity.py holds
+    """The compiled graph against the parity fixture of the authors' code, as tests/network/test_parity.py holds
     the eager network to it; then a weight changed in place (fine-tuning between calls) changes the
     compiled map as it changes the eager one. One size only: each compiles for minutes on 2 cores."""
     model = build_case_model("swin_small_lr")

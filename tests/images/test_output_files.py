@@ -230,7 +230,7 @@ def test_a_killed_writers_temporary_folder_is_removed_and_nothing_else(tmp_path:
     }
 
 
-# -- --skip-existing's input-to-output mapping: cases beside tests/test_cli.py's (issue 18, item 16) --
+# -- --skip-existing's input-to-output mapping: cases beside tests/cli/test_cli.py's (issue 18, item 16) --
 
 
 def test_skip_existing_keeps_one_result_per_input_and_format(tmp_path: Path, stand_in, capsys):
