@@ -58,11 +58,6 @@ class _CountingExport:
 
 
 @pytest.fixture(scope="module")
-def swin_case():
-    return build_case_model("swin_small_lr"), case_io("swin_small_lr")
-
-
-@pytest.fixture(scope="module")
 def swin_cache(swin_graph_cache: Path) -> Path:
     """A cache folder holding the reduced Swin model's graph, exported (and verified) by the backend's first use
     (conftest.py; test_onnx_quantize.py makes its int8 graphs from the same float32 graph)."""

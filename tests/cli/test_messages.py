@@ -20,11 +20,6 @@ from model_helpers import same_outputs
 from inspyrenet_lite.remover import Remover
 
 
-@pytest.fixture(scope="module")
-def tiny_remover(tiny_folder: Path) -> Remover:
-    return Remover(tiny_folder, device="cpu")
-
-
 def one_line(exc: BaseException) -> str:
     text = str(exc)
     assert "\n" not in text, text

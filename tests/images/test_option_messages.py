@@ -60,13 +60,6 @@ def client():
         yield test_client
 
 
-@pytest.fixture(scope="module")
-def tiny_remover(tiny_folder: Path):
-    from inspyrenet_lite import Remover
-
-    return Remover(str(tiny_folder), device="cpu")
-
-
 @pytest.mark.parametrize(("python", "cli", "http", "words"), CASES, ids=[case[3][:28] for case in CASES])
 def test_one_rule_one_message_everywhere(python, cli, http, words, tmp_path, capsys, client, tiny_remover) -> None:
     said_in_python = python_message(python, tiny_remover)

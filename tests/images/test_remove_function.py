@@ -31,45 +31,45 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("photo") / "p.png"
+def noise_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("noise_png") / "p.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 56, 3), dtype=np.uint8)).save(path)
     return path
 
 
-def test_the_model_is_built_once_and_each_kind_comes_back_as_given(built, tiny_folder, photo):
+def test_the_model_is_built_once_and_each_kind_comes_back_as_given(built, tiny_folder, noise_png):
     model = str(tiny_folder)
-    want = Remover(model, device="cpu").process(str(photo))
+    want = Remover(model, device="cpu").process(str(noise_png))
     built.clear()
-    from_path = remove(str(photo), model, device="cpu")
+    from_path = remove(str(noise_png), model, device="cpu")
     assert isinstance(from_path, Image.Image) and from_path.mode == "RGBA"
     assert np.array_equal(np.asarray(from_path), np.asarray(want))
-    with Image.open(photo) as opened:
+    with Image.open(noise_png) as opened:
         assert isinstance(remove(opened.copy(), model, device="cpu"), Image.Image)
-    out_bytes = remove(photo.read_bytes(), model, device="cpu")
+    out_bytes = remove(noise_png.read_bytes(), model, device="cpu")
     assert isinstance(out_bytes, bytes) and Image.open(io.BytesIO(out_bytes)).format == "PNG"
-    array = remove(np.asarray(Image.open(photo)), model, device="cpu", type="map")
+    array = remove(np.asarray(Image.open(noise_png)), model, device="cpu", type="map")
     assert isinstance(array, np.ndarray) and array.shape == (48, 56)
     assert built == [model]  # four calls, one model
 
 
-def test_other_settings_get_their_own_model_and_clear_cache_lets_go(built, tiny_folder, photo):
+def test_other_settings_get_their_own_model_and_clear_cache_lets_go(built, tiny_folder, noise_png):
     model = str(tiny_folder)
     first = inspyrenet_lite.cached.cached_remover(model, device="cpu")
     assert inspyrenet_lite.cached.cached_remover(Path(model), device="cpu") is first  # a Path is the same model
-    remove(str(photo), model, device="cpu", precision="bf16")
+    remove(str(noise_png), model, device="cpu", precision="bf16")
     assert len(built) == 2
     clear_cache()
     assert inspyrenet_lite.cached.cached_remover(model, device="cpu") is not first
     assert len(built) == 3
 
 
-def test_threads_asking_at_once_share_one_model(built, tiny_folder, photo):
+def test_threads_asking_at_once_share_one_model(built, tiny_folder, noise_png):
     results, errors = [], []
 
     def work() -> None:
         try:
-            results.append(np.asarray(remove(str(photo), str(tiny_folder), device="cpu", type="map")))
+            results.append(np.asarray(remove(str(noise_png), str(tiny_folder), device="cpu", type="map")))
         except Exception as exc:  # reported below
             errors.append(exc)
 

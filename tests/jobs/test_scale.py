@@ -29,12 +29,6 @@ from inspyrenet_lite.jobs.parallel import ParallelJobRunner, RemoverFactory, cpu
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_folder: Path) -> Path:
-    """The session's small saved model (conftest)."""
-    return tiny_folder
-
-
 def make_photos(folder: Path, count: int) -> Path:
     """``count`` photos of mixed sizes (a third in a sub-folder) and one corrupt file."""
     rng = np.random.default_rng(1)
@@ -71,10 +65,10 @@ def outputs(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
 
 
-def test_workers_do_every_input_once_with_the_one_process_bytes(model_dir, photos, tmp_path):
+def test_workers_do_every_input_once_with_the_one_process_bytes(tiny_folder, photos, tmp_path):
     threads = cpu_threads_per_worker(["cpu", "cpu"])
-    one = cli(str(photos), "-o", str(tmp_path / "one"), "--model", str(model_dir), threads=threads)
-    two = cli(str(photos), "-o", str(tmp_path / "two"), "--model", str(model_dir), "--workers", "2")
+    one = cli(str(photos), "-o", str(tmp_path / "one"), "--model", str(tiny_folder), threads=threads)
+    two = cli(str(photos), "-o", str(tmp_path / "two"), "--model", str(tiny_folder), "--workers", "2")
     assert one.returncode == two.returncode == 1, two.stderr  # the corrupt file fails, the others do not
     assert "failed: " in two.stderr and "broken.png" in two.stderr and "10 done, 0 skipped, 1 failed" in two.stderr
     assert outputs(tmp_path / "two") == outputs(tmp_path / "one")  # same names, same bytes
@@ -85,10 +79,10 @@ def test_workers_do_every_input_once_with_the_one_process_bytes(model_dir, photo
         assert len(named) == len(set(named)) == expected, status  # each input started (and finished) once
 
 
-def test_workers_stay_within_one_grey_level_of_the_default_thread_count(model_dir, photos, tmp_path):
-    one = cli(str(photos), "-o", str(tmp_path / "one"), "--model", str(model_dir), "--type", "map")
+def test_workers_stay_within_one_grey_level_of_the_default_thread_count(tiny_folder, photos, tmp_path):
+    one = cli(str(photos), "-o", str(tmp_path / "one"), "--model", str(tiny_folder), "--type", "map")
     two = cli(
-        str(photos), "-o", str(tmp_path / "two"), "--model", str(model_dir), "--type", "map", "--devices", "cpu,cpu"
+        str(photos), "-o", str(tmp_path / "two"), "--model", str(tiny_folder), "--type", "map", "--devices", "cpu,cpu"
     )
     assert one.returncode == two.returncode == 1
     a, b = outputs(tmp_path / "one"), outputs(tmp_path / "two")
@@ -123,14 +117,14 @@ class Tagged:
         return self.remover.process(image, **options)
 
 
-def test_a_slow_device_takes_fewer_images_and_every_input_is_done_once(model_dir, tmp_path):
+def test_a_slow_device_takes_fewer_images_and_every_input_is_done_once(tiny_folder, tmp_path):
     photos = make_photos(tmp_path / "in", 12)
     out, log = tmp_path / "out", tmp_path / "log"
     log.mkdir()
     manifest = Manifest.load(out)
     jobs = collect_jobs([str(photos)], out, ".png", manifest)
     runner = ParallelJobRunner(
-        TaggedFactory(str(model_dir), log), ["cpu", "slow"], manifest, ImageOutput(parse_output_type("rgba")),
+        TaggedFactory(str(tiny_folder), log), ["cpu", "slow"], manifest, ImageOutput(parse_output_type("rgba")),
         prefetch=1,
     )
     counts = runner.run(jobs)
@@ -153,10 +147,10 @@ def wait_for_done(folder: Path, count: int, process: subprocess.Popen, timeout: 
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-def test_a_killed_parallel_run_resumes_without_redoing_or_losing_files(model_dir, tmp_path, how):
+def test_a_killed_parallel_run_resumes_without_redoing_or_losing_files(tiny_folder, tmp_path, how):
     photos = make_photos(tmp_path / "in", 24)
     out = tmp_path / "out"
-    run = cli(str(photos), "-o", str(out), "--model", str(model_dir), "--workers", "2", wait=False)
+    run = cli(str(photos), "-o", str(out), "--model", str(tiny_folder), "--workers", "2", wait=False)
     wait_for_done(out, 3, run)
     run.send_signal(getattr(signal, how))
     run.communicate(timeout=60)
@@ -169,7 +163,7 @@ def test_a_killed_parallel_run_resumes_without_redoing_or_losing_files(model_dir
         assert any(r["status"] == "interrupted" for r in lines(out))
     # A SIGKILL leaves the jobs in flight 'started' (an earlier run died on them): --retry-failed redoes them.
     retry = ["--retry-failed"] if how == "SIGKILL" else []
-    again = cli(str(photos), "-o", str(out), "--model", str(model_dir), "--workers", "2", "--skip-existing", *retry)
+    again = cli(str(photos), "-o", str(out), "--model", str(tiny_folder), "--workers", "2", "--skip-existing", *retry)
     assert again.returncode == 1, again.stderr  # the corrupt file
     assert f"{24 - len(finished)} done, {len(finished)} skipped, 1 failed" in again.stderr
     for path, stamp in first.items():  # finished files were not written again
@@ -199,8 +193,8 @@ def test_devices_and_workers_parse_into_one_entry_per_worker():
         (["--workers", "2", "--precision", "int8"], "which has no int8; use --precision fp32 or bf16"),
     ],
 )
-def test_bad_device_flags_are_one_line_errors(model_dir, photos, tmp_path, flags, message):
-    run = cli(str(photos), "-o", str(tmp_path / "out"), "--model", str(model_dir), *flags)
+def test_bad_device_flags_are_one_line_errors(tiny_folder, photos, tmp_path, flags, message):
+    run = cli(str(photos), "-o", str(tmp_path / "out"), "--model", str(tiny_folder), *flags)
     assert run.returncode == 2
     assert message in run.stderr and "Traceback" not in run.stderr
 

@@ -6,12 +6,6 @@ import pytest
 import torch
 
 from inspyrenet_lite import InSPyReNet
-from parity_cases import build_case_model, case_io
-
-
-@pytest.fixture(scope="module")
-def swin_case():
-    return build_case_model("swin_small_lr"), case_io("swin_small_lr")
 
 
 @torch.inference_mode()

@@ -30,12 +30,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_folder: Path) -> Path:
-    """The session's small saved model (conftest)."""
-    return tiny_folder
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Mixed sizes, one in a sub-folder, a corrupt PNG and a text file named like an image."""
     folder = tmp_path_factory.mktemp("photos") / "in"
@@ -130,8 +124,8 @@ def grey_levels_apart(a: Path | bytes, b: Path | bytes) -> int:
     return int(np.abs(x - y).max())
 
 
-def test_the_callable_decodes_mixed_sizes_and_reports_bad_files_per_row(model_dir, photos):
-    udf = BackgroundRemover(str(model_dir), device="cpu", type="map", format="png")
+def test_the_callable_decodes_mixed_sizes_and_reports_bad_files_per_row(tiny_folder, photos):
+    udf = BackgroundRemover(str(tiny_folder), device="cpu", type="map", format="png")
     names = ["a.png", "broken.png", "b.jpg", "notes.jpg", "sub/c.png"]
     batch = {
         "bytes": np.array([(photos / n).read_bytes() for n in names], dtype=object),
@@ -141,7 +135,7 @@ def test_the_callable_decodes_mixed_sizes_and_reports_bad_files_per_row(model_di
     assert list(out["path"]) == names and "bytes" not in out
     assert [bool(e) for e in out["error"]] == [False, True, False, True, False]
     assert "not an image" in out["error"][1] and "not an image" in out["error"][3]
-    alone = Remover(model=str(model_dir), device="cpu")
+    alone = Remover(model=str(tiny_folder), device="cpu")
     for name, result in zip(names, out["result"], strict=True):
         if name in ("broken.png", "notes.jpg"):
             assert result == b""
@@ -152,7 +146,7 @@ def test_the_callable_decodes_mixed_sizes_and_reports_bad_files_per_row(model_di
         expected.save(buffer, format="PNG")
         assert grey_levels_apart(result, buffer.getvalue()) <= 1
 
-    arrays = BackgroundRemover(str(model_dir), device="cpu", returns="array")(batch)
+    arrays = BackgroundRemover(str(tiny_folder), device="cpu", returns="array")(batch)
     assert arrays["result"][0].shape == (60, 90, 4) and arrays["result"][4].shape == (96, 128, 4)
 
 
@@ -191,11 +185,11 @@ print("RESULT" + json.dumps(found))
 
 
 @pytest.mark.slow
-def test_the_recipe_runs_with_both_actor_pool_spellings(model_dir, photos):
-    run = in_loopback_namespace([sys.executable, "-c", textwrap.dedent(RECIPE), str(photos), str(model_dir)])
+def test_the_recipe_runs_with_both_actor_pool_spellings(tiny_folder, photos):
+    run = in_loopback_namespace([sys.executable, "-c", textwrap.dedent(RECIPE), str(photos), str(tiny_folder)])
     assert run.returncode == 0, run.stderr[-3000:]
     found = json.loads(run.stdout.split("RESULT", 1)[1])
-    alone = Remover(model=str(model_dir), device="cpu")
+    alone = Remover(model=str(tiny_folder), device="cpu")
     for spelling in ("concurrency", "compute"):
         rows = {Path(path).name: value for path, value in found[spelling].items()}
         assert sorted(rows) == ["a.png", "b.jpg", "broken.png", "c.png", "d.webp", "notes.jpg"]  # the job went on
@@ -209,9 +203,9 @@ def test_the_recipe_runs_with_both_actor_pool_spellings(model_dir, photos):
 
 
 @pytest.mark.slow
-def test_the_ray_command_writes_what_the_default_command_writes(model_dir, photos, tmp_path):
+def test_the_ray_command_writes_what_the_default_command_writes(tiny_folder, photos, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    common = [str(photos), "--model", str(model_dir), "--type", "white", "-q"]
+    common = [str(photos), "--model", str(tiny_folder), "--type", "white", "-q"]
     cli = [sys.executable, "-m", "inspyrenet_lite"]
     one = subprocess.run([*cli, *common, "-o", str(tmp_path / "one")], env=env, capture_output=True, text=True)
     ray_run = in_loopback_namespace([*cli, "ray", *common, "-o", str(tmp_path / "ray"), "--batch-size", "2"])
@@ -228,15 +222,15 @@ def test_the_ray_command_writes_what_the_default_command_writes(model_dir, photo
 
 
 @pytest.mark.slow
-def test_the_ray_command_reads_buckets_and_a_file_uri_as_it_reads_the_folder(model_dir, photos, tmp_path, buckets):
+def test_the_ray_command_reads_buckets_and_a_file_uri_as_it_reads_the_folder(tiny_folder, photos, tmp_path, buckets):
     """s3:// (moto) and gs:// (a GCS emulator), endpoints in the URIs, plus a file:// URI, in one run:
     the names and results the default command gives for the folder (that the ray command gives them for
     the folder itself is the test above); a missing bucket (endpoint from AWS_ENDPOINT_URL) is a clear exit 2."""
     prefix, s3_port, gs_port = buckets
     # Two actors: on a 2-CPU machine they must leave a CPU to the read tasks, or the job waits for ever.
-    cli = [sys.executable, "-m", "inspyrenet_lite", "ray", "--model", str(model_dir), "-q", "--batch-size", "2"]
+    cli = [sys.executable, "-m", "inspyrenet_lite", "ray", "--model", str(tiny_folder), "-q", "--batch-size", "2"]
     cli += ["--actors", "2"]
-    default = [sys.executable, "-m", "inspyrenet_lite", str(photos), "--model", str(model_dir), "-q"]
+    default = [sys.executable, "-m", "inspyrenet_lite", str(photos), "--model", str(tiny_folder), "-q"]
     plain_env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     local = subprocess.run([*default, "-o", str(tmp_path / "local")], env=plain_env, capture_output=True, text=True,
                            timeout=240)

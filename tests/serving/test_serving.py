@@ -26,11 +26,6 @@ from inspyrenet_lite.serving import ServeSettings, create_app  # noqa: E402
 
 
 
-@pytest.fixture(scope="module")
-def tiny_remover(tiny_folder: Path) -> Remover:
-    return Remover(model=str(tiny_folder), device="cpu")
-
-
 def pixels(body: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(body))).astype(np.int16)
 

@@ -21,22 +21,16 @@ from serving_helpers import BoxPredictor, photo, png_bytes, running  # noqa: E40
 from inspyrenet_lite.serving import ServeSettings, create_app, urlfetch  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def base():
-    with running(create_app(BoxPredictor(), ServeSettings())) as url:
-        yield url
-
-
-def post(base: str, data: dict | None = None, files: dict | None = None, **kwargs) -> httpx.Response:
-    return httpx.post(f"{base}/v1.0/removebg", data=data, files=files, timeout=30, **kwargs)
+def post(box_service: str, data: dict | None = None, files: dict | None = None, **kwargs) -> httpx.Response:
+    return httpx.post(f"{box_service}/v1.0/removebg", data=data, files=files, timeout=30, **kwargs)
 
 
 def image_of(response: httpx.Response) -> Image.Image:
     return Image.open(io.BytesIO(response.content))
 
 
-def test_image_file_gives_a_transparent_png_with_remove_bg_headers(base: str) -> None:
-    response = post(base, files={"image_file": ("a.jpg", png_bytes(photo(200, 100), "JPEG"), "image/jpeg")})
+def test_image_file_gives_a_transparent_png_with_remove_bg_headers(box_service: str) -> None:
+    response = post(box_service, files={"image_file": ("a.jpg", png_bytes(photo(200, 100), "JPEG"), "image/jpeg")})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
     image = image_of(response)
@@ -50,27 +44,27 @@ def test_image_file_gives_a_transparent_png_with_remove_bg_headers(base: str) ->
     assert alpha[50, 100] == 255 and alpha[5, 5] == 0
 
 
-def test_image_file_b64_as_form_and_as_json(base: str) -> None:
+def test_image_file_b64_as_form_and_as_json(box_service: str) -> None:
     encoded = base64.b64encode(png_bytes(photo(64, 48))).decode()
-    form = post(base, data={"image_file_b64": encoded})
-    as_json = httpx.post(f"{base}/api/removebg", json={"image_file_b64": encoded, "channels": "alpha"})
+    form = post(box_service, data={"image_file_b64": encoded})
+    as_json = httpx.post(f"{box_service}/api/removebg", json={"image_file_b64": encoded, "channels": "alpha"})
     assert form.status_code == 200 and image_of(form).size == (64, 48)
     assert as_json.status_code == 200 and image_of(as_json).mode == "L"
 
 
 @pytest.mark.parametrize(("size", "most"), [("preview", 250_000), ("small", 250_000), ("regular", 250_000),
                                             ("medium", 1_500_000), ("full", 2_000_000), ("auto", 2_000_000)])
-def test_size_caps_the_megapixels_as_remove_bg_defines_them(base: str, size: str, most: int) -> None:
+def test_size_caps_the_megapixels_as_remove_bg_defines_them(box_service: str, size: str, most: int) -> None:
     data = png_bytes(photo(2000, 1000))
-    response = post(base, data={"size": size}, files={"image_file": ("a.png", data, "image/png")})
+    response = post(box_service, data={"size": size}, files={"image_file": ("a.png", data, "image/png")})
     width, height = image_of(response).size
     assert width * height <= most and width * height > 0.97 * min(most, 2_000_000)
     assert abs(width / height - 2.0) < 0.01  # the aspect ratio is kept
     assert (response.headers["x-width"], response.headers["x-height"]) == (str(width), str(height))
 
 
-def test_format_zip_holds_color_jpg_and_alpha_png(base: str) -> None:
-    response = post(base, data={"format": "zip"}, files={"image_file": ("a.png", png_bytes(photo(80, 60)))})
+def test_format_zip_holds_color_jpg_and_alpha_png(box_service: str) -> None:
+    response = post(box_service, data={"format": "zip"}, files={"image_file": ("a.png", png_bytes(photo(80, 60)))})
     assert response.headers["content-type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
         assert sorted(archive.namelist()) == ["alpha.png", "color.jpg"]
@@ -81,11 +75,11 @@ def test_format_zip_holds_color_jpg_and_alpha_png(base: str) -> None:
     assert np.asarray(alpha)[30, 40] == 255 and np.asarray(alpha)[0, 0] == 0
 
 
-def test_channels_alpha_bg_color_and_jpg(base: str) -> None:
+def test_channels_alpha_bg_color_and_jpg(box_service: str) -> None:
     data = png_bytes(photo(80, 60))
-    alpha = post(base, data={"channels": "alpha"}, files={"image_file": ("a.png", data)})
-    coloured = post(base, data={"bg_color": "ff0000"}, files={"image_file": ("a.png", data)})
-    jpg = post(base, data={"format": "jpg"}, files={"image_file": ("a.png", data)})
+    alpha = post(box_service, data={"channels": "alpha"}, files={"image_file": ("a.png", data)})
+    coloured = post(box_service, data={"bg_color": "ff0000"}, files={"image_file": ("a.png", data)})
+    jpg = post(box_service, data={"format": "jpg"}, files={"image_file": ("a.png", data)})
     assert image_of(alpha).mode == "L" and alpha.headers["content-type"] == "image/png"
     # format=auto: no transparency left, so JPEG, as remove.bg answers.
     assert coloured.headers["content-type"] == "image/jpeg"
@@ -94,19 +88,19 @@ def test_channels_alpha_bg_color_and_jpg(base: str) -> None:
     assert jpg.headers["content-type"] == "image/jpeg" and image_of(jpg).mode == "RGB"
 
 
-def test_channels_alpha_gives_the_mask_even_with_a_background(base: str) -> None:
+def test_channels_alpha_gives_the_mask_even_with_a_background(box_service: str) -> None:
     data, blue = png_bytes(photo(80, 60)), png_bytes(Image.new("RGB", (30, 30), (0, 0, 255)))
-    with_colour = post(base, data={"channels": "alpha", "bg_color": "ff0000"}, files={"image_file": ("a.png", data)})
-    with_image = post(base, data={"channels": "alpha"}, files={"image_file": ("a.png", data), "bg_image_file": ("b.png", blue)})
+    with_colour = post(box_service, data={"channels": "alpha", "bg_color": "ff0000"}, files={"image_file": ("a.png", data)})
+    with_image = post(box_service, data={"channels": "alpha"}, files={"image_file": ("a.png", data), "bg_image_file": ("b.png", blue)})
     for response in (with_colour, with_image):
         assert response.headers["content-type"] == "image/png"
         mask = image_of(response)
         assert mask.mode == "L" and np.asarray(mask)[30, 40] == 255 and np.asarray(mask)[0, 0] == 0
 
 
-def test_accept_json_gives_the_result_base64_in_remove_bg_json(base: str) -> None:
+def test_accept_json_gives_the_result_base64_in_remove_bg_json(box_service: str) -> None:
     """remove.bg's clients (e.g. its npm wrapper) send Accept: application/json and read data.result_b64."""
-    response = post(base, data={"size": "auto"}, files={"image_file": ("a.png", png_bytes(photo(200, 100)))},
+    response = post(box_service, data={"size": "auto"}, files={"image_file": ("a.png", png_bytes(photo(200, 100)))},
                     headers={"Accept": "application/json"})
     assert response.status_code == 200 and response.headers["content-type"] == "application/json"
     data = response.json()["data"]
@@ -115,22 +109,22 @@ def test_accept_json_gives_the_result_base64_in_remove_bg_json(base: str) -> Non
     assert (data["foreground_left"], data["foreground_top"], data["foreground_width"], data["foreground_height"]) \
         == (50, 25, 100, 50)
     assert response.headers["x-width"] == "200"
-    plain = post(base, files={"image_file": ("a.png", png_bytes(photo(40, 30)))}, headers={"Accept": "image/*, application/json"})
+    plain = post(box_service, files={"image_file": ("a.png", png_bytes(photo(40, 30)))}, headers={"Accept": "image/*, application/json"})
     assert plain.headers["content-type"] == "image/png"  # a client that takes an image gets the bytes
 
 
-def test_bg_image_file_replaces_the_background(base: str) -> None:
+def test_bg_image_file_replaces_the_background(box_service: str) -> None:
     blue = png_bytes(Image.new("RGB", (30, 30), (0, 0, 255)))
-    response = post(base, files={"image_file": ("a.png", png_bytes(photo(80, 60))), "bg_image_file": ("b.png", blue)})
+    response = post(box_service, files={"image_file": ("a.png", png_bytes(photo(80, 60))), "bg_image_file": ("b.png", blue)})
     assert response.headers["content-type"] == "image/jpeg"
     assert abs(np.asarray(image_of(response))[0, 0].astype(int) - np.array([0, 0, 255])).max() <= 8
 
 
-def test_crop_and_crop_margin(base: str) -> None:
+def test_crop_and_crop_margin(box_service: str) -> None:
     data = png_bytes(photo(200, 100))
-    cropped = post(base, data={"crop": "true"}, files={"image_file": ("a.png", data)})
-    margin = post(base, data={"crop": "true", "crop_margin": "10px"}, files={"image_file": ("a.png", data)})
-    percent = post(base, data={"crop": "true", "crop_margin": "50%"}, files={"image_file": ("a.png", data)})
+    cropped = post(box_service, data={"crop": "true"}, files={"image_file": ("a.png", data)})
+    margin = post(box_service, data={"crop": "true", "crop_margin": "10px"}, files={"image_file": ("a.png", data)})
+    percent = post(box_service, data={"crop": "true", "crop_margin": "50%"}, files={"image_file": ("a.png", data)})
     assert image_of(cropped).size == (100, 50)
     assert cropped.headers["x-foreground-left"] == "0" and cropped.headers["x-foreground-width"] == "100"
     assert image_of(margin).size == (120, 70) and margin.headers["x-foreground-top"] == "10"
@@ -139,8 +133,8 @@ def test_crop_and_crop_margin(base: str) -> None:
     assert padded.size == (200, 100) and np.asarray(padded)[0, 0, 3] == 0
 
 
-def test_options_without_meaning_here_are_accepted(base: str) -> None:
-    response = post(base, data={"type": "car", "type_level": "2", "scale": "50%", "position": "center",
+def test_options_without_meaning_here_are_accepted(box_service: str) -> None:
+    response = post(box_service, data={"type": "car", "type_level": "2", "scale": "50%", "position": "center",
                                 "semitransparency": "true", "add_shadow": "true"},
                     files={"image_file": ("a.png", png_bytes(photo(40, 30)))})
     assert response.status_code == 200
@@ -156,17 +150,17 @@ def test_options_without_meaning_here_are_accepted(base: str) -> None:
     ({"image_file_b64": "***"}, False, 400, "invalid_parameter"),
     ({"image_file_b64": base64.b64encode(b"not an image").decode()}, False, 400, "invalid_file_type"),
 ])
-def test_errors_have_remove_bg_shape(base: str, data: dict, files: bool, status: int, code: str) -> None:
+def test_errors_have_remove_bg_shape(box_service: str, data: dict, files: bool, status: int, code: str) -> None:
     upload = {"image_file": ("a.png", png_bytes(photo(40, 30)))} if files else None
-    response = post(base, data=data, files=upload)
+    response = post(box_service, data=data, files=upload)
     assert response.status_code == status
     body = response.json()
     assert set(body) == {"errors"} and body["errors"][0]["code"] == code
     assert body["errors"][0]["title"]
 
 
-def test_account_answers_in_remove_bg_shape(base: str) -> None:
-    attributes = httpx.get(f"{base}/v1.0/account").json()["data"]["attributes"]
+def test_account_answers_in_remove_bg_shape(box_service: str) -> None:
+    attributes = httpx.get(f"{box_service}/v1.0/account").json()["data"]["attributes"]
     assert attributes["credits"]["total"] > 0 and "free_calls" in attributes["api"]
 
 
@@ -228,8 +222,8 @@ def image_host():
     server.server_close()
 
 
-def test_image_url_is_refused_by_default(base: str, no_packets_out: list) -> None:
-    response = post(base, data={"image_url": "http://photos.test/photo.png"})
+def test_image_url_is_refused_by_default(box_service: str, no_packets_out: list) -> None:
+    response = post(box_service, data={"image_url": "http://photos.test/photo.png"})
     assert response.status_code == 400 and "disabled" in response.json()["errors"][0]["title"]
 
 
@@ -277,18 +271,18 @@ def test_address_policy(address: str, refused: bool) -> None:
     assert urlfetch.refusal(address, ("0.0.0.0/0", "::/0")) is None  # an explicit allow list wins
 
 
-def test_conflicting_backgrounds_are_a_400_and_unknown_fields_are_ignored(base: str) -> None:
+def test_conflicting_backgrounds_are_a_400_and_unknown_fields_are_ignored(box_service: str) -> None:
     image = ("a.png", png_bytes(photo(40, 30)))
-    both = post(base, data={"bg_color": "ff0000"}, files={"image_file": image, "bg_image_file": image})
-    unknown = post(base, data={"sdk_version": "2"}, files={"image_file": image, "extra_part": image})
+    both = post(box_service, data={"bg_color": "ff0000"}, files={"image_file": image, "bg_image_file": image})
+    unknown = post(box_service, data={"sdk_version": "2"}, files={"image_file": image, "extra_part": image})
     assert both.status_code == 400 and both.json()["errors"][0]["source"] == {"parameter": "bg_color"}
     assert unknown.status_code == 200 and image_of(unknown).size == (40, 30)
 
 
-def test_bg_color_takes_remove_bg_short_and_translucent_hex(base: str) -> None:
+def test_bg_color_takes_remove_bg_short_and_translucent_hex(box_service: str) -> None:
     data = png_bytes(photo(80, 60))
-    short = post(base, data={"bg_color": "fff"}, files={"image_file": ("a.png", data)})
-    translucent = post(base, data={"bg_color": "81d4fa80"}, files={"image_file": ("a.png", data)})
+    short = post(box_service, data={"bg_color": "fff"}, files={"image_file": ("a.png", data)})
+    translucent = post(box_service, data={"bg_color": "81d4fa80"}, files={"image_file": ("a.png", data)})
     assert short.status_code == 200 and short.headers["content-type"] == "image/jpeg"
     assert abs(np.asarray(image_of(short))[0, 0].astype(int) - 255).max() <= 8
     # A translucent background keeps transparency: PNG, the colour at alpha 0x80 outside, opaque inside.
@@ -298,7 +292,7 @@ def test_bg_color_takes_remove_bg_short_and_translucent_hex(base: str) -> None:
     assert pixels[30, 40, 3] == 255
 
 
-def test_image_file_b64_line_wrapped_url_safe_or_unpadded(base: str) -> None:
+def test_image_file_b64_line_wrapped_url_safe_or_unpadded(box_service: str) -> None:
     data = png_bytes(photo(61, 47))
     standard = base64.b64encode(data).decode()
     assert "=" in standard and ("+" in standard or "/" in standard)  # the variants below differ from it
@@ -308,23 +302,23 @@ def test_image_file_b64_line_wrapped_url_safe_or_unpadded(base: str) -> None:
         "unpadded": standard.rstrip("="),
     }
     for name, text in variants.items():
-        response = post(base, data={"image_file_b64": text})
+        response = post(box_service, data={"image_file_b64": text})
         assert response.status_code == 200, (name, response.text)
         assert image_of(response).size == (61, 47), name
 
 
-def test_starlettes_own_errors_have_remove_bg_shape_on_its_routes(base: str) -> None:
+def test_starlettes_own_errors_have_remove_bg_shape_on_its_routes(box_service: str) -> None:
     image = ("a.png", png_bytes(photo(40, 30)))
     answers = {
-        "malformed multipart": (httpx.post(f"{base}/v1.0/removebg", content=b"--x\r\n",
+        "malformed multipart": (httpx.post(f"{box_service}/v1.0/removebg", content=b"--x\r\n",
                                            headers={"Content-Type": "multipart/form-data"}), 400),
         "a part without a name": (httpx.post(
-            f"{base}/api/removebg", content=b"--x\r\nContent-Disposition: form-data\r\n\r\nv\r\n--x--\r\n",
+            f"{box_service}/api/removebg", content=b"--x\r\nContent-Disposition: form-data\r\n\r\nv\r\n--x--\r\n",
             headers={"Content-Type": "multipart/form-data; boundary=x"}), 400),
-        "too many fields": (post(base, data={f"f{i}": "1" for i in range(1100)}, files={"image_file": image}), 400),
-        "no such route": (httpx.get(f"{base}/v1.0/nothing-here"), 404),
-        "wrong method": (httpx.get(f"{base}/v1.0/removebg"), 405),
-        "wrong method, alias": (httpx.delete(f"{base}/api/removebg"), 405),
+        "too many fields": (post(box_service, data={f"f{i}": "1" for i in range(1100)}, files={"image_file": image}), 400),
+        "no such route": (httpx.get(f"{box_service}/v1.0/nothing-here"), 404),
+        "wrong method": (httpx.get(f"{box_service}/v1.0/removebg"), 405),
+        "wrong method, alias": (httpx.delete(f"{box_service}/api/removebg"), 405),
     }
     for name, (response, status) in answers.items():
         assert response.status_code == status, (name, response.text)
@@ -332,9 +326,9 @@ def test_starlettes_own_errors_have_remove_bg_shape_on_its_routes(base: str) -> 
         assert set(body) == {"errors"} and body["errors"][0]["title"], name
     assert "fields" in answers["too many fields"][0].json()["errors"][0]["title"]
     assert "POST" in answers["wrong method"][0].headers["allow"]
-    native = httpx.get(f"{base}/v1/nothing-here")
+    native = httpx.get(f"{box_service}/v1/nothing-here")
     assert native.status_code == 404 and native.json()["error"]["code"] == "not_found"
-    head = httpx.head(f"{base}/v1/health")
+    head = httpx.head(f"{box_service}/v1/health")
     assert head.status_code == 200 and head.content == b""
 
 
@@ -359,11 +353,11 @@ def test_rate_limit_headers_follow_the_admission_state() -> None:
     assert "x-ratelimit-limit" not in native.headers
 
 
-def test_asymmetric_crop_margin_is_top_right_bottom_left(base: str) -> None:
+def test_asymmetric_crop_margin_is_top_right_bottom_left(box_service: str) -> None:
     data = png_bytes(photo(200, 100))  # the subject: x 50..150, y 25..75
-    four = post(base, data={"crop": "true", "crop_margin": "10px 20px 30px 40px"},
+    four = post(box_service, data={"crop": "true", "crop_margin": "10px 20px 30px 40px"},
                 files={"image_file": ("a.png", data)})
-    two = post(base, data={"crop": "true", "crop_margin": "10px,20px"}, files={"image_file": ("a.png", data)})
+    two = post(box_service, data={"crop": "true", "crop_margin": "10px,20px"}, files={"image_file": ("a.png", data)})
     assert image_of(four).size == (40 + 100 + 20, 10 + 50 + 30)
     assert (four.headers["x-foreground-left"], four.headers["x-foreground-top"]) == ("40", "10")
     alpha = np.asarray(image_of(four))[:, :, 3]

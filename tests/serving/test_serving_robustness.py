@@ -20,12 +20,6 @@ from serving_helpers import BoxPredictor, photo, png_bytes, running  # noqa: E40
 from inspyrenet_lite.serving import ServeSettings, app as app_module, create_app  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def base():
-    with running(create_app(BoxPredictor(), ServeSettings())) as url:
-        yield url
-
-
 def png_with_exif(size: int) -> bytes:
     """A PNG whose EXIF is ``size`` bytes of description (JPEG's EXIF segment holds at most 64 KiB)."""
     exif = Image.Exif()
@@ -35,10 +29,10 @@ def png_with_exif(size: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_exif_too_long_for_jpeg_still_gives_the_image(base: str) -> None:
+def test_exif_too_long_for_jpeg_still_gives_the_image(box_service: str) -> None:
     data = png_with_exif(100_000)
-    native = httpx.post(f"{base}/v1/remove", params={"type": "map", "format": "jpg"}, content=data, timeout=30)
-    removebg = httpx.post(f"{base}/v1.0/removebg", data={"format": "jpg"},
+    native = httpx.post(f"{box_service}/v1/remove", params={"type": "map", "format": "jpg"}, content=data, timeout=30)
+    removebg = httpx.post(f"{box_service}/v1.0/removebg", data={"format": "jpg"},
                           files={"image_file": ("a.png", data, "image/png")}, timeout=30)
     for response in (native, removebg):
         assert response.status_code == 200, response.text
@@ -46,17 +40,17 @@ def test_exif_too_long_for_jpeg_still_gives_the_image(base: str) -> None:
         assert Image.open(io.BytesIO(response.content)).size == (64, 48)
 
 
-def test_image_file_b64_as_a_file_part_is_read_as_its_text(base: str) -> None:
+def test_image_file_b64_as_a_file_part_is_read_as_its_text(box_service: str) -> None:
     encoded = base64.b64encode(png_bytes(photo(64, 48)))
-    response = httpx.post(f"{base}/v1.0/removebg", files={"image_file_b64": ("b64.txt", encoded, "text/plain")},
+    response = httpx.post(f"{box_service}/v1.0/removebg", files={"image_file_b64": ("b64.txt", encoded, "text/plain")},
                           timeout=30)
     assert response.status_code == 200, response.text
     assert Image.open(io.BytesIO(response.content)).size == (64, 48)
 
 
-def test_a_deeply_nested_json_body_is_a_400(base: str) -> None:
+def test_a_deeply_nested_json_body_is_a_400(box_service: str) -> None:
     body = b"[" * 100_000 + b"]" * 100_000
-    response = httpx.post(f"{base}/v1.0/removebg", content=body, headers={"Content-Type": "application/json"},
+    response = httpx.post(f"{box_service}/v1.0/removebg", content=body, headers={"Content-Type": "application/json"},
                           timeout=30)
     assert response.status_code == 400, response.text
     assert response.json()["errors"][0]["source"] == {"parameter": "body"}

@@ -10,13 +10,7 @@ import torch
 
 from inspyrenet_lite import InSPyReNet
 from inspyrenet_lite.cli import main
-from training_helpers import one_thread, photo_crops, tiny_model, write_pairs
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+from training_helpers import photo_crops, tiny_model, write_pairs
 
 
 def test_train_command_from_a_saved_reduced_model_to_a_loadable_best_model(tmp_path, images_dir):

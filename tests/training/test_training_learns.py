@@ -23,12 +23,6 @@ SIZE = 64
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, images_dir: Path) -> dict[str, PairDataset]:
     root = tmp_path_factory.mktemp("synthetic")

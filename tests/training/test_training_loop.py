@@ -17,13 +17,7 @@ from inspyrenet_lite.training import (
     find_samples,
     lr_at,
 )
-from training_helpers import one_thread, photo_crops, tiny_model, write_pairs
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+from training_helpers import photo_crops, tiny_model, write_pairs
 
 
 @pytest.fixture(scope="module")

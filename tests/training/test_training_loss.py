@@ -10,13 +10,7 @@ import torch
 
 from inspyrenet_lite.modeling.pyramid import reduce
 from inspyrenet_lite.training.losses import pyramid_labels, pyramid_loss, sod_loss
-from training_helpers import one_thread, tiny_model
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+from training_helpers import tiny_model
 
 
 def _sod_by_hand(logits: np.ndarray, y: np.ndarray) -> float:

@@ -45,19 +45,19 @@ def maps(remover) -> MemoRemover:
 
 
 @pytest.fixture(scope="module")
-def photo(images_dir: Path) -> Image.Image:
+def full_size_cat(images_dir: Path) -> Image.Image:
     with Image.open(images_dir / "cat.png") as img:
         return img.convert("RGB")
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory, photo) -> dict[str, tuple[Path, list[float]]]:
+def clips(tmp_path_factory, full_size_cat) -> dict[str, tuple[Path, list[float]]]:
     folder = tmp_path_factory.mktemp("clips")
     specs = {"pan": dict(kind="pan"), "still": dict(kind="still", frames=6, noise=4.0), "zoom": dict(kind="zoom")}
     out = {}
     for name, kw in specs.items():
         kw.setdefault("frames", FRAMES)
-        out[name] = (folder / f"{name}.mp4", make_clip(folder / f"{name}.mp4", photo, size=SIZE, **kw))
+        out[name] = (folder / f"{name}.mp4", make_clip(folder / f"{name}.mp4", full_size_cat, size=SIZE, **kw))
     # The same frames (same pixels, so the maps are computed once) with rotation or variable timing.
     pan = out["pan"][0]
     out["rotated"] = (folder / "rotated.mkv", retime_clip(pan, folder / "rotated.mkv", rotation=90))
@@ -410,9 +410,9 @@ def test_a_truncated_mp4_fails_naming_the_frames_decoded_and_expected(tmp_path, 
 
 # ------------------------------------------------------------ pixel aspect
 @pytest.fixture(scope="module")
-def anamorphic(tmp_path_factory, photo) -> Path:
+def anamorphic(tmp_path_factory, full_size_cat) -> Path:
     path = tmp_path_factory.mktemp("anamorphic") / "wide.mp4"
-    make_clip(path, photo, frames=3, size=SIZE, pixel_aspect=Fraction(4, 3))
+    make_clip(path, full_size_cat, frames=3, size=SIZE, pixel_aspect=Fraction(4, 3))
     return path
 
 
@@ -454,8 +454,8 @@ def _audio_only(path: Path) -> None:
         _tone(out)
 
 
-def _unknown_codec(path: Path, photo: Image.Image) -> None:
-    make_clip(path, photo, frames=2, audio=False, container_format="matroska")
+def _unknown_codec(path: Path, full_size_cat: Image.Image) -> None:
+    make_clip(path, full_size_cat, frames=2, audio=False, container_format="matroska")
     data = path.read_bytes()
     path.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_QQQQQ/ISO/AVC"))  # a codec id nobody decodes
 
@@ -464,17 +464,17 @@ def _unknown_codec(path: Path, photo: Image.Image) -> None:
     ("make", "reason"),
     [
         (None, "no such file"),
-        (lambda p, photo: p.write_text("not a video at all\n" * 50), "not a video FFmpeg can read"),
-        (lambda p, photo: _audio_only(p), "has no video stream"),
-        (lambda p, photo: _no_frames(p), "has no frames"),
+        (lambda p, full_size_cat: p.write_text("not a video at all\n" * 50), "not a video FFmpeg can read"),
+        (lambda p, full_size_cat: _audio_only(p), "has no video stream"),
+        (lambda p, full_size_cat: _no_frames(p), "has no frames"),
         (_unknown_codec, "unsupported video codec"),
     ],
     ids=["missing", "text", "audio-only", "zero-frames", "unknown-codec"],
 )
-def test_bad_inputs_give_one_clear_error(tmp_path, photo, make, reason):
+def test_bad_inputs_give_one_clear_error(tmp_path, full_size_cat, make, reason):
     src = tmp_path / "input.mp4"
     if make is not None:
-        make(src, photo)
+        make(src, full_size_cat)
     before = set(tmp_path.iterdir())
     with pytest.raises(VideoLoadError, match=reason) as info:
         process_video(GreyRemover(), src, tmp_path / "out.webm")
@@ -527,10 +527,10 @@ def test_options_checked_by_the_one_check(tmp_path, clips, options, message):
 
 
 # ------------------------------------------------------------------ memory
-def test_memory_stays_bounded_on_a_long_clip(tmp_path, photo):
+def test_memory_stays_bounded_on_a_long_clip(tmp_path, full_size_cat):
     frames, size = 400, (96, 64)
     src = tmp_path / "long.mp4"
-    make_clip(src, photo, kind="pan", frames=frames, size=size, audio=True, noise=0.0)
+    make_clip(src, full_size_cat, kind="pan", frames=frames, size=size, audio=True, noise=0.0)
     one_frame = size[0] * size[1] * 3
     tracemalloc.start()
     try:
