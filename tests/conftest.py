@@ -157,6 +157,22 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def tiny_remover(tiny_folder: Path):
+    """A ``Remover`` of ``tiny_folder`` on the CPU (one per test module: cheap, and no state leaks across modules)."""
+    from inspyrenet_lite import Remover
+
+    return Remover(str(tiny_folder), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def swin_case():
+    """The reduced Swin parity case (swin_small_lr): its model and its recorded inputs and outputs."""
+    from parity_cases import build_case_model, case_io
+
+    return build_case_model("swin_small_lr"), case_io("swin_small_lr")
+
+
 @pytest.fixture(scope="session")
 def swin_graph_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An ONNX graph cache holding the reduced Swin parity model's (swin_small_lr) float32 graph at 384x384,

@@ -325,3 +325,11 @@ def run_python(code: str, env: dict[str, str], timeout: float = 120) -> subproce
     return subprocess.run(
         [sys.executable, "-c", code], env=base, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def closed_endpoint() -> dict[str, str]:
+    """HF_ENDPOINT of a server that has stopped: its port on 127.0.0.1 refuses connections."""
+    hub = FakeHub().start()
+    env = hub.env()
+    hub.stop()
+    return env

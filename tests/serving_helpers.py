@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -94,3 +98,37 @@ class BoxPredictor:
             pred[height // 4 : height - height // 4, width // 4 : width - width // 4] = 1.0
             maps.append(pred)
         return maps
+
+
+# -- the real ``serve`` command in a subprocess
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def serve_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "inspyrenet_lite", "serve", *args]
+
+
+def serve_environment(tmp_path: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    # Nothing may be downloaded: point every cache at an empty folder and the Hub nowhere.
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), INSPYRENET_LITE_CACHE=str(tmp_path / "own"))
+    return env
+
+
+def start_serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(serve_command("--port", str(port), *args), env=serve_environment(tmp_path),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited early: {process.stdout.read()}")
+        try:
+            if httpx.get(f"{base}/v1/ready", timeout=2).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("serve did not become ready")

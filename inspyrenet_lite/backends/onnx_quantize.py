@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 #: The sanity bound of an int8 graph against PyTorch's float32 maps on the probe
 #: images: mean absolute difference. It catches a broken graph (the inverted map
-#: of tests/test_onnx_quantize.py), not small losses: the reduced random models
+#: of tests/backends/test_onnx_quantize.py), not small losses: the reduced random models
 #: of the parity fixtures, whose maps sit near 0.5, reach 0.018 (bf16 autocast
 #: 0.013); the quality of int8 on a trained model is measured in the tests.
 INT8_MEAN_ATOL = 0.05
