@@ -29,12 +29,9 @@ if not os.environ.get("CI"):  # in CI a missing extra must fail, not skip
     pytest.importorskip("gradio", reason="needs the space extra: pip install -e '.[test,space]'")
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
-try:  # the server is shared with test_space.py (one per session)
-    from test_space import SpaceServer, space_server  # noqa: F401
-except ImportError:  # tests/ imported as a package
-    from tests.test_space import SpaceServer, space_server  # noqa: F401
+from space_helpers import SpaceServer  # noqa: E402  (the server: tests/space/conftest.py)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 PHOTOS = REPO / "tests" / "data" / "photos"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -22,10 +22,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from inspyrenet_lite.compositing import parse_output_type  # noqa: E402
 from inspyrenet_lite.image_io import load_image  # noqa: E402
 
-try:
-    from test_space import _call, _load_app_module, small_photo, space_server  # noqa: F401
-except ImportError:  # tests/ imported as a package
-    from tests.test_space import _call, _load_app_module, small_photo, space_server  # noqa: F401
+from space_helpers import call, load_app_module  # noqa: E402
 
 
 def _header_only_png(width: int, height: int) -> bytes:
@@ -40,7 +37,7 @@ def _header_only_png(width: int, height: int) -> bytes:
 
 # ------------------------------------------------------------ item 7
 def test_16_bit_and_float_uploads_are_decoded_as_the_library_does(tmp_path: Path):
-    app = _load_app_module()
+    app = load_app_module()
     grey16 = tmp_path / "grey16.png"
     Image.fromarray(np.full((20, 30), 20_000, np.uint16)).save(grey16)  # I;16: 20000/65535 -> grey 78
     float_tiff = tmp_path / "float.tif"
@@ -55,7 +52,7 @@ def test_16_bit_and_float_uploads_are_decoded_as_the_library_does(tmp_path: Path
 # ------------------------------------------------------------ item 23
 @pytest.mark.parametrize("text", ["#fff", "#00ff00", "rgb(10, 20, 30)", "rgba(10, 20, 30, 0.4)", "12,34,56"])
 def test_the_space_and_the_library_read_colours_alike(text: str):
-    assert _load_app_module().parse_color(text) == parse_output_type(text).colour
+    assert load_app_module().parse_color(text) == parse_output_type(text).colour
 
 
 @pytest.mark.parametrize("text", ["rgb(300, 0, 0)", "reddish", "#12345"])
@@ -66,7 +63,7 @@ def test_colours_the_library_refuses_are_refused_by_the_space(text: str):
         spec = parse_output_type(text)
         assert spec.kind == "colour"
     with pytest.raises(gr.Error):
-        _load_app_module().parse_color(text)
+        load_app_module().parse_color(text)
 
 
 def test_oversized_uploads_say_too_many_pixels_and_log_one_line(space_server, tmp_path: Path):
@@ -80,9 +77,9 @@ def test_oversized_uploads_say_too_many_pixels_and_log_one_line(space_server, tm
     words.write_text("not pixels")
     for path in (over_ours, over_pillow):
         with pytest.raises(AppError, match="too many pixels"):
-            _call(client, path)
+            call(client, path)
     with pytest.raises(AppError, match="not an image"):
-        _call(client, words)
+        call(client, words)
     log = space_server.log_path.read_text(errors="replace")[log_start:]
     assert "Traceback" not in log
     assert log.count("rejected:") == 3
@@ -92,7 +89,7 @@ def test_oversized_uploads_say_too_many_pixels_and_log_one_line(space_server, tm
 def test_a_panorama_gets_the_base_pass_and_the_visitor_is_told(space_server, tmp_path: Path):
     strip = tmp_path / "strip.png"
     Image.new("RGB", (3000, 100), (200, 120, 40)).save(strip)  # a 3008x96 pass: over the 2560 long side
-    _, _, _, status = _call(space_server.client(), strip, hr_blend=1.0)
+    _, _, _, status = call(space_server.client(), strip, hr_blend=1.0)
     assert "hr_long_side" in status and "base-size pass" in status
 
 
@@ -117,7 +114,7 @@ def test_the_url_field_refuses_addresses_the_server_must_not_reach(
 ):
     import gradio as gr
 
-    app = _load_app_module()
+    app = load_app_module()
     monkeypatch.delenv("INSPYRENET_SPACE_URL_ALLOW_NETWORKS", raising=False)
     monkeypatch.setattr(app, "RESULT_DIR", tmp_path / "results")
     with pytest.raises(gr.Error, match=why) as raised:
@@ -135,7 +132,7 @@ def test_the_url_field_fetches_a_photo_from_an_allowed_host(
 
     import gradio as gr
 
-    app = _load_app_module()
+    app = load_app_module()
     monkeypatch.setenv("INSPYRENET_SPACE_URL_ALLOW_NETWORKS", "127.0.0.1/32")
     monkeypatch.setattr(app, "RESULT_DIR", tmp_path / "results")
     (tmp_path / "www").mkdir()
@@ -160,7 +157,7 @@ def test_the_url_field_fetches_a_photo_from_an_allowed_host(
 
 
 def test_the_url_field_is_switched_off_by_its_environment_variable(monkeypatch: pytest.MonkeyPatch):
-    app = _load_app_module()
+    app = load_app_module()
 
     def element_ids() -> set[str]:
         return {block.elem_id for block in app.build_demo().blocks.values() if block.elem_id}

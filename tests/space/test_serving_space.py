@@ -16,7 +16,7 @@ pytest.importorskip("fastapi")
 
 from serving_helpers import BoxPredictor, photo, png_bytes, running  # noqa: E402
 
-APP = Path(__file__).resolve().parents[1] / "space" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "space" / "app.py"
 
 
 def load_space():

@@ -32,7 +32,7 @@ from PIL import Image
 
 from serving_helpers import free_port, photo, png_bytes
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPACE = REPO / "space"
 BUNDLE = SPACE / "bundle.py"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())

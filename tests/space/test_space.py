@@ -9,20 +9,14 @@ tests/test_space_browser.py.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 import tomllib
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -32,141 +26,7 @@ if not os.environ.get("CI"):  # in CI a missing extra must fail, not skip
     pytest.importorskip("gradio", reason="needs the space extra: pip install -e '.[test,space]'")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-SPACE = REPO / "space"
-APP = SPACE / "app.py"
-PHOTOS = REPO / "tests" / "data" / "photos"
-API = "/remove_background"
-START_TIMEOUT_S = 180
-CALL_TIMEOUT_S = 300
-
-
-# --------------------------------------------------------------- the server
-@dataclass
-class SpaceServer:
-    """A running `python space/app.py` and what a test needs to talk to it."""
-
-    url: str
-    process: subprocess.Popen
-    log_path: Path
-    work_dir: Path
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def client(self) -> Client:
-        downloads = self.work_dir / "downloads"
-        downloads.mkdir(exist_ok=True)
-        return Client(self.url, verbose=False, download_files=str(downloads))
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _offline_env(work_dir: Path, ckpt: Path, port: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        INSPYRENET_LITE_CKPT=str(ckpt),
-        GRADIO_SERVER_NAME="127.0.0.1",
-        GRADIO_SERVER_PORT=str(port),
-        GRADIO_ANALYTICS_ENABLED="False",
-        GRADIO_SHARE="False",
-        GRADIO_SSR_MODE="False",
-        GRADIO_TEMP_DIR=str(work_dir / "gradio"),
-        # The browser test's image server listens on loopback, which the URL field refuses otherwise.
-        INSPYRENET_SPACE_URL_ALLOW_NETWORKS="127.0.0.1/32",
-        HF_HUB_OFFLINE="1",
-        HF_HUB_DISABLE_TELEMETRY="1",
-        TMPDIR=str(work_dir),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def _wait_until_serving(server: SpaceServer, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(
-                f"space/app.py exited with {server.process.returncode}:\n{server.log_tail()}"
-            )
-        try:
-            with urllib.request.urlopen(server.url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"space/app.py did not serve {server.url} in {timeout_s} s:\n{server.log_tail()}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-
-
-# One server per session, even when test_space_browser.py imports this fixture
-# (pytest then holds two copies of it): the function runs with this module's
-# globals, so both copies see the same slot.
-_shared_server: dict[str, SpaceServer] = {}
-
-
-@pytest.fixture(scope="session")
-def space_server(tmp_path_factory: pytest.TempPathFactory, random_checkpoint: Path):
-    """`python space/app.py` serving on a free loopback port; killed at the end."""
-    if "server" in _shared_server:
-        yield _shared_server["server"]
-        return
-    work_dir = tmp_path_factory.mktemp("space-server")
-    port = _free_port()
-    log_path = work_dir / "app.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(APP)],
-            cwd=work_dir,
-            env=_offline_env(work_dir, random_checkpoint, port),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = SpaceServer(f"http://127.0.0.1:{port}/", process, log_path, work_dir)
-    try:
-        _wait_until_serving(server, START_TIMEOUT_S)
-        _shared_server["server"] = server
-        yield server
-    finally:
-        _shared_server.pop("server", None)
-        _stop(process)
-
-
-@pytest.fixture(scope="session")
-def small_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small photo whose sides are not multiples of 32."""
-    path = tmp_path_factory.mktemp("space-inputs") / "cat_small.png"
-    with Image.open(PHOTOS / "cat.png") as cat:
-        cat.convert("RGB").resize((227, 151), Image.Resampling.BILINEAR).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def client(space_server: SpaceServer) -> Client:
-    return space_server.client()
-
-
-def _call(client: Client, photo: Path, **options) -> tuple[str, str, tuple[str, str], str]:
-    """(result PNG, mask PNG, (before, after) previews, status line) of one API call."""
-    job = client.submit(handle_file(str(photo)), api_name=API, **options)
-    return job.result(timeout=CALL_TIMEOUT_S)
-
+from space_helpers import REPO, SPACE, SpaceServer, call, load_app_module  # noqa: E402
 
 def _assert_background_shows_where_masked_out(out: np.ndarray, mask: np.ndarray, colour) -> None:
     """Each pixel is foreground * a + colour * (1 - a) with a = mask / 255.
@@ -187,9 +47,9 @@ def _assert_background_shows_where_masked_out(out: np.ndarray, mask: np.ndarray,
 
 # ---------------------------------------------------------------- API calls
 @pytest.fixture(scope="module")
-def one_call(client: Client, small_photo: Path) -> tuple[str, str, tuple[str, str], str]:
+def onecall(client: Client, small_photo: Path) -> tuple[str, str, tuple[str, str], str]:
     """One call with every option at its default."""
-    return _call(client, small_photo)
+    return call(client, small_photo)
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +62,7 @@ def four_calls_at_once(client: Client, small_photo: Path) -> list[Image.Image]:
         {"output": "color", "color": "#ff0000"},
     ]
     with ThreadPoolExecutor(max_workers=len(requests)) as pool:
-        results = list(pool.map(lambda options: _call(client, small_photo, **options), requests))
+        results = list(pool.map(lambda options: call(client, small_photo, **options), requests))
     return [Image.open(result[0]) for result in results]
 
 
@@ -243,11 +103,11 @@ def test_a_non_image_upload_is_refused_and_the_server_keeps_serving(
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("these are words, not pixels\n")
     with pytest.raises(AppError, match="not an image"):
-        _call(client, not_an_image)
+        call(client, not_an_image)
     # The next call is served; it also checks a custom background image.
     backdrop = tmp_path / "blue.png"
     Image.new("RGB", (64, 48), (0, 0, 255)).save(backdrop)
-    result_path, _, _, _ = _call(client, small_photo, output="background", background=handle_file(str(backdrop)))
+    result_path, _, _, _ = call(client, small_photo, output="background", background=handle_file(str(backdrop)))
     result = np.asarray(Image.open(result_path))
     mask = np.asarray(four_calls_at_once[2])
     assert result.shape == mask.shape + (3,)
@@ -264,11 +124,11 @@ def test_a_non_image_upload_is_refused_and_the_server_keeps_serving(
 )
 def test_bad_options_get_an_error_that_names_the_bad_value(client: Client, small_photo: Path, options, message):
     with pytest.raises(AppError, match=message):
-        _call(client, small_photo, **options)
+        call(client, small_photo, **options)
 
 
 def test_uploads_over_the_size_limit_are_refused_by_the_server(space_server: SpaceServer):
-    app = _load_app_module()
+    app = load_app_module()
     limit_mb = int(re.fullmatch(r"(\d+)\s*mb", app.MAX_FILE_SIZE.lower()).group(1))
     boundary = "space-test-boundary"
     body = b"".join(
@@ -290,27 +150,12 @@ def test_uploads_over_the_size_limit_are_refused_by_the_server(space_server: Spa
     assert refused.value.code == 413
 
 
-# ------------------------------------------------------- the app in-process
-_app_module: list[ModuleType] = []
-
-
-def _load_app_module() -> ModuleType:
-    """Import space/app.py (builds the page, loads no model)."""
-    if not _app_module:
-        spec = importlib.util.spec_from_file_location("inspyrenet_space_app", APP)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # a module Gradio can find by name
-        spec.loader.exec_module(module)
-        _app_module.append(module)
-    return _app_module[0]
-
-
 def test_models_come_from_the_librarys_shared_cache(monkeypatch: pytest.MonkeyPatch):
     """The Space and ``inspyrenet_lite.remove()`` share one Remover per model, built on first use."""
     import inspyrenet_lite.remover
     from inspyrenet_lite.cached import cached_remover, clear_cache
 
-    app = _load_app_module()
+    app = load_app_module()
     built: list[str] = []
 
     class CountingRemover:
@@ -338,7 +183,7 @@ def test_missing_weights_are_reported_instead_of_hanging(
 
     from inspyrenet_lite.cached import clear_cache
 
-    app = _load_app_module()
+    app = load_app_module()
     monkeypatch.delenv("INSPYRENET_LITE_CKPT", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("INSPYRENET_LITE_CACHE", str(tmp_path / "weights"))
@@ -356,7 +201,7 @@ def test_missing_weights_are_reported_instead_of_hanging(
 def test_the_model_menu_offers_every_registry_model_once_with_fast_and_base_first():
     from inspyrenet_lite.registry import MODELS
 
-    menu = _load_app_module().model_menu
+    menu = load_app_module().model_menu
     common = [name for _, name in menu.COMMON_MODELS]
     more = [name for _, name in menu.more_choices()]
     assert common == ["fast", "base"]
@@ -364,7 +209,7 @@ def test_the_model_menu_offers_every_registry_model_once_with_fast_and_base_firs
 
 
 def test_the_preview_shows_a_checkerboard_where_the_result_is_transparent():
-    app = _load_app_module()
+    app = load_app_module()
     square = app.CHECKER_SQUARE
     image = np.zeros((3 * square, 3 * square, 4), np.uint8)  # fully transparent...
     image[:square, :square] = (200, 0, 0, 255)  # ...but for an opaque red top-left square
@@ -389,14 +234,14 @@ def test_the_preview_shows_a_checkerboard_where_the_result_is_transparent():
     ],
 )
 def test_colours_from_the_picker_or_the_api_are_understood(text: str, rgb: tuple[int, int, int]):
-    assert _load_app_module().parse_color(text) == rgb
+    assert load_app_module().parse_color(text) == rgb
 
 
 def test_an_unknown_colour_is_refused_with_the_expected_form():
     import gradio as gr
 
     with pytest.raises(gr.Error, match="#rrggbb"):
-        _load_app_module().parse_color("reddish")
+        load_app_module().parse_color("reddish")
 
 
 # ---------------------------------------------------------------- packaging
@@ -423,7 +268,7 @@ def test_space_front_matter_matches_the_pinned_gradio():
 
 
 def test_example_photos_are_shipped_with_their_licence_note():
-    app = _load_app_module()
+    app = load_app_module()
     photos = app.example_photos()
     assert photos, "the page needs sample photos"
     licences = (SPACE / "examples" / "LICENSES.md").read_text()

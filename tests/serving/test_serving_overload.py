@@ -33,7 +33,7 @@ from inspyrenet_lite.serving.admission import NETWORK_UNITS, WorkLedger  # noqa:
 from inspyrenet_lite.serving.batcher import MicroBatcher  # noqa: E402
 from inspyrenet_lite.serving.slowclients import server_options  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_work_past_its_deadline_stops_at_the_next_stage_and_a_probe_gets_200(
