@@ -13,6 +13,7 @@ building and loading 91 M parameters costs seconds, so do it once.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,29 @@ def swin_graph_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with torch.inference_mode():
         backend.predict(case_io("swin_small_lr")["input.square"])
     return cache
+
+
+#: Debian's Chromium (playwright's own browser downloads are not possible in CI) and its headless flags.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for the page tests (fails in CI, skips elsewhere, where it is missing)."""
+    if not os.environ.get("CI"):
+        pytest.importorskip("playwright", reason="needs the test extra: pip install -e '.[test]'")
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        message = "Debian's chromium is needed: apt-get install -y chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()

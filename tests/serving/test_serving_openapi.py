@@ -8,7 +8,6 @@ import base64
 import io
 import os
 import re
-import shutil
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +30,6 @@ from inspyrenet_lite.serving.app import RemoveOptions  # noqa: E402
 
 KEY = "open-sesame"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -234,25 +230,6 @@ def test_an_empty_file_part_is_a_file_left_out(keyed_server: str) -> None:
 
 
 # ------------------------------------------------------------------ the pages, offline
-@pytest.fixture(scope="module")
-def browser():
-    if not os.environ.get("CI"):
-        pytest.importorskip("playwright", reason="needs the test extra: pip install -e '.[test]'")
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        message = "Debian's chromium is needed: apt-get install -y chromium"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 def _offline_page(browser, blocked: list[str]):
     """A page that reaches 127.0.0.1 only: every other request is aborted and recorded."""
     page = browser.new_page(viewport={"width": 1280, "height": 1600})

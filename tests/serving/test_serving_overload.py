@@ -39,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_work_past_its_deadline_stops_at_the_next_stage_and_a_probe_gets_200(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_render, real_encode = app_module.render, app_module.encode
+    real_render, real_encode = app_module.road.render, app_module.encode
     encoded: list[int] = []
     render_done = threading.Event()
 
@@ -55,7 +55,7 @@ def test_work_past_its_deadline_stops_at_the_next_stage_and_a_probe_gets_200(
             time.sleep(2.0)  # a long encode would hold the only CPU thread for nobody
         return real_encode(image, *args)
 
-    monkeypatch.setattr(app_module, "render", slow_render)
+    monkeypatch.setattr(app_module.road, "render", slow_render)
     monkeypatch.setattr(app_module, "encode", counting_encode)
     app = create_app(BoxPredictor(), ServeSettings(timeout_s=0.5, cpu_workers=1, max_batch_size=1))
     with running(app) as base:

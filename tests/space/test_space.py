@@ -47,7 +47,7 @@ def _assert_background_shows_where_masked_out(out: np.ndarray, mask: np.ndarray,
 
 # ---------------------------------------------------------------- API calls
 @pytest.fixture(scope="module")
-def onecall(client: Client, small_photo: Path) -> tuple[str, str, tuple[str, str], str]:
+def one_call(client: Client, small_photo: Path) -> tuple[str, str, tuple[str, str], str]:
     """One call with every option at its default."""
     return call(client, small_photo)
 

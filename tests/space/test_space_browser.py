@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import shutil
 import tempfile
 import threading
 import urllib.request
@@ -27,43 +26,15 @@ from PIL import Image
 if not os.environ.get("CI"):  # in CI a missing extra must fail, not skip
     pytest.importorskip("playwright", reason="needs the test extra: pip install -e '.[test,space]'")
     pytest.importorskip("gradio", reason="needs the space extra: pip install -e '.[test,space]'")
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 from space_helpers import SpaceServer  # noqa: E402  (the server: tests/space/conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 PHOTOS = REPO / "tests" / "data" / "photos"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# No sandbox (root in CI), no GPU, and nothing that phones home.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 RESULT_TIMEOUT_MS = 300_000
 CACHED_TIMEOUT_MS = 15_000  # a cached sample's result is read from disk, not computed
-
-
-@pytest.fixture(scope="module")
-def browser() -> Browser:
-    if not Path(CHROMIUM).exists():
-        message = "Debian's chromium is needed: apt-get install -y chromium"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")
