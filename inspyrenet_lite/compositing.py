@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -381,13 +381,18 @@ def _fuse(img: np.ndarray, a: np.ndarray, one_minus_a: np.ndarray, blurred: np.n
     return fg, blurred_bg
 
 
-def composite(image: Image.Image, alpha: np.ndarray, spec: OutputSpec) -> Image.Image:
+def composite(
+    image: Image.Image, alpha: np.ndarray, spec: OutputSpec, between_tiles: Callable[[], None] | None = None
+) -> Image.Image:
     """Build the output image for ``spec`` from an RGB image and its alpha
     (HxW float in [0, 1], after threshold and reverse).
 
     Works in row tiles (:data:`TILE_PIXELS`), so memory grows by about 20
     bytes per pixel of the image beyond the input and output.
+    ``between_tiles`` runs before each tile: an exception it raises (e.g. a
+    service's deadline passing) stops the work there.
     """
+    between_tiles = between_tiles or _nothing
     rgb = np.asarray(image.convert("RGB"))
     height, width = rgb.shape[:2]
     if alpha.shape != (height, width):
@@ -399,6 +404,7 @@ def composite(image: Image.Image, alpha: np.ndarray, spec: OutputSpec) -> Image.
         out = np.empty((height, width, 4), dtype=np.uint8)
         out[:, :, 3] = alpha_u8
         for start, stop, fg in foreground_rows(rgb, alpha):
+            between_tiles()
             out[start:stop, :, :3] = _to_u8(fg * 255.0)
         return Image.fromarray(out, mode="RGBA")
     if spec.kind == "overlay":
@@ -419,9 +425,14 @@ def composite(image: Image.Image, alpha: np.ndarray, spec: OutputSpec) -> Image.
         tiles = ((start, stop, fg * 255.0) for start, stop, fg in foreground_rows(rgb, alpha))
     out = np.empty((height, width, 3), dtype=np.uint8)
     for start, stop, fg in tiles:
+        between_tiles()
         a = alpha[start:stop].astype(np.float32)[:, :, None]
         out[start:stop] = _to_u8(fg * a + bg[start:stop].astype(np.float32) * (1.0 - a))
     return Image.fromarray(out, mode="RGB")
+
+
+def _nothing() -> None:
+    pass
 
 
 def _tile_rows(width: int) -> int:

@@ -14,7 +14,7 @@ the job runners and worker processes (files), Ray (rows), the HTTP service
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -62,11 +62,14 @@ def predict(
     return predictor.predict_maps(requests, batch_size=max(1, len(requests)), errors=errors)
 
 
-def render(image: Image.Image, pred: np.ndarray, options: OutputOptions) -> Image.Image:
+def render(
+    image: Image.Image, pred: np.ndarray, options: OutputOptions, between_tiles: Callable[[], None] | None = None
+) -> Image.Image:
     """The result for ``options`` (type, threshold, reverse) of ``image`` and its map, carrying the
-    image's colour profile, DPI and EXIF for the file it is saved to."""
+    image's colour profile, DPI and EXIF for the file it is saved to. ``between_tiles`` runs before each
+    row tile of the compositing (a service stops work past its deadline there)."""
     alpha = apply_threshold_reverse(pred, options.threshold, options.reverse)
-    return carry_metadata(image, composite(image, alpha, options.spec))
+    return carry_metadata(image, composite(image, alpha, options.spec, between_tiles))
 
 
 def encode(image: Image.Image, format: str = "png", quality: int | None = None) -> bytes:

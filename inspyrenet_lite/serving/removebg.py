@@ -390,7 +390,7 @@ def _encode(
         coloured = OutputSpec("rgba")
     spec = OutputSpec("map") if options.channels == "alpha" else coloured  # alpha: the mask, whatever background
     if options.format == "zip":
-        colour = composite(rgb, pred, coloured).convert("RGB")
+        colour = composite(rgb, pred, coloured, deadlines.check).convert("RGB")
         alpha = composite(rgb, pred, OutputSpec("map"))
         deadlines.check()  # a stage boundary between compositing and encoding
         buffer = io.BytesIO()
@@ -401,12 +401,12 @@ def _encode(
     if spec.kind == "colour" and options.bg_color is not None and options.bg_color[3] < 255:
         image = carry_metadata(rgb, _over_translucent(rgb, pred, options.bg_color))
     else:
-        image = road.render(rgb, pred, OutputOptions(spec=spec))
+        image = road.render(rgb, pred, OutputOptions(spec=spec), deadlines.check)
     fmt = options.format
     if fmt == "auto":
         fmt = "png" if image.mode in ("RGBA", "L") else "jpg"
     if fmt == "jpg" and image.mode == "RGBA":
-        image = road.render(rgb, pred, OutputOptions(spec=OutputSpec("colour", colour=(255, 255, 255))))
+        image = road.render(rgb, pred, OutputOptions(spec=OutputSpec("colour", colour=(255, 255, 255))), deadlines.check)
     deadlines.check()  # a stage boundary between compositing and encoding
     rendered = encode(image, fmt)
     return rendered.body, rendered.media_type

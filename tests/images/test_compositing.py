@@ -195,3 +195,31 @@ def test_overlay_tints_the_object_green_and_outlines_it(noisy, half_alpha):
 def test_composite_refuses_a_mask_of_another_size(noisy):
     with pytest.raises(ValueError, match="does not match"):
         composite(noisy, np.zeros((H + 1, W), np.float32), OutputSpec("map"))
+
+
+@pytest.mark.parametrize("kind", ["rgba", "colour", "blur", "image"])
+def test_between_tiles_runs_before_each_tile_and_can_stop_the_work(kind: str) -> None:
+    """A service stops compositing that outlived its deadline at the next row tile, not at the end."""
+    from inspyrenet_lite.compositing import TILE_PIXELS
+
+    rng = np.random.default_rng(0)
+    width = 512
+    height = 3 * TILE_PIXELS // width + 7  # four row tiles
+    image = Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+    alpha = rng.random((height, width), dtype=np.float32)
+    spec = {"rgba": OutputSpec("rgba"), "colour": OutputSpec("colour", colour=(255, 0, 0)), "blur": OutputSpec("blur"),
+            "image": OutputSpec("image", background=Image.new("RGB", (40, 30), (0, 0, 255)))}[kind]
+    calls = []
+    whole = composite(image, alpha, spec)
+    tiled = composite(image, alpha, spec, between_tiles=lambda: calls.append(1))
+    assert np.array_equal(np.asarray(whole), np.asarray(tiled)) and len(calls) >= 4
+
+    def stop_at_the_second() -> None:
+        if len(calls) == 1:
+            raise TimeoutError("deadline")
+        calls.append(1)
+
+    calls.clear()
+    with pytest.raises(TimeoutError):
+        composite(image, alpha, spec, between_tiles=stop_at_the_second)
+    assert len(calls) == 1  # one tile composed, then stopped

@@ -69,6 +69,33 @@ def test_work_past_its_deadline_stops_at_the_next_stage_and_a_probe_gets_200(
 
 
 
+def test_compositing_past_its_deadline_stops_between_tiles_in_both_apis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The render stage itself stops at the next row tile once the deadline passed (a large composite
+    is the longest CPU stage): both APIs hand the deadline check to the compositing."""
+    from inspyrenet_lite import compositing
+
+    tiles: list[int] = []
+    real_rows = compositing.foreground_rows
+
+    def counted_rows(*args, **kwargs):
+        for row in real_rows(*args, tile_pixels=1 << 14, **kwargs):  # a small image in many tiles
+            tiles.append(row[0])
+            if len(tiles) == 1:
+                deadlines.current().abandon()  # as a 504 answered mid-compositing does
+            yield row
+
+    monkeypatch.setattr(compositing, "foreground_rows", counted_rows)
+    big = png_bytes(photo(256, 256))  # 4 tiles of 64 rows
+    app = create_app(BoxPredictor(), ServeSettings())
+    with running(app) as base:
+        for path, files in (("/v1/remove", {"image": ("a.png", big)}),
+                            ("/v1.0/removebg", {"image_file": ("a.png", big)})):
+            tiles.clear()
+            answer = httpx.post(f"{base}{path}", files=files, timeout=30)
+            assert answer.status_code in (504, 499, 503, 408), (path, answer.status_code, answer.text[:200])
+            assert len(tiles) == 1, (path, tiles)  # stopped before the second tile
+
+
 class SizeRecorder(BoxPredictor):
     """A BoxPredictor that records the size of every image that reached the network."""
 
