@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from inspyrenet_lite.cli import argtypes
+from inspyrenet_lite.cli.model_args import load_problem
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         except (ValueError, RuntimeError, OSError) as exc:
-            print(f"inspyrenet-lite eval: cannot run model {name!r}: {exc}", file=sys.stderr)
+            print(f"inspyrenet-lite eval: cannot run model {name!r}: {load_problem(exc)}", file=sys.stderr)
             return 2
 
     failed = False

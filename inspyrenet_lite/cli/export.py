@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from inspyrenet_lite.cli.model_args import add_model_arguments
+from inspyrenet_lite.cli.model_args import add_model_arguments, load_problem
 
 
 def _multiple_of_32(text: str) -> int:
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = model_source.pick_name(args.model, args.mode)
         model = model_source.load(name, ckpt=args.ckpt, base_size=args.base_size, device="cpu").model
     except (RuntimeError, ValueError, OSError, KeyError) as exc:
-        print(f"inspyrenet-lite export: cannot load the model: {exc}", file=sys.stderr)
+        print(f"inspyrenet-lite export: cannot load the model: {load_problem(exc)}", file=sys.stderr)
         return 2
     size = tuple(args.size) if args.size else tuple(model.base_size)
     # A folder ('.' included) by its own name, a Hub id 'owner/name' by its name: never a path into a folder.

@@ -17,3 +17,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "or a folder saved with save_pretrained",
     )
     parser.add_argument("--mode", choices=tuple(MODELS), default=None, help="a model name (alias of --model)")
+
+
+def load_problem(exc: BaseException) -> str:
+    """Why a model did not load, in the command line's words: missing weights name ``--ckpt PATH``
+    (:attr:`~inspyrenet_lite.weights.WeightsUnavailableError.cli_message`), not the Python API's ``ckpt=``."""
+    return getattr(exc, "cli_message", None) or str(exc)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from inspyrenet_lite.cli import serve_ray
-from inspyrenet_lite.cli.model_args import add_model_arguments
+from inspyrenet_lite.cli.model_args import add_model_arguments, load_problem
 from inspyrenet_lite.constants import PRECISIONS
 
 API_KEY_ENV = "INSPYRENET_LITE_API_KEY"
@@ -185,7 +185,7 @@ def _app_from_env() -> Any:
     try:
         model = _load(args)
     except Exception as exc:  # one line, as with one process; uvicorn then stops instead of restarting workers
-        logging.getLogger(__name__).error("cannot load the model: %s", exc)
+        logging.getLogger(__name__).error("cannot load the model: %s", load_problem(exc))
         sys.exit(_STARTUP_FAILURE)
     app = create_app(model, _settings(args))
     drain_on_stop(app.state.serving, args.graceful_timeout)
@@ -281,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _share_cpu_cores(devices)
             model = [_load(args, device) for device in devices]
     except Exception as exc:  # one line, no traceback: a name, a file or a download that failed
-        print(f"inspyrenet-lite serve: error: cannot load the model: {exc}", file=sys.stderr)
+        print(f"inspyrenet-lite serve: error: cannot load the model: {load_problem(exc)}", file=sys.stderr)
         return 1
     app = create_app(model, settings)
     state = app.state.serving

@@ -104,3 +104,25 @@ def test_each_entry_point_names_its_own_way_to_a_local_checkpoint(tmp_path: Path
     assert "ckpt='" not in cli_error and "Remover(" not in cli_error
     assert "Remover(model='fast', ckpt='/path/to/" in api_error and "INSPYRENET_LITE_CKPT=/path/to/" in api_error
     assert "--ckpt" not in api_error
+
+
+
+_OTHER_COMMANDS = """
+import sys
+from inspyrenet_lite.cli import main
+for argv in (["export", "--model", "fast", "-o", sys.argv[1]], ["serve", "--model", "fast", "--port", "0"]):
+    print("exit", main(argv))
+    print("=== end of", argv[0], file=sys.stderr)
+"""
+
+
+def test_the_other_commands_name_ckpt_too(tmp_path: Path):
+    """export and serve, offline without weights, name --ckpt as the default command does."""
+    code = _OTHER_COMMANDS.replace("sys.argv[1]", repr(str(tmp_path / "model.onnx")))
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "INSPYRENET_LITE_CACHE": str(tmp_path / "own")}
+    proc = run_python(code, env, timeout=120)
+    assert proc.stdout.split() == ["exit", "2", "exit", "1"], (proc.stdout, proc.stderr[-2000:])
+    export, serve = proc.stderr.split("=== end of export")
+    for command, said in (("export", export), ("serve", serve)):
+        assert f"inspyrenet-lite {command}" in said and "cannot load the model" in said, said[-2000:]
+        assert "--ckpt /path/to/ckpt_fast.pth" in said and "Remover(" not in said, said[-2000:]
