@@ -141,16 +141,13 @@ def env(hub, tmp_path: Path) -> dict[str, str]:
     return {**hub.env(), "HF_HOME": str(tmp_path / "hf"), "INSPYRENET_LITE_CACHE": str(tmp_path / "own")}
 
 
-#: A reduced Swin backbone: a network that runs in milliseconds (tests of plumbing, not of the paper's numbers).
-TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
-
-
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small SwinB model (depth 8, base 64, seed 0) saved with ``save_pretrained``; read-only for tests."""
     import torch
 
     from inspyrenet_lite import InSPyReNet
+    from model_helpers import TINY_SWIN
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny")

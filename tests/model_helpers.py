@@ -1,10 +1,13 @@
-"""Helpers of the model tests: whether two networks compute the same thing."""
+"""Helpers of the model tests: a reduced backbone, and whether two networks compute the same thing."""
 
 from __future__ import annotations
 
 import torch
 
 from inspyrenet_lite import InSPyReNet
+
+#: A reduced Swin backbone: a network that runs in milliseconds (tests of plumbing, not of the paper's numbers).
+TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
 
 
 def same_outputs(a: InSPyReNet, b: InSPyReNet) -> bool:

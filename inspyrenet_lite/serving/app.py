@@ -31,7 +31,7 @@ from ..compositing import BASIC_TYPES, NAMED_COLOURS
 from ..options import QUALITY_RANGE, OutputOptions
 from ..predictor import MapRequest
 from ..transforms import DEFAULT_HR_SHORT_SIDE, own_size
-from . import deadline as deadlines
+from .deadline import check as check_deadline
 from .admission import NETWORK_UNITS, image_units
 from .pipeline import (
     FORMATS,
@@ -182,7 +182,7 @@ def add_routes(app: FastAPI, state: ServiceState) -> None:
                 bg = await state.cpu(decode, background, settings.max_pixels, "background")
                 output = dataclasses.replace(output, spec=OutputSpec("image", background=bg))
             pred = await state.predict(batcher, MapRequest(rgb, resize=options.resize, hr_blend=options.hr_blend))
-            image = await state.cpu(road.render, rgb, pred, output, deadlines.check)  # stops between tiles
+            image = await state.cpu(road.render, rgb, pred, output, check_deadline)  # stops between tiles
             del rgb, pred  # a stage boundary: nothing left holds the full-size arrays but the image
             return await state.cpu(encode, image, output.format, output.quality)
 

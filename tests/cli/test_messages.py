@@ -101,7 +101,7 @@ def test_an_array_given_as_type_is_named_by_type_and_shape_not_its_repr(tiny_rem
 # ------------------------------------------------------------ checkpoints
 def _tiny_swin(seed: int):
     """The reduced Swin of ``tiny_folder`` with the weights of ``seed``."""
-    from conftest import TINY_SWIN
+    from model_helpers import TINY_SWIN
 
     from inspyrenet_lite import InSPyReNet
 
@@ -146,7 +146,7 @@ def test_the_skipped_pass_notice_names_only_the_caps_that_stop_it_and_the_value_
 _PUSH = """
 import torch
 from inspyrenet_lite import InSPyReNet
-from conftest import TINY_SWIN
+from model_helpers import TINY_SWIN
 model = InSPyReNet("swinb", depth=8, base_size=(64, 64), backbone_args=TINY_SWIN)
 try:
     model.push_to_hub("someone/tiny", token="hf_x")

@@ -108,9 +108,20 @@ def test_a_full_disk_stops_the_run_and_leaves_no_job_looking_like_a_crash(remove
     assert sorted(statuses(Manifest.load(out)).values()) == ["failed", "interrupted", "interrupted"]
 
 
+@pytest.fixture
+def ctrl_c_interrupts():
+    """Ctrl-C raises KeyboardInterrupt, as in a fresh interpreter, whatever a library loaded earlier
+    in this process (a server, Ray) left installed; put back afterwards."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
 def test_a_stop_right_after_a_result_is_renamed_leaves_file_and_record_agreeing(
-    remover, photos, tmp_path, monkeypatch, stop
+    remover, photos, tmp_path, monkeypatch, stop, ctrl_c_interrupts
 ):
     """Ctrl-C (or SIGTERM made an interrupt, as the CLI does) landing between putting a file in place and
     recording it: the file is kept and recorded done, never recorded interrupted (a resume would redo it)."""
@@ -146,7 +157,7 @@ def test_a_stop_right_after_a_result_is_renamed_leaves_file_and_record_agreeing(
     assert runner.counts.done == 1
 
 
-def test_deferred_interrupts_hold_a_stop_until_the_block_ends():
+def test_deferred_interrupts_hold_a_stop_until_the_block_ends(ctrl_c_interrupts):
     import os
     import signal
 

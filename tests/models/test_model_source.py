@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import same_outputs
+from model_helpers import TINY_SWIN, same_outputs
 
 from inspyrenet_lite import InSPyReNet, Remover
 from inspyrenet_lite.checkpoint import save_checkpoint
 from inspyrenet_lite.serialization import architecture_config, safetensors_metadata
-
-TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2}
 
 
 def tiny_swin(base_size=(64, 64)) -> InSPyReNet:
