@@ -83,6 +83,9 @@ OUTPUT_MAX_AGE_S = 3600
 # would load the model (about 350 MiB) before the page serves. GRADIO_CACHE_MODE=eager does.
 EXAMPLES_CACHE_MODE = "eager" if os.environ.get("GRADIO_CACHE_MODE", "").lower() == "eager" else "lazy"
 
+#: How a change of a setting re-runs the removal: off the API, the newest change only, one inference at a time.
+RERUN_EVENT = {"api_visibility": "private", "trigger_mode": "always_last", "concurrency_limit": CONCURRENCY_LIMIT,
+               "concurrency_id": "inference"}
 RESULT_DIR = Path(tempfile.gettempdir()) / "inspyrenet-space"
 
 INTRO = """
@@ -475,21 +478,10 @@ def build_image_tab(menu: model_menu.ModelMenu) -> None:
         rerun,
         inputs=inputs,
         outputs=outputs,
-        api_visibility="private",
-        trigger_mode="always_last",
-        concurrency_limit=CONCURRENCY_LIMIT,
-        concurrency_id="inference",
+        **RERUN_EVENT,
     )
     for picked in menu.picked:  # a model picked in the shared menu, once the model in force is set
-        picked.then(
-            rerun,
-            inputs=inputs,
-            outputs=outputs,
-            api_visibility="private",
-            trigger_mode="always_last",
-            concurrency_limit=CONCURRENCY_LIMIT,
-            concurrency_id="inference",
-        )
+        picked.then(rerun, inputs=inputs, outputs=outputs, **RERUN_EVENT)
     if url is not None and fetch is not None:
         gr.on(
             [url.submit, fetch.click], fetch_photo, inputs=url, outputs=image, api_visibility="private",
