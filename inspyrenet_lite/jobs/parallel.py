@@ -38,9 +38,13 @@ from typing import Any
 from inspyrenet_lite.jobs.manifest import Manifest
 from inspyrenet_lite.jobs.plan import Job
 from inspyrenet_lite.image_io import encode_image
+from inspyrenet_lite.jobs.memory import available_bytes, gigabytes, peak_rss_bytes, workers_that_fit
 from inspyrenet_lite.jobs.run import ImageOutput, JobRunner, Reporter, process_batch, remover_identity
 
 logger = logging.getLogger(__name__)
+
+#: How long a loaded worker holds each readiness check while others are still loading.
+READY_HOLD_S = 0.2
 
 #: Batches kept queued per worker: decoding and writing overlap the compute, memory stays bounded.
 DEFAULT_PREFETCH = 2
@@ -139,12 +143,25 @@ def _remover() -> Any:
     return _WORKER["remover"]
 
 
-def _ready() -> tuple[str | None, dict[str, Any] | None]:
-    """(None, the model's :func:`~inspyrenet_lite.jobs.run.remover_identity`) when this worker's model
-    is loaded, else (why not, None)."""
+def _ready(hold_s: float = 0.0) -> tuple[str | None, dict[str, Any] | None, int, int]:
+    """(None, the model's :func:`~inspyrenet_lite.jobs.run.remover_identity`, this process's peak
+    memory, its pid) when this worker's model is loaded, else (why not, None, memory, pid).
+    ``hold_s`` keeps a loaded worker busy a moment, so workers still loading get the next checks."""
+    time.sleep(hold_s)
     if "remover" not in _WORKER:
-        return _WORKER.get("error", "the worker has no model"), None
-    return None, remover_identity(_WORKER["remover"])
+        return _WORKER.get("error", "the worker has no model"), None, peak_rss_bytes(), os.getpid()
+    return None, remover_identity(_WORKER["remover"]), peak_rss_bytes(), os.getpid()
+
+
+def _use_threads(threads: int | None) -> None:
+    """Give this CPU worker its share of the cores: sent with each task, since the share grows
+    when memory holds fewer workers than were asked for."""
+    if threads is None or _WORKER.get("device", "cpu").split(":")[0] != "cpu":
+        return
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def _portable(exc: Exception) -> Exception:
@@ -161,8 +178,9 @@ def encode(result: Any, output: ImageOutput) -> bytes:
     return encode_image(result, output.format, output.quality)
 
 
-def _work_images(sources: list[str], output: ImageOutput) -> list[bytes | Exception]:
+def _work_images(sources: list[str], output: ImageOutput, threads: int | None) -> list[bytes | Exception]:
     """One batch on this worker's model: encoded results, or the exception per file."""
+    _use_threads(threads)
     results = process_batch(_remover(), sources, output)
     encoded: list[bytes | Exception] = []
     for result in results:
@@ -173,7 +191,8 @@ def _work_images(sources: list[str], output: ImageOutput) -> list[bytes | Except
     return encoded
 
 
-def _work_video(video: Callable[[Any, Job], None], job: Job) -> Exception | None:
+def _work_video(video: Callable[[Any, Job], None], job: Job, threads: int | None) -> Exception | None:
+    _use_threads(threads)
     try:
         video(_remover(), job)
     except WorkerError:
@@ -295,12 +314,42 @@ class ParallelJobRunner(JobRunner):
 
     def _check_workers(self, pool: cf.ProcessPoolExecutor) -> None:
         """Wait until the workers have loaded the model; WorkerError with the reason if one cannot.
-        The outputs' fingerprints then name the model the workers loaded."""
-        for future in [pool.submit(_ready) for _ in self.devices]:
-            problem, identity = future.result()
-            if problem:
-                raise WorkerError(problem)
-            self._options = self.output.fingerprint(identity)
+        The outputs' fingerprints then name the model the workers loaded.
+
+        The pool starts a process per task it cannot give to an idle one: the first worker loads
+        alone, its memory decides how many more start, then those load together."""
+        first = pool.submit(_ready).result()
+        loaded = {self._accept(*first)}
+        self._fit_memory(pool, per_worker=first[2])
+        # Until each process has answered: one that cannot load says why, a dead one breaks the pool.
+        while len(loaded) < len(self.devices):
+            for future in [pool.submit(_ready, READY_HOLD_S) for _ in self.devices]:
+                loaded.add(self._accept(*future.result()))
+
+    def _accept(self, problem: str | None, identity: dict[str, Any] | None, peak_rss: int, pid: int) -> int:
+        if problem:
+            raise WorkerError(problem)
+        self._options = self.output.fingerprint(identity)
+        return pid
+
+    def _fit_memory(self, pool: cf.ProcessPoolExecutor, per_worker: int) -> None:
+        """No more workers than free memory holds, at what the first one took to load its model."""
+        available = available_bytes() if len(self.devices) > 1 else None
+        if available is None:
+            return
+        fit = workers_that_fit(len(self.devices), 1, per_worker, available)
+        if fit == len(self.devices):
+            return
+        logger.warning(
+            "starting %d worker process%s, not %d: each holds about %s once its model is loaded and %s is free "
+            "(ask for --workers %d or fewer to start that many)",
+            fit, "" if fit == 1 else "es", len(self.devices), gigabytes(per_worker), gigabytes(available), fit,
+        )
+        self.devices = self.devices[:fit]
+        # The pool spawns processes on demand up to this bound: none has started past the first yet.
+        pool._max_workers = fit  # noqa: SLF001 (concurrent.futures has no public way to lower it)
+        if self._threads_given is None:
+            self.threads = cpu_threads_per_worker(self.devices)
 
     def _drive(self, pool: cf.ProcessPoolExecutor, units: Any) -> None:
         limit = len(self.devices) * self.prefetch
@@ -331,9 +380,9 @@ class ParallelJobRunner(JobRunner):
             if self.worker_video is None:
                 future = pool.submit(_fail_video)
             else:
-                future = pool.submit(_work_video, self.worker_video, todo[0])
+                future = pool.submit(_work_video, self.worker_video, todo[0], self.threads)
         else:
-            future = pool.submit(_work_images, [str(job.source) for job in todo], self.output)
+            future = pool.submit(_work_images, [str(job.source) for job in todo], self.output, self.threads)
         self._pending[future] = (kind, todo, len(chunk))
 
     def _collect(self, future: cf.Future) -> None:

@@ -370,6 +370,43 @@ def test_workers_do_the_last_partial_batch_with_their_share_of_the_cores(tiny_fo
     assert options["model_weights"] == file_digest(tiny_folder / "model.safetensors") is not None
 
 
+def test_workers_start_no_more_than_free_memory_holds_and_share_the_cores_among_those(
+    tiny_folder, tmp_path, caplog, monkeypatch
+):
+    """4 CPU workers asked for, free memory for one more beside the first at what the first holds
+    once loaded: 2 processes start, with one line saying so, and each takes half of the (12) cores,
+    the first worker included though it started while 4 were planned."""
+    from inspyrenet_lite.jobs import parallel
+
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: set(range(12)), raising=False)
+    measured: list[int] = []
+    real_accept, real_stop = parallel.ParallelJobRunner._accept, parallel.ParallelJobRunner._stop_pool
+    started: list[int] = []
+
+    def accept(self, problem, identity, peak_rss, pid):
+        measured.append(peak_rss)
+        return real_accept(self, problem, identity, peak_rss, pid)
+
+    def stop_pool(pool, wait):
+        started.append(len(pool._processes))
+        return real_stop(pool, wait)
+
+    monkeypatch.setattr(parallel.ParallelJobRunner, "_accept", accept)
+    monkeypatch.setattr(parallel.ParallelJobRunner, "_stop_pool", staticmethod(stop_pool))
+    monkeypatch.setattr(parallel, "available_bytes", lambda: int(measured[0] * 1.5))
+    photos, out, log = make_photos(tmp_path / "in", 6), tmp_path / "out", tmp_path / "log.txt"
+    manifest = Manifest.load(out)
+    runner = parallel.ParallelJobRunner(ThreadReporting(str(tiny_folder), log), ["cpu"] * 4, manifest, MAP)
+    assert runner.threads == 3
+    counts = runner.run(collect_jobs([str(photos)], out, ".png", manifest))
+    assert (counts.done, counts.failed) == (6, 0)
+    assert measured[0] > 100e6  # a worker with torch and a model holds more than 100 MB
+    assert "starting 2 worker processes, not 4: each holds about" in caplog.text
+    assert len(runner.devices) == 2 and started == [2]
+    assert {int(line.split()[1]) for line in log.read_text().splitlines()} == {6}
+    assert pngs(out) == [f"p{i:02d}.png" for i in range(6)]
+
+
 # ------------------------------------------------------------------ the ray command's URIs
 def test_uri_inputs_never_take_a_local_input_s_output_name_nor_duplicate_it(tmp_path):
     """``ray X file://$PWD/Y`` with the same names in X and Y: before, Y's results took X's names (10 files
