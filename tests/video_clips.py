@@ -227,3 +227,47 @@ def truncated_copy(src: Path, dst: Path) -> tuple[int, int]:
     assert data.find(b"moov") < data.find(b"mdat"), "the index must come first"
     dst.write_bytes(data[: starts[len(starts) // 2]])
     return listed, len(starts) // 2
+
+
+#: Where the tone burst of ``make_click_clip`` starts, in seconds.
+CLICK_AT = 0.3
+
+
+def make_click_clip(path: Path, container_format: str, audio_codec: str) -> None:
+    """One second of grey frames (H.264 in MP4, VP9 in WebM) with a sound that is silent but for a
+    50 ms tone burst at ``CLICK_AT``: a mark whose time says whether the audio moved."""
+    video_codec = "libvpx-vp9" if container_format == "webm" else "libx264"
+    with av.open(str(path), "w", format=container_format) as out:
+        video = out.add_stream(video_codec, rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = out.add_stream(audio_codec, rate=AUDIO_RATE, layout="mono")
+        for i in range(25):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 128, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        sound = np.zeros(AUDIO_RATE, np.float32)
+        burst = np.arange(AUDIO_RATE // 20)
+        start = int(CLICK_AT * AUDIO_RATE)
+        sound[start : start + burst.size] = 0.8 * np.sin(2 * np.pi * 1000.0 * burst / AUDIO_RATE)
+        step = audio.codec_context.frame_size or 1024
+        sample_format = "fltp" if audio_codec == "aac" else "flt"
+        for at in range(0, sound.size, step):
+            frame = av.AudioFrame.from_ndarray(sound[None, at : at + step], format=sample_format, layout="mono")
+            frame.sample_rate, frame.pts = AUDIO_RATE, at
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+
+
+def sound_onset(path: Path) -> float:
+    """When the first loud sample of ``path``'s audio plays, in seconds, as FFmpeg decodes it
+    (priming dropped as the container signals it)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        start, rate, chunks = None, stream.codec_context.sample_rate, []
+        for frame in container.decode(stream):
+            if start is None:
+                start = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+            chunks.append(frame.to_ndarray()[0].astype(np.float32))
+    sound = np.concatenate(chunks)
+    return start + int(np.argmax(np.abs(sound) > 0.2)) / rate

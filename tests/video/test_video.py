@@ -25,8 +25,10 @@ from video_clips import (
     AUDIO_RATE,
     displayed_frames,
     lie_about_duration,
+    make_click_clip,
     make_clip,
     retime_clip,
+    sound_onset,
     stream_facts,
     truncated_copy,
 )
@@ -104,6 +106,27 @@ def test_container_formats_decode_back(tmp_path, clips, maps, name, type, codec,
     assert (facts["video_codec"], facts["audio_codec"]) == (codec, audio)
     assert result.frames == FRAMES and result.audio
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("in.mp4", "cut.webm"),  # AAC re-encoded to Opus: was 6.5 ms late
+        ("in.mp4", "cut.mov"),  # copied
+        ("in.mp4", "cut_frames"),  # copied into audio.mka: was 21 ms late
+        ("in.webm", "cut.mov"),  # Opus re-encoded to AAC: was 21 ms late
+        ("in.webm", "cut.webm"),  # copied
+    ],
+)
+def test_the_sound_stays_where_it_was_against_the_frames(tmp_path, source, name):
+    """Each encoder's priming (AAC 1024 samples, Opus 312) is signalled, so a player starts the
+    sound where the input's plays: within a millisecond (an audio frame is 20-21 ms)."""
+    src = tmp_path / source
+    make_click_clip(src, src.suffix[1:], "aac" if source.endswith("mp4") else "libopus")
+    out = tmp_path / name
+    process_video(GreyRemover(), src, out, type="rgba" if name != "cut_frames" else "map")
+    produced = sound_onset(out / "audio.mka" if name == "cut_frames" else out)
+    assert produced == pytest.approx(sound_onset(src), abs=1e-3)
 
 
 @pytest.mark.parametrize("clip", ["rotated", "vfr"])
