@@ -16,12 +16,13 @@ reaches the reads: an S3-compatible endpoint given in the URI
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import logging
 import os
 import posixpath
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-failed", action="store_true", help="with --skip-existing: retry inputs an earlier run died on"
     )
     parser.add_argument("--overwrite", action="store_true", help="as the default command's")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true",
+        help="no progress output and none of Ray's own log lines: only failures and the summary",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     return parser
 
@@ -303,7 +307,6 @@ def _local_key(path: str, manifest: Manifest) -> str:
 
 def _run(args: argparse.Namespace, manifest, jobs, filesystems, output, constructor) -> int:
     from inspyrenet_lite.integrations.ray import RayJobRunner
-    from inspyrenet_lite.jobs.run import DiskFull
 
     status = remove.prepare_output(args.output, manifest, jobs)
     if status:
@@ -316,6 +319,50 @@ def _run(args: argparse.Namespace, manifest, jobs, filesystems, output, construc
         manifest, output, constructor, batch_size=args.batch_size, actors=args.actors, num_gpus=args.num_gpus,
         skip_existing=args.skip_existing, retry_failed=args.retry_failed, reporter=reporter,
     )
+    with contextlib.ExitStack() as quiet:
+        if args.quiet:  # Ray's C++ core writes to file descriptor 2 itself, past Python's logging
+            quiet.enter_context(native_stderr_silenced())
+            quiet.callback(_shutdown_ray)  # before stderr comes back: shutting down logs too
+        return _run_on_ray(args, runner, jobs, filesystems)
+
+
+def _shutdown_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 to the null device while Python's
+    ``sys.stderr`` (and the logging handlers writing to it) keep the terminal."""
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    python_stderr = sys.stderr
+    kept = os.fdopen(os.dup(terminal), "w", buffering=1, encoding=python_stderr.encoding, errors="backslashreplace")
+    handlers = [h for h in logging.getLogger().handlers if getattr(h, "stream", None) is python_stderr]
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    sys.stderr = kept
+    for handler in handlers:
+        handler.setStream(kept)
+    try:
+        yield
+    finally:
+        kept.flush()
+        os.dup2(terminal, 2)
+        os.close(terminal)
+        sys.stderr = python_stderr
+        for handler in handlers:
+            handler.setStream(python_stderr)
+        kept.close()
+
+
+def _run_on_ray(args: argparse.Namespace, runner, jobs, filesystems) -> int:
+    from inspyrenet_lite.jobs.run import DiskFull
+
     try:
         _start_ray(args.address, args.quiet)
     except Exception as exc:  # a wrong --address, a port in use...

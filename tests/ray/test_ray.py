@@ -202,6 +202,23 @@ def test_the_recipe_runs_with_both_actor_pool_spellings(tiny_folder, photos):
             assert grey_levels_apart(bytes.fromhex(result), buffer.getvalue()) <= 1
 
 
+def test_quiet_silences_what_native_code_writes_to_stderr_but_not_python():
+    script = """
+import logging, os, sys
+from inspyrenet_lite.cli.ray import native_stderr_silenced
+logging.basicConfig(format="%(levelname)s %(message)s")
+with native_stderr_silenced():
+    os.write(2, b"[C++] a core worker line\\n")
+    print("failed: a.png: not an image", file=sys.stderr)
+    logging.warning("a warning of ours")
+os.write(2, b"after\\n")
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines() == ["failed: a.png: not an image", "WARNING a warning of ours", "after"]
+
+
 @pytest.mark.slow
 def test_the_ray_command_writes_what_the_default_command_writes(tiny_folder, photos, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
@@ -212,6 +229,8 @@ def test_the_ray_command_writes_what_the_default_command_writes(tiny_folder, pho
     assert one.returncode == ray_run.returncode == 1, ray_run.stderr[-3000:]  # the two bad files
     assert "4 done, 0 skipped, 2 failed" in ray_run.stderr
     assert "broken.png" in ray_run.stderr and "notes.jpg" in ray_run.stderr and "Traceback" not in ray_run.stderr
+    ours = ("failed: ", "inspyrenet-lite: ")  # -q: none of Ray's own lines (its C++ core wrote a few)
+    assert all(line.startswith(ours) for line in ray_run.stderr.splitlines()), ray_run.stderr[-3000:]
     names = sorted(p.relative_to(tmp_path / "one").as_posix() for p in (tmp_path / "one").rglob("*.png"))
     assert names == sorted(p.relative_to(tmp_path / "ray").as_posix() for p in (tmp_path / "ray").rglob("*.png"))
     assert names == ["a.png", "b.png", "d.png", "sub/c.png"]
