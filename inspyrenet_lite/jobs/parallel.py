@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 #: How long a loaded worker holds each readiness check while others are still loading.
 READY_HOLD_S = 0.2
 
+#: How long a terminated worker gets to exit before the parent stops waiting for it.
+WORKER_EXIT_S = 10.0
+
 #: Batches kept queued per worker: decoding and writing overlap the compute, memory stays bounded.
 DEFAULT_PREFETCH = 2
 
@@ -307,10 +310,21 @@ class ParallelJobRunner(JobRunner):
     def _stop_pool(pool: cf.ProcessPoolExecutor, wait: bool) -> None:
         """Shut the pool down; without ``wait`` (an error or interrupt), end the workers now."""
         processes = list((getattr(pool, "_processes", None) or {}).values())
+        results = getattr(pool, "_result_queue", None)
         pool.shutdown(wait=wait, cancel_futures=True)
-        for process in processes if not wait else ():
+        if wait:
+            return
+        for process in processes:
             if process.is_alive():
                 process.terminate()
+        for process in processes:
+            process.join(WORKER_EXIT_S)
+        # A worker ended half-way through sending a result leaves the pool's thread waiting for the
+        # rest for ever, and the interpreter's exit waiting for that thread: this process holds the
+        # pipe's last write end, and closing it (the workers' ends are gone) ends that wait.
+        writer = getattr(results, "_writer", None)
+        if writer is not None and not any(process.is_alive() for process in processes):
+            writer.close()
 
     def _check_workers(self, pool: cf.ProcessPoolExecutor) -> None:
         """Wait until the workers have loaded the model; WorkerError with the reason if one cannot.

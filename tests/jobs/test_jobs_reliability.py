@@ -407,6 +407,65 @@ def test_workers_start_no_more_than_free_memory_holds_and_share_the_cores_among_
     assert pngs(out) == [f"p{i:02d}.png" for i in range(6)]
 
 
+#: A run whose worker stops half-way through sending its result (as a worker ended mid-send by a
+#: Ctrl-C does), then the Ctrl-C: the run must stop and its process exit. The pool's thread reading
+#: results waited for the rest of that message for ever, so the interpreter never exited.
+_STOPPED_MID_SEND = """
+import os, signal, struct, sys, threading, time
+from pathlib import Path
+from inspyrenet_lite.compositing import parse_output_type
+from inspyrenet_lite.jobs import ImageOutput, Manifest, collect_jobs
+from inspyrenet_lite.jobs.parallel import ParallelJobRunner
+
+class HalfSent:
+    def __init__(self, flag):
+        self.flag = flag
+        self.mode, self.checkpoint_path, self.precision, self.resize = "tiny", None, "fp32", "static"
+
+    def __call__(self, device):
+        return self
+
+    def process(self, image, **options):
+        frame = sys._getframe()
+        while frame.f_code.co_name != "_process_worker":  # concurrent.futures' worker loop
+            frame = frame.f_back
+        pipe = frame.f_locals["result_queue"]._writer
+        os.write(pipe.fileno(), struct.pack("!i", 1 << 20) + b"the first bytes of a result")
+        Path(self.flag).touch()
+        time.sleep(600)
+
+def ctrl_c_once_half_sent(flag):
+    while not Path(flag).exists():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGINT)
+
+if __name__ == "__main__":
+    photos, out, flag = sys.argv[1:4]
+    manifest = Manifest.load(Path(out))
+    runner = ParallelJobRunner(HalfSent(flag), ["cpu"], manifest, ImageOutput(parse_output_type("map")))
+    threading.Thread(target=ctrl_c_once_half_sent, args=(flag,), daemon=True).start()
+    try:
+        runner.run(collect_jobs([photos], Path(out), ".png", manifest))
+    except KeyboardInterrupt:
+        print("interrupted:", runner.counts, flush=True)
+"""
+
+
+def test_a_stop_while_a_worker_is_half_way_through_sending_a_result_still_exits(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(_STOPPED_MID_SEND)
+    photos = make_photos(tmp_path / "in", 2)
+    run = subprocess.run(
+        [sys.executable, str(script), str(photos), str(tmp_path / "out"), str(tmp_path / "half-sent")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "interrupted: 0 done" in run.stdout
+    assert sorted(records(tmp_path / "out")) == ["p00.png", "p01.png"]
+    assert {r["status"] for r in records(tmp_path / "out").values()} == {"interrupted"}
+
+
 # ------------------------------------------------------------------ the ray command's URIs
 def test_uri_inputs_never_take_a_local_input_s_output_name_nor_duplicate_it(tmp_path):
     """``ray X file://$PWD/Y`` with the same names in X and Y: before, Y's results took X's names (10 files
