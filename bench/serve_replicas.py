@@ -59,7 +59,10 @@ def measure_devices(ckpt: Path, bodies: list[bytes], args: argparse.Namespace) -
 
 
 def replica_pids() -> list[int]:
-    """The processes of Ray Serve replicas on this machine (Ray names them ``ray::ServeReplica:...``)."""
+    """The processes of the service's Ray Serve replicas on this machine (Ray names them
+    ``ray::ServeReplica:<app>:<deployment>``; the front deployment holds no model)."""
+    from inspyrenet_lite.integrations.ray_serve import DEPLOYMENT_NAME
+
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -67,7 +70,7 @@ def replica_pids() -> list[int]:
                 title = (entry / "cmdline").read_bytes().split(b"\0")[0]
             except OSError:
                 continue
-            if title.startswith(b"ray::ServeReplica"):
+            if title.startswith(b"ray::ServeReplica") and DEPLOYMENT_NAME.encode() in title:
                 pids.append(int(entry.name))
     return sorted(pids)
 

@@ -1,9 +1,11 @@
 """Ray Serve deployment of the HTTP service (``inspyrenet-lite serve --ray``; the ``[ray]`` extra).
 
 Each replica is the app :func:`inspyrenet_lite.serving.create_app` builds, unchanged (same
-routes, limits, key and answers), with its own model and micro-batcher. Ray Serve in front
-balances the replicas, queues what they cannot take yet (503 past ``max_queued_requests``)
-and adds or removes replicas by ongoing requests.
+routes, limits, key and answers), with its own model and micro-batcher. Ray Serve balances
+the replicas, queues what they cannot take yet (503 past ``max_queued_requests``) and adds or
+removes replicas by ongoing requests. A light front deployment (no model, no CPU) is the HTTP
+ingress: it hands each request to a replica through a handle and, when that replica dies with
+the request (killed, its node lost), to another one, so a lost replica costs time, not a 500.
 
 >>> from ray import serve
 >>> from inspyrenet_lite.integrations.ray_serve import build_app
@@ -19,12 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..serving.errors import ServeError
 from ..serving.settings import ServeSettings
+from .forwarding import ForwardedRequest, ForwardedResponse, call_asgi
 
 logger = logging.getLogger(__name__)
 
-#: The deployment's name (one per Serve application).
+#: The service deployment's name (one per Serve application): the replicas that hold a model.
 DEPLOYMENT_NAME = "InSPyReNetService"
+
+#: The ingress deployment's name: it hands each request to a service replica (no model, no CPU).
+FRONT_NAME = "InSPyReNetFront"
+
+#: How many replicas a request is tried on when the one running it dies.
+FORWARD_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -78,13 +88,58 @@ def replica_app(model: Any, settings: ServeSettings) -> Any:
 
 
 class _Replica:
-    """One Serve replica (the ingress wrapper holds the app in ``_asgi_app``)."""
+    """One Serve replica of the service (the ingress wrapper holds the app in ``_asgi_app`` and
+    runs its lifespan)."""
+
+    async def forward(self, request: ForwardedRequest) -> ForwardedResponse:
+        """``request`` answered by this replica's app, as the front deployment sends it."""
+        return await call_asgi(self._asgi_app, request)  # type: ignore[attr-defined]
 
     def check_health(self) -> None:
         """Serve's health probe: a replica whose model failed is replaced."""
         state = getattr(getattr(getattr(self, "_asgi_app", None), "state", None), "serving", None)
         if state is not None and state.failed:
             raise RuntimeError(f"the model failed: {state.failed}")
+
+
+class _Front:
+    """The application's ingress: each HTTP request goes to a service replica through a handle,
+    and goes again to another one when its replica died with it (Serve's proxy answered those 500;
+    removing a background is the same work twice). Serve's own refusals become the service's 503."""
+
+    def __init__(self, service: Any, max_body: int, attempts: int = FORWARD_ATTEMPTS) -> None:
+        self.service, self.max_body, self.attempts = service, max_body, attempts
+
+    async def __call__(self, request: Any) -> Any:
+        from ray.exceptions import RayActorError
+        from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+        forwarded = await ForwardedRequest.read(request, self.max_body)
+        for attempt in range(1, self.attempts + 1):
+            try:
+                answer = await self.service.forward.remote(forwarded)
+            except RayActorError:
+                logger.warning("a replica died during a request; %s", "retrying" if attempt < self.attempts else "503")
+                continue
+            except BackPressureError as exc:
+                return _refusal(forwarded.path, ServeError(
+                    503, "busy", "the server is busy (queue full); retry after the Retry-After seconds",
+                    headers={"Retry-After": str(max(1, round(exc.retry_after_s or 1)))},
+                ))
+            except DeploymentUnavailableError:
+                break
+            return answer.to_starlette()
+        return _refusal(forwarded.path, ServeError(
+            503, "unavailable", "no replica could take the request just now; retry shortly", headers={"Retry-After": "5"},
+        ))
+
+
+def _refusal(path: str, error: ServeError) -> Any:
+    from starlette.responses import JSONResponse
+
+    from ..serving.app import error_body, error_status
+
+    return JSONResponse(error_body(path, error), status_code=error_status(path, error), headers=error.headers)
 
 
 def build_app(
@@ -135,4 +190,12 @@ def build_app(
     def build() -> Any:  # a plain function: Serve calls it on each replica
         return replica_app(model, settings)
 
-    return serve.deployment(serve.ingress(build)(_Replica), **options).bind()
+    service = serve.deployment(serve.ingress(build)(_Replica), **options).bind()
+    replicas_at_most = autoscale[1] if autoscale is not None else replicas
+    front = serve.deployment(
+        _Front, name=FRONT_NAME, num_replicas=1, ray_actor_options={"num_cpus": 0},
+        # holds what every replica holds and queues, and answers its own overflow as Serve's proxy would
+        max_ongoing_requests=replicas_at_most * limits.max_ongoing_requests + limits.max_queued_requests,
+        max_queued_requests=limits.max_queued_requests,
+    )
+    return front.bind(service, settings.max_upload_bytes)
