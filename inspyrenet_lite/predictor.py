@@ -359,6 +359,8 @@ class Predictor:
         (the batch at the base size) the two passes are pyramid-blended with
         strength ``hr_blend``. Raises RuntimeError if the precision overflowed.
         """
+        if x.shape[0] == 0:  # an empty batch: nothing to run (the network's reshapes cannot take it)
+            return torch.zeros((0, 1, *x.shape[2:]), dtype=torch.float32, device=self.device)
         x = x.to(self.device)
         x_lr = None if x_lr is None else x_lr.to(self.device)
         with self._lock, torch.inference_mode(), self._autocast():

@@ -252,12 +252,9 @@ class ParallelJobRunner(JobRunner):
 
     def run(self, jobs: Sequence[Job]) -> Any:
         """Process ``jobs`` on the workers; the counts (see the class docstring for what is raised)."""
-        from inspyrenet_lite.video.formats import is_video
-
-        videos = [job for job in jobs if job.error is None and is_video(job.source)]
-        images = [job for job in jobs if job not in videos]
+        videos, batches = self.split_work(jobs)
         units: list[tuple[str, list[Job]]] = [("video", [job]) for job in videos]
-        units += [("images", images[i : i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
+        units += [("images", batch) for batch in batches]
         self.manifest.folder.mkdir(parents=True, exist_ok=True)
         self._fit_workers(len(units))
         pool = self._start_pool()

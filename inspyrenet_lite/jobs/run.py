@@ -218,18 +218,24 @@ class JobRunner:
         self.in_flight: list[Job] = []
         self._options = output.fingerprint(model if model is not None else remover_identity(remover))
 
-    def run(self, jobs: Sequence[Job]) -> RunCounts:
-        """Process ``jobs``: videos one at a time first, then images in batches."""
+    def split_work(self, jobs: Sequence[Job]) -> tuple[list[Job], list[list[Job]]]:
+        """``jobs`` as every executor cuts them: the videos (one at a time), then the other jobs in
+        batches of ``batch_size`` in their order (jobs already failed at planning go with the images)."""
         from inspyrenet_lite.video.formats import is_video
 
         videos = [job for job in jobs if job.error is None and is_video(job.source)]
-        images = [job for job in jobs if job not in videos]
+        chosen = {id(job) for job in videos}
+        images = [job for job in jobs if id(job) not in chosen]
+        return videos, [images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size)]
+
+    def run(self, jobs: Sequence[Job]) -> RunCounts:
+        """Process ``jobs``: videos one at a time first, then images in batches."""
+        videos, batches = self.split_work(jobs)
         self.manifest.folder.mkdir(parents=True, exist_ok=True)
         try:
             for job in videos:
                 self._run_video(job)
-            for start in range(0, len(images), self.batch_size):
-                chunk = images[start : start + self.batch_size]
+            for chunk in batches:
                 self._run_images([job for job in chunk if self.to_do(job)])
                 self.reporter.advanced(len(chunk))
         except KeyboardInterrupt:

@@ -59,6 +59,11 @@ def test_warmup_refuses_what_is_not_a_size_in_one_line(tiny_remover: Remover, si
     assert "(H, W)" in one_line(info.value)
 
 
+def test_no_image_is_a_type_error_listing_what_process_takes(tiny_remover: Remover) -> None:
+    with pytest.raises(TypeError, match=r"unsupported image input NoneType: pass a PIL image, .*a file path"):
+        tiny_remover.process(None)
+
+
 @pytest.mark.parametrize(
     "array, hint",
     [

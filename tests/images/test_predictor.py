@@ -110,6 +110,12 @@ def test_predict_torch_takes_a_normalised_batch(predictor: Predictor) -> None:
         np.testing.assert_allclose(pred.numpy(), predictor.model.predict(x).numpy(), atol=1e-6)
 
 
+def test_an_empty_batch_gives_no_maps_and_runs_nothing(predictor: Predictor) -> None:
+    assert predictor.predict_maps([]) == []
+    maps = predictor.predict_torch(torch.zeros(0, 3, 64, 96))  # the network's reshapes refused it
+    assert maps.shape == (0, 1, 64, 96) and maps.dtype == torch.float32
+
+
 def test_warmup_runs_each_size_once(predictor: Predictor, monkeypatch: pytest.MonkeyPatch) -> None:
     shapes: list[tuple[int, ...]] = []
     real = predictor.model.predict
