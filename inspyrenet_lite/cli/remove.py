@@ -71,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_inputs_and_outputs(parser)
+    _add_network_arguments(parser)
+    _add_device_arguments(parser)
+    _add_file_arguments(parser)
+    video_cli.add_arguments(parser)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def _add_inputs_and_outputs(parser: argparse.ArgumentParser) -> None:
+    """What to read, where to write, and what the result shows."""
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT",
         help="image files, folders (recursive) or glob patterns; with -o -, one image file, http(s) address or - (stdin)",
@@ -88,7 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--threshold", type=argtypes.threshold, default=None, help="hard mask: map values above it are kept")
     parser.add_argument("--reverse", action="store_true", help="keep the background instead of the object")
+
+
+def _add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which model, and how it sees the image."""
     add_model_arguments(parser)
+    parser.add_argument(
+        "--ckpt", default=None, metavar="PATH", help="local checkpoint (.pth or .safetensors) instead of the download"
+    )
     parser.add_argument(
         "--base-size", type=argtypes.base_size, default=None, metavar="HxW", help="base size of a --ckpt that does not say it"
     )
@@ -105,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="network input size (default: the model's, static for fast and base)",
     )
+
+
+def _add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where and how fast the network runs."""
     parser.add_argument(
         "--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1, mps (default: best available)"
     )
@@ -141,9 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="compile the network with torch.compile: minutes before the first image of each size, "
         "then faster forwards where it pays (see README); falls back to uncompiled if compiling fails",
     )
-    parser.add_argument(
-        "--ckpt", default=None, metavar="PATH", help="local checkpoint (.pth or .safetensors) instead of the download"
-    )
+
+
+def _add_file_arguments(parser: argparse.ArgumentParser) -> None:
+    """The files written: format, batches, resuming and limits."""
     parser.add_argument(
         "--format", type=argtypes.output_format, default="png", metavar="{" + ",".join(FORMATS) + "}",
         help="output format (default png)",
@@ -184,11 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="refuse images with more pixels (default 100000000; 0: no limit, Pillow's own guard included)",
     )
-    video_cli.add_arguments(parser)
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return parser
 
 
 class Stopped(KeyboardInterrupt):
