@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..serving.errors import ServeError
+from ..serving.admission import retry_after
+from ..serving.errors import ServeError, queue_full
 from ..serving.settings import ServeSettings
 from .forwarding import ForwardedRequest, ForwardedResponse, call_asgi
 
@@ -107,14 +108,14 @@ class _Front:
     and goes again to another one when its replica died with it (Serve's proxy answered those 500;
     removing a background is the same work twice). Serve's own refusals become the service's 503."""
 
-    def __init__(self, service: Any, max_body: int, attempts: int = FORWARD_ATTEMPTS) -> None:
-        self.service, self.max_body, self.attempts = service, max_body, attempts
+    def __init__(self, service: Any, settings: ServeSettings, attempts: int = FORWARD_ATTEMPTS) -> None:
+        self.service, self.settings, self.attempts = service, settings, attempts
 
     async def __call__(self, request: Any) -> Any:
         from ray.exceptions import RayActorError
         from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-        forwarded = await ForwardedRequest.read(request, self.max_body)
+        forwarded = await ForwardedRequest.read(request, self.settings.max_upload_bytes)
         for attempt in range(1, self.attempts + 1):
             try:
                 answer = await self.service.forward.remote(forwarded)
@@ -122,10 +123,8 @@ class _Front:
                 logger.warning("a replica died during a request; %s", "retrying" if attempt < self.attempts else "503")
                 continue
             except BackPressureError as exc:
-                return _refusal(forwarded.path, ServeError(
-                    503, "busy", "the server is busy (queue full); retry after the Retry-After seconds",
-                    headers={"Retry-After": str(max(1, round(exc.retry_after_s or 1)))},
-                ))
+                wait = retry_after(exc.retry_after_s or 0, self.settings.retry_after_s)
+                return _refusal(forwarded.path, queue_full(wait))
             except DeploymentUnavailableError:
                 break
             return answer.to_starlette()
@@ -198,4 +197,4 @@ def build_app(
         max_ongoing_requests=replicas_at_most * limits.max_ongoing_requests + limits.max_queued_requests,
         max_queued_requests=limits.max_queued_requests,
     )
-    return front.bind(service, settings.max_upload_bytes)
+    return front.bind(service, settings)

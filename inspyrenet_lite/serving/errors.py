@@ -27,3 +27,11 @@ class ServeError(Exception):
 def bad_option(field: str, message: str) -> ServeError:
     """422 for a bad value of option ``field``."""
     return ServeError(422, "invalid_option", message if field in message else f"{field}: {message}", field)
+
+
+def queue_full(retry_after: str) -> ServeError:
+    """503 ``busy``: the queue in front of the model is full; ``retry_after`` is the Retry-After value."""
+    return ServeError(
+        503, "busy", "the server is busy (queue full); retry after the Retry-After seconds",
+        headers={"Retry-After": retry_after},
+    )

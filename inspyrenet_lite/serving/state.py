@@ -21,7 +21,7 @@ from ..predictor import MapRequest
 import inspyrenet_lite.serving.deadline as deadlines  # the module, not the package (whose __init__ imports this one)
 from .admission import NETWORK_UNITS, WorkLedger, retry_after
 from .batcher import MicroBatcher, QueueFullError
-from .errors import ServeError
+from .errors import ServeError, queue_full
 from .metrics import Metrics
 from .settings import ServeSettings
 
@@ -188,10 +188,7 @@ class ServiceState:
             future = batcher.submit(request)
         except QueueFullError:
             self.metrics.count_full()
-            raise ServeError(
-                503, "busy", "the server is busy (queue full); retry after the Retry-After seconds",
-                headers={"Retry-After": str(self.settings.retry_after_s)},
-            ) from None
+            raise queue_full(str(self.settings.retry_after_s)) from None
         try:
             return await future
         except QueueFullError:
